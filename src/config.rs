@@ -1,0 +1,186 @@
+//! One typed configuration, from command-line flags and upstream's environment names.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+
+use crate::auth::SharedSecret;
+
+/// Where the data lives: flags and env vars shared by every subcommand.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DataArgs {
+    /// Folder holding everything floom keeps: the workspace git repo and the SQLite files.
+    #[arg(long, env = "FLOOM_DATA_DIR", default_value = "floom-data")]
+    pub data_dir: PathBuf,
+    /// The workspace git repository (workers, contexts, `.floom/issues`). Default: `<data-dir>/workspace`.
+    #[arg(long, env = "WORKEROS_WORKSPACE_DIR")]
+    pub workspace_dir: Option<PathBuf>,
+    /// The workers folder; when the workspace is not given, its parent is the workspace.
+    #[arg(long, env = "FLOOM_WORKERS_DIR")]
+    pub workers_dir: Option<PathBuf>,
+    /// The operational SQLite database (also read from `FLOOM_DB`). Default: `<data-dir>/floom.db`.
+    #[arg(long = "db", env = "WORKEROS_DB")]
+    pub db: Option<PathBuf>,
+    /// The derived query index (disposable). Default: `<data-dir>/index.db`.
+    #[arg(long, env = "FLOOM_INDEX_DB")]
+    pub index_db: Option<PathBuf>,
+    /// Clone this remote into an empty workspace folder, and push to it after each commit.
+    #[arg(long, env = "WORKEROS_GIT_REMOTE")]
+    pub git_remote: Option<String>,
+}
+
+/// Who may call: the shared secret and the role it grants.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AuthArgs {
+    /// Shared secret required in `x-floom-secret`; plain, or an argon2 PHC string. Unset: local dev, admin.
+    #[arg(long, env = "FLOOM_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Role of shared-secret callers.
+    #[arg(long, env = "WORKEROS_SHARED_SECRET_ROLE", value_enum, default_value_t = Role::Member)]
+    pub shared_secret_role: Role,
+    /// User id recorded for shared-secret and local-dev callers.
+    #[arg(long, env = "WORKEROS_USER_ID", default_value = "local-user")]
+    pub user_id: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    #[default]
+    Member,
+    Admin,
+}
+
+/// `floom serve` flags.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FLOOM_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+    /// Allow a non-loopback bind without `FLOOM_SECRET`.
+    #[arg(long, env = "FLOOM_INSECURE")]
+    pub insecure: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// Where each store lives, resolved from [`DataArgs`].
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub data_dir: PathBuf,
+    pub workspace: PathBuf,
+    pub workers: PathBuf,
+    pub db: PathBuf,
+    pub index_db: PathBuf,
+    pub git_remote: Option<String>,
+}
+
+impl Paths {
+    /// The specific variables win over the data folder's defaults.
+    pub fn resolve(args: &DataArgs) -> anyhow::Result<Self> {
+        let data_dir = args.data_dir.clone();
+        let workspace = match (&args.workspace_dir, &args.workers_dir) {
+            (Some(ws), _) => ws.clone(),
+            (None, Some(workers)) => match workers.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+            (None, None) => data_dir.join("workspace"),
+        };
+        let workers = args
+            .workers_dir
+            .clone()
+            .unwrap_or_else(|| workspace.join("workers"));
+        let db = args
+            .db
+            .clone()
+            .or_else(|| {
+                std::env::var_os("FLOOM_DB")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| data_dir.join("floom.db"));
+        let index_db = args
+            .index_db
+            .clone()
+            .unwrap_or_else(|| data_dir.join("index.db"));
+        if index_db == db {
+            bail!(
+                "FLOOM_INDEX_DB must differ from WORKEROS_DB: the index is disposable, the store is not"
+            );
+        }
+        Ok(Paths {
+            data_dir,
+            workspace,
+            workers,
+            db,
+            index_db,
+            git_remote: args.git_remote.clone().filter(|r| !r.is_empty()),
+        })
+    }
+
+    /// Create the folders the stores live in.
+    pub fn create_dirs(&self) -> anyhow::Result<()> {
+        for dir in [&self.data_dir, &self.workspace] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        for file in [&self.db, &self.index_db] {
+            if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The validated configuration of a running server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub paths: Paths,
+    pub secret: Option<SharedSecret>,
+    pub shared_secret_role: Role,
+    pub user_id: String,
+}
+
+impl Config {
+    pub fn from_args(data: &DataArgs, auth: &AuthArgs) -> anyhow::Result<Self> {
+        let secret = match auth.secret.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(SharedSecret::parse(s).context("FLOOM_SECRET")?),
+        };
+        Ok(Config {
+            paths: Paths::resolve(data)?,
+            secret,
+            shared_secret_role: auth.shared_secret_role,
+            user_id: auth.user_id.clone(),
+        })
+    }
+
+    /// A configuration for tests and tools: everything under one folder, no secret.
+    pub fn under(dir: &Path) -> Self {
+        let data = DataArgs {
+            data_dir: dir.to_path_buf(),
+            ..Default::default()
+        };
+        let auth = AuthArgs {
+            user_id: "local-user".into(),
+            ..Default::default()
+        };
+        Config::from_args(&data, &auth).expect("default paths are valid")
+    }
+}
+
+/// Refuse to expose an unauthenticated server beyond this machine.
+pub fn check_bind(bind: &SocketAddr, has_secret: bool, insecure: bool) -> anyhow::Result<()> {
+    if !bind.ip().is_loopback() && !has_secret && !insecure {
+        bail!(
+            "refusing to listen on {bind} without FLOOM_SECRET: anyone on the network could \
+             call the API as admin. Set FLOOM_SECRET, bind to 127.0.0.1, or pass --insecure."
+        );
+    }
+    Ok(())
+}

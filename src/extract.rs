@@ -1,0 +1,101 @@
+//! Request extractors whose rejections speak our error shape (422 with `errors`).
+
+use aide::OperationInput;
+use aide::generate::GenContext;
+use aide::openapi::Operation;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, FieldError};
+
+/// A JSON body; a malformed or mistyped body is a 422, an oversized one a 413.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(JsonRejection::BytesRejection(e)) if e.status().as_u16() == 413 => {
+                Err(ApiError::PayloadTooLarge)
+            }
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(ApiError::Validation(vec![json_field_error(&e.body_text())]))
+            }
+            Err(e) => Err(ApiError::Validation(vec![FieldError::new(
+                "body",
+                None,
+                e.body_text(),
+            )])),
+        }
+    }
+}
+
+/// serde_path_to_error gives "Failed to deserialize the JSON body into the target type: title: ..."
+fn json_field_error(text: &str) -> FieldError {
+    let msg = text
+        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+        .unwrap_or(text);
+    match msg.split_once(": ") {
+        Some((path, why)) if !path.contains(' ') => FieldError::new("body", Some(path), why),
+        _ => FieldError::new("body", None, msg),
+    }
+}
+
+impl<T: JsonSchema> OperationInput for Json<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        axum::Json::<T>::operation_input(ctx, operation);
+    }
+}
+
+/// Query parameters, parsed so that a repeated key (`label=a&label=b`) fills a list.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw = parts.uri.query().unwrap_or("");
+        serde_html_form::from_str(raw).map(Query).map_err(|e| {
+            let msg = e.to_string();
+            let field = msg
+                .strip_prefix("missing field `")
+                .or_else(|| msg.strip_prefix("unknown field `"))
+                .and_then(|rest| rest.split('`').next());
+            ApiError::Validation(vec![FieldError::new("query", field, msg.clone())])
+        })
+    }
+}
+
+impl<T: JsonSchema> OperationInput for Query<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        axum::extract::Query::<T>::operation_input(ctx, operation);
+    }
+}
+
+/// Path parameters with our error shape.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(e @ PathRejection::FailedToDeserializePathParams(_)) => Err(ApiError::Validation(
+                vec![FieldError::new("path", None, e.body_text())],
+            )),
+            Err(e) => Err(ApiError::Internal(anyhow::anyhow!(e.body_text()))),
+        }
+    }
+}
+
+impl<T: JsonSchema> OperationInput for Path<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        axum::extract::Path::<T>::operation_input(ctx, operation);
+    }
+}

@@ -1,0 +1,318 @@
+//! `/workspace/issues`: list, read, create, update, comment, history.
+
+use aide::OperationOutput;
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
+use aide::generate::GenContext;
+use aide::openapi::{Operation, Response as OpenApiResponse};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::index::query::{
+    CommentOut, Cursor, Issue, IssueDetail, IssueFilter, ListRequest, Order, SortKey,
+};
+use crate::issues::{Author, IssueError, IssuePatch, NewComment, NewIssue, parse_issue_id};
+use crate::workspace::git::CommitInfo;
+use crate::workspace::issue_file::timestamp_micros;
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+const DEFAULT_HISTORY: u32 = 50;
+
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Invalid(m) => ApiError::BadRequest(m),
+            e @ IssueError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            IssueError::Malformed(m) | IssueError::Uncommitted(m) => ApiError::Conflict(m),
+            IssueError::Stale(m) => ApiError::PreconditionFailed(m),
+            IssueError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<&Caller> for Author {
+    fn from(c: &Caller) -> Self {
+        let (name, email) = c.git_author();
+        Author {
+            user_id: c.user_id.clone(),
+            name,
+            email,
+        }
+    }
+}
+
+/// A JSON body with the issue's `ETag`.
+pub struct Tagged<T> {
+    status: StatusCode,
+    etag: String,
+    body: T,
+}
+
+impl<T: Serialize> IntoResponse for Tagged<T> {
+    fn into_response(self) -> Response {
+        let mut res = (self.status, axum::Json(self.body)).into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", self.etag)) {
+            res.headers_mut().insert(header::ETAG, v);
+        }
+        res
+    }
+}
+
+impl<T: JsonSchema> OperationOutput for Tagged<T> {
+    type Inner = T;
+    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<OpenApiResponse> {
+        axum::Json::<T>::operation_response(ctx, op)
+    }
+}
+
+/// Query of `GET /workspace/issues`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// `open` or `closed`; a file without status counts as open.
+    status: Option<String>,
+    /// Repeatable; every label given must be on the issue.
+    #[serde(default)]
+    label: Vec<String>,
+    asset_type: Option<String>,
+    asset_id: Option<String>,
+    source: Option<String>,
+    created_by: Option<String>,
+    /// ISO-8601 timestamp: issues updated at or after it.
+    updated_since: Option<String>,
+    /// Full-text search over title, body and comments; every word must match.
+    q: Option<String>,
+    /// Sort key (default `id`, numeric).
+    sort: Option<SortKey>,
+    /// `asc` (default) or `desc`.
+    order: Option<Order>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct IssueList {
+    pub issues: Vec<Issue>,
+    /// How many issues match the filters, over all pages.
+    pub total: i64,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct IssueId {
+    /// `ISSUE-NNNN`
+    id: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    /// At most this many commits (default 50, max 1000).
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct IssueHistory {
+    pub id: String,
+    /// Newest first.
+    pub commits: Vec<CommitInfo>,
+}
+
+fn check_limit(limit: Option<u32>, default: u32) -> ApiResult<u32> {
+    match limit.unwrap_or(default) {
+        n @ 1..=MAX_LIMIT => Ok(n),
+        _ => Err(ApiError::validation(
+            "query",
+            Some("limit"),
+            format!("must be between 1 and {MAX_LIMIT}"),
+        )),
+    }
+}
+
+async fn list_issues(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(p): Query<ListParams>,
+) -> ApiResult<axum::Json<IssueList>> {
+    let limit = check_limit(p.limit, DEFAULT_LIMIT)?;
+    let updated_since = match p.updated_since.as_deref() {
+        None | Some("") => None,
+        Some(t) => match timestamp_micros(Some(t)) {
+            0 => {
+                return Err(ApiError::validation(
+                    "query",
+                    Some("updated_since"),
+                    "must be an ISO-8601 timestamp with a time zone",
+                ));
+            }
+            micros => Some(micros),
+        },
+    };
+    let sort = p.sort.unwrap_or_default();
+    let order = p.order.unwrap_or_default();
+    let after = p
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| Cursor::decode(c, sort, order))
+        .transpose()
+        .map_err(|m| ApiError::validation("query", Some("cursor"), m))?;
+    let nonblank = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let req = ListRequest {
+        filter: IssueFilter {
+            status: nonblank(p.status),
+            labels: p.label.into_iter().filter(|l| !l.is_empty()).collect(),
+            asset_type: nonblank(p.asset_type),
+            asset_id: nonblank(p.asset_id),
+            source: nonblank(p.source),
+            created_by: nonblank(p.created_by),
+            updated_since,
+            q: nonblank(p.q),
+        },
+        sort,
+        order,
+        limit,
+        after,
+    };
+    let page = state.index.list(&req, &state.totals).await?;
+    Ok(axum::Json(IssueList {
+        issues: page.issues,
+        total: page.total,
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
+}
+
+async fn get_issue(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(IssueId { id }): Path<IssueId>,
+) -> ApiResult<Tagged<IssueDetail>> {
+    let num = parse_issue_id(&id)?;
+    match state.index.get(num).await? {
+        Some((body, etag)) => Ok(Tagged {
+            status: StatusCode::OK,
+            etag,
+            body,
+        }),
+        None => match state.index.file_error(num).await? {
+            Some(why) => Err(ApiError::Conflict(format!("{id} cannot be read: {why}"))),
+            None => Err(IssueError::NotFound(id).into()),
+        },
+    }
+}
+
+async fn create_issue(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(input): Json<NewIssue>,
+) -> ApiResult<Tagged<Issue>> {
+    let (body, etag) = state.issues.create(Author::from(&caller), input).await?;
+    Ok(Tagged {
+        status: StatusCode::CREATED,
+        etag,
+        body,
+    })
+}
+
+async fn update_issue(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(IssueId { id }): Path<IssueId>,
+    headers: HeaderMap,
+    Json(patch): Json<IssuePatch>,
+) -> ApiResult<Tagged<Issue>> {
+    let num = parse_issue_id(&id)?;
+    let if_match = headers
+        .get(header::IF_MATCH)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let (body, etag) = state
+        .issues
+        .update(Author::from(&caller), num, patch, if_match)
+        .await?;
+    Ok(Tagged {
+        status: StatusCode::OK,
+        etag,
+        body,
+    })
+}
+
+async fn add_comment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(IssueId { id }): Path<IssueId>,
+    Json(input): Json<NewComment>,
+) -> ApiResult<(StatusCode, axum::Json<CommentOut>)> {
+    let num = parse_issue_id(&id)?;
+    let comment = state
+        .issues
+        .comment(Author::from(&caller), num, input)
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(comment)))
+}
+
+async fn issue_history(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(IssueId { id }): Path<IssueId>,
+    Query(p): Query<HistoryParams>,
+) -> ApiResult<axum::Json<IssueHistory>> {
+    let num = parse_issue_id(&id)?;
+    let limit = check_limit(p.limit, DEFAULT_HISTORY)?;
+    let commits = state.issues.history(num, limit as usize).await?;
+    Ok(axum::Json(IssueHistory { id, commits }))
+}
+
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/workspace/issues",
+            get_with(list_issues, |op| {
+                op.tag("issues")
+                    .summary("List workspace issues")
+                    .description("Filters are exact and AND-ed. Sorted by numeric id unless `sort` says otherwise; keyset paging with `cursor`.")
+            })
+            .post_with(create_issue, |op| {
+                op.tag("issues")
+                    .summary("Create an issue")
+                    .description("Writes `.floom/issues/NNN/ISSUE-NNNN.md` and commits it (`issues: create ISSUE-NNNN <title>`).")
+                    .response::<201, axum::Json<Issue>>()
+            }),
+        )
+        .api_route(
+            "/workspace/issues/{id}",
+            get_with(get_issue, |op| {
+                op.tag("issues").summary("One issue with its comments").description("Carries an `ETag`.")
+            })
+            .patch_with(update_issue, |op| {
+                op.tag("issues")
+                    .summary("Update an issue")
+                    .description("With `If-Match`, answers 412 and writes nothing when the issue changed meanwhile. Commits `issues: update ISSUE-NNNN`.")
+            }),
+        )
+        .api_route(
+            "/workspace/issues/{id}/comments",
+            post_with(add_comment, |op| {
+                op.tag("issues")
+                    .summary("Comment on an issue")
+                    .description("Appends to the comment log and bumps `updated_at`, in one commit (`issues: comment on ISSUE-NNNN`).")
+                    .response::<201, axum::Json<CommentOut>>()
+            }),
+        )
+        .api_route(
+            "/workspace/issues/{id}/history",
+            get_with(issue_history, |op| {
+                op.tag("issues").summary("Commits that touched the issue").description("Newest first.")
+            }),
+        )
+}

@@ -1,0 +1,213 @@
+//! From issue files on disk to index rows: pure reading and parsing, no database.
+
+use std::path::Path;
+use std::time::UNIX_EPOCH;
+
+use crate::workspace::git::blob_oid;
+use crate::workspace::issue_file::{Comment, IssueDoc, parse_comments, timestamp_micros};
+use crate::workspace::layout::{self, FileKind};
+
+/// An issue file as the file system shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskFile {
+    pub path: String,
+    pub num: u64,
+    pub kind: FileKind,
+    pub size: i64,
+    pub mtime_ns: i64,
+}
+
+impl DiskFile {
+    /// Stat `rel` under `root`; None when it is not an issue file or is gone.
+    pub fn stat(root: &Path, rel: &str) -> Option<DiskFile> {
+        let (num, kind) = layout::classify(rel)?;
+        let meta = std::fs::metadata(root.join(rel))
+            .ok()
+            .filter(|m| m.is_file())?;
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i64);
+        Some(DiskFile {
+            path: rel.to_string(),
+            num,
+            kind,
+            size: meta.len() as i64,
+            mtime_ns,
+        })
+    }
+}
+
+/// Every issue file under `.floom/issues/` (flat, and one folder down).
+pub fn scan(root: &Path) -> Vec<DiskFile> {
+    let mut out = Vec::new();
+    let dir = root.join(layout::ISSUES_DIR);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_dir() {
+            let Ok(sub) = std::fs::read_dir(entry.path()) else {
+                continue;
+            };
+            for e in sub.flatten() {
+                let rel = format!(
+                    "{}/{name}/{}",
+                    layout::ISSUES_DIR,
+                    e.file_name().to_string_lossy()
+                );
+                out.extend(DiskFile::stat(root, &rel));
+            }
+        } else {
+            out.extend(DiskFile::stat(
+                root,
+                &format!("{}/{name}", layout::ISSUES_DIR),
+            ));
+        }
+    }
+    out
+}
+
+/// One row of `index_files`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRow {
+    pub file: DiskFile,
+    pub oid: String,
+    pub error: Option<String>,
+}
+
+/// One issue as the index holds it.
+#[derive(Debug, Clone)]
+pub struct IssueRow {
+    pub num: u64,
+    pub id: String,
+    pub path: String,
+    pub etag: String,
+    pub status: String,
+    pub title: String,
+    pub body: String,
+    pub asset_type: Option<String>,
+    pub asset_id: Option<String>,
+    pub source: Option<String>,
+    pub created_by: Option<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub created_ts: i64,
+    pub updated_ts: i64,
+    pub labels: Vec<String>,
+    pub comments: Vec<Comment>,
+}
+
+/// Everything the index holds for one issue number.
+#[derive(Debug, Clone)]
+pub struct Derived {
+    pub num: u64,
+    pub files: Vec<FileRow>,
+    pub issue: Option<IssueRow>,
+}
+
+/// Read and parse the files of issue `num`. Files that vanished meanwhile are left out.
+pub fn derive(root: &Path, num: u64, mut files: Vec<DiskFile>) -> Derived {
+    files.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
+    let mut rows = Vec::new();
+    let mut contents = Vec::new();
+    for f in files {
+        let Ok(bytes) = std::fs::read(root.join(&f.path)) else {
+            continue;
+        };
+        rows.push(FileRow {
+            oid: blob_oid(&bytes).to_string(),
+            file: f,
+            error: None,
+        });
+        contents.push(bytes);
+    }
+    let chosen = rows.iter().position(|r| r.file.kind == FileKind::Issue);
+    let mut issue = None;
+    if let Some(ci) = chosen {
+        let md_path = rows[ci].file.path.clone();
+        match IssueDoc::parse(&contents[ci]) {
+            Err(e) => rows[ci].error = Some(e.to_string()),
+            Ok(doc) => {
+                let mut comments = Vec::new();
+                let sibling = layout::comments_path(&md_path);
+                if let Some(k) = rows.iter().position(|r| r.file.path == sibling) {
+                    match parse_comments(&contents[k]) {
+                        Ok((parsed, bad)) => {
+                            comments = parsed;
+                            if !bad.is_empty() {
+                                let lines: Vec<String> =
+                                    bad.iter().map(|n| n.to_string()).collect();
+                                rows[k].error = Some(format!(
+                                    "line(s) {} are not comment objects and were skipped",
+                                    lines.join(", ")
+                                ));
+                            }
+                        }
+                        Err(e) => rows[k].error = Some(e.to_string()),
+                    }
+                }
+                issue = Some(issue_row(num, &md_path, &rows[ci].oid, doc, comments));
+            }
+        }
+    }
+    let md_path = chosen.map(|ci| rows[ci].file.path.clone());
+    for (i, r) in rows.iter_mut().enumerate() {
+        if Some(i) == chosen || r.error.is_some() {
+            continue;
+        }
+        match (&md_path, r.file.kind) {
+            (Some(md), FileKind::Issue) => {
+                r.error = Some(format!(
+                    "duplicate of {md}: another file has the same issue id"
+                ))
+            }
+            (Some(md), FileKind::Comments) if layout::comments_path(md) != r.file.path => {
+                r.error = Some(format!("comment log not beside its issue file {md}"))
+            }
+            (None, FileKind::Comments) => {
+                r.error = Some("comment log without an issue file".into())
+            }
+            _ => {}
+        }
+    }
+    Derived {
+        num,
+        files: rows,
+        issue,
+    }
+}
+
+fn issue_row(num: u64, path: &str, oid: &str, doc: IssueDoc, comments: Vec<Comment>) -> IssueRow {
+    let m = doc.meta;
+    let stem = path
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
+        .trim_end_matches(".md");
+    IssueRow {
+        num,
+        id: m
+            .id
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| stem.to_string()),
+        path: path.to_string(),
+        etag: oid.to_string(),
+        status: m.status.unwrap_or_else(|| "open".into()),
+        title: m.title,
+        body: doc.body,
+        created_ts: timestamp_micros(m.created_at.as_deref()),
+        updated_ts: timestamp_micros(m.updated_at.as_deref()),
+        asset_type: m.asset_type,
+        asset_id: m.asset_id,
+        source: m.source,
+        created_by: m.created_by,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        labels: m.labels,
+        comments,
+    }
+}

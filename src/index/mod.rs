@@ -1,0 +1,290 @@
+//! The derived SQLite index: answers every read, rebuilt from the workspace at will.
+//!
+//! Three paths keep it true: write-through (a mutation syncs the files it wrote before
+//! answering), the watcher (edits made by others), and reconcile (start-up, and
+//! whenever the watcher overflows or errs). All three call [`Index::sync_nums`] or
+//! [`Index::reconcile`], which compare what the disk shows with what the index saw and
+//! re-read only what changed; a file whose content hash is unchanged costs no writes.
+
+pub mod derive;
+pub mod query;
+mod store;
+pub mod watcher;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::workspace::layout::{self, FileKind};
+use derive::{DiskFile, derive};
+
+/// Issues derived and written per transaction during a reconcile.
+const BATCH: usize = 500;
+
+pub struct Index {
+    write: SqlitePool,
+    read: SqlitePool,
+    root: PathBuf,
+    /// Bumped by every change, so cached answers (list totals) know they are stale.
+    generation: AtomicU64,
+}
+
+/// What a reconcile did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileStats {
+    pub files: usize,
+    pub changed_issues: usize,
+}
+
+fn connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
+        .pragma("temp_store", "memory")
+        .pragma("cache_size", "-16000")
+}
+
+impl Index {
+    /// Open (or create) the index at `path` for the workspace at `root`. An index from
+    /// another schema version is thrown away and rebuilt: it holds nothing of its own.
+    pub async fn open(path: &Path, root: &Path) -> anyhow::Result<Self> {
+        let write = match Self::open_writer(path).await {
+            Ok(pool) => pool,
+            Err(e) => {
+                tracing::warn!(error = %e, "index schema differs; rebuilding it from the workspace");
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = path.as_os_str().to_owned();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(PathBuf::from(p));
+                }
+                Self::open_writer(path).await?
+            }
+        };
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(connect_options(path).pragma("query_only", "ON"))
+            .await
+            .with_context(|| format!("opening index {}", path.display()))?;
+        Ok(Index {
+            write,
+            read,
+            root: root.to_path_buf(),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    async fn open_writer(path: &Path) -> anyhow::Result<SqlitePool> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect_options(path))
+            .await
+            .with_context(|| format!("opening index {}", path.display()))?;
+        sqlx::migrate!("migrations/index").run(&pool).await?;
+        Ok(pool)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Forget everything, then reconcile: a full rebuild from the workspace.
+    pub async fn rebuild(
+        &self,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> anyhow::Result<ReconcileStats> {
+        store::clear(&self.write).await?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.reconcile(progress).await
+    }
+
+    /// Compare every issue file on disk with what the index saw, and re-index the
+    /// issues whose files changed. `progress(done, total)` is called per batch.
+    pub async fn reconcile(
+        &self,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> anyhow::Result<ReconcileStats> {
+        let root = self.root.clone();
+        let disk = tokio::task::spawn_blocking(move || derive::scan(&root)).await?;
+        let known: HashMap<String, (i64, i64)> =
+            sqlx::query_as::<_, (String, i64, i64)>("SELECT path, size, mtime_ns FROM index_files")
+                .fetch_all(&self.read)
+                .await?
+                .into_iter()
+                .map(|(p, s, m)| (p, (s, m)))
+                .collect();
+        let mut changed: BTreeSet<u64> = BTreeSet::new();
+        let mut on_disk: BTreeMap<u64, Vec<DiskFile>> = BTreeMap::new();
+        for f in &disk {
+            if known.get(&f.path) != Some(&(f.size, f.mtime_ns)) {
+                changed.insert(f.num);
+            }
+        }
+        let disk_paths: BTreeSet<&str> = disk.iter().map(|f| f.path.as_str()).collect();
+        for path in known.keys().filter(|p| !disk_paths.contains(p.as_str())) {
+            changed.extend(layout::classify(path).map(|(n, _)| n));
+        }
+        let files = disk.len();
+        for f in disk {
+            if changed.contains(&f.num) {
+                on_disk.entry(f.num).or_default().push(f);
+            }
+        }
+        let total = changed.len();
+        let nums: Vec<u64> = changed.into_iter().collect();
+        let mut done = 0;
+        progress(0, total);
+        for chunk in nums.chunks(BATCH) {
+            let work: Vec<(u64, Vec<DiskFile>)> = chunk
+                .iter()
+                .map(|n| (*n, on_disk.remove(n).unwrap_or_default()))
+                .collect();
+            let root = self.root.clone();
+            let derived = tokio::task::spawn_blocking(move || derive_parallel(&root, work)).await?;
+            store::replace(&self.write, &derived).await?;
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            done += chunk.len();
+            progress(done, total);
+        }
+        Ok(ReconcileStats {
+            files,
+            changed_issues: total,
+        })
+    }
+
+    /// Re-read the files of these issues (plus any `hint` paths just seen changing) and
+    /// update the index where they differ from what it holds.
+    pub async fn sync_nums(&self, nums: &BTreeSet<u64>, hints: &[String]) -> anyhow::Result<usize> {
+        if nums.is_empty() {
+            return Ok(0);
+        }
+        let known = store::files_of(&self.read, nums).await?;
+        let root = self.root.clone();
+        let hints = hints.to_vec();
+        let nums = nums.clone();
+        let (stale, touched) = tokio::task::spawn_blocking(move || {
+            let mut stale = Vec::new();
+            let mut touched = Vec::new();
+            for num in nums {
+                let mut candidates: BTreeSet<String> = layout::canonical_paths(num)
+                    .into_iter()
+                    .flat_map(|p| [layout::comments_path(&p), p])
+                    .collect();
+                candidates.extend(
+                    known
+                        .get(&num)
+                        .into_iter()
+                        .flatten()
+                        .map(|r| r.file.path.clone()),
+                );
+                candidates.extend(
+                    hints
+                        .iter()
+                        .filter(|h| layout::classify(h).map(|c| c.0) == Some(num))
+                        .cloned(),
+                );
+                let disk: Vec<DiskFile> = candidates
+                    .iter()
+                    .filter_map(|p| DiskFile::stat(&root, p))
+                    .collect();
+                let before = known.get(&num).map(Vec::as_slice).unwrap_or(&[]);
+                if same_stats(before, &disk) {
+                    continue;
+                }
+                let d = derive(&root, num, disk);
+                if same_content(before, &d.files) {
+                    touched.push(d);
+                } else {
+                    stale.push(d);
+                }
+            }
+            (stale, touched)
+        })
+        .await?;
+        if !touched.is_empty() {
+            store::update_stats(&self.write, &touched).await?;
+        }
+        if !stale.is_empty() {
+            store::replace(&self.write, &stale).await?;
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(stale.len())
+    }
+
+    /// The highest issue number any file uses, readable or not.
+    pub async fn max_num(&self) -> anyhow::Result<u64> {
+        let max: Option<i64> = sqlx::query_scalar!("SELECT MAX(num) FROM index_files")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(max.unwrap_or(0) as u64)
+    }
+
+    /// Paths the index knows for issue `num`, issue files first.
+    pub async fn paths_of(&self, num: u64) -> anyhow::Result<Vec<(String, FileKind)>> {
+        let num = num as i64;
+        let rows = sqlx::query!(
+            "SELECT path, kind FROM index_files WHERE num = ? ORDER BY kind DESC, path",
+            num
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| FileKind::parse(&r.kind).map(|k| (r.path, k)))
+            .collect())
+    }
+}
+
+fn same_stats(before: &[derive::FileRow], disk: &[DiskFile]) -> bool {
+    before.len() == disk.len() && disk.iter().all(|d| before.iter().any(|b| &b.file == d))
+}
+
+fn same_content(before: &[derive::FileRow], after: &[derive::FileRow]) -> bool {
+    before.len() == after.len()
+        && after.iter().all(|a| {
+            before
+                .iter()
+                .any(|b| b.file.path == a.file.path && b.oid == a.oid)
+        })
+}
+
+/// Parse on every core: reading and YAML dominate a rebuild.
+fn derive_parallel(root: &Path, work: Vec<(u64, Vec<DiskFile>)>) -> Vec<derive::Derived> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    let per = work.len().div_ceil(threads).max(1);
+    let mut chunks: Vec<Vec<(u64, Vec<DiskFile>)>> = Vec::new();
+    let mut it = work.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push(it.by_ref().take(per).collect());
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|c| {
+                s.spawn(move || {
+                    c.into_iter()
+                        .map(|(n, f)| derive(root, n, f))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("derive thread"))
+            .collect()
+    })
+}

@@ -1,0 +1,422 @@
+//! Reading issues from the index: the list with its filters and keyset paging, one
+//! issue with its comments, and the files that need attention.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::Index;
+
+/// An issue as the API returns it (upstream's `WorkspaceIssueOut`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct Issue {
+    pub id: String,
+    pub status: String,
+    pub title: String,
+    pub body: String,
+    pub asset_type: Option<String>,
+    pub asset_id: Option<String>,
+    pub source: Option<String>,
+    pub labels: Vec<String>,
+    pub created_by: Option<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub comment_count: i64,
+}
+
+/// A comment on an issue.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct CommentOut {
+    pub id: String,
+    pub body: String,
+    pub created_by: Option<String>,
+    pub created_at: Option<String>,
+}
+
+/// One issue with its comments in file order.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct IssueDetail {
+    #[serde(flatten)]
+    pub issue: Issue,
+    pub comments: Vec<CommentOut>,
+}
+
+#[derive(sqlx::FromRow)]
+struct IssueRecord {
+    num: i64,
+    id: String,
+    status: String,
+    title: String,
+    body: String,
+    asset_type: Option<String>,
+    asset_id: Option<String>,
+    source: Option<String>,
+    labels: String,
+    created_by: Option<String>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+    comment_count: i64,
+    created_ts: i64,
+    updated_ts: i64,
+    etag: String,
+}
+
+impl IssueRecord {
+    fn into_issue(self) -> Issue {
+        Issue {
+            id: self.id,
+            status: self.status,
+            title: self.title,
+            body: self.body,
+            asset_type: self.asset_type,
+            asset_id: self.asset_id,
+            source: self.source,
+            labels: serde_json::from_str(&self.labels).unwrap_or_default(),
+            created_by: self.created_by,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            comment_count: self.comment_count,
+        }
+    }
+}
+
+const COLUMNS: &str = "num, id, status, title, body, asset_type, asset_id, source, labels, \
+    created_by, created_at, updated_at, comment_count, created_ts, updated_ts, etag";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SortKey {
+    #[default]
+    Id,
+    CreatedAt,
+    UpdatedAt,
+}
+
+impl SortKey {
+    fn column(self) -> &'static str {
+        match self {
+            SortKey::Id => "num",
+            SortKey::CreatedAt => "created_ts",
+            SortKey::UpdatedAt => "updated_ts",
+        }
+    }
+    fn code(self) -> char {
+        match self {
+            SortKey::Id => 'i',
+            SortKey::CreatedAt => 'c',
+            SortKey::UpdatedAt => 'u',
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// Exact-match filters, AND-ed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct IssueFilter {
+    pub status: Option<String>,
+    pub labels: Vec<String>,
+    pub asset_type: Option<String>,
+    pub asset_id: Option<String>,
+    pub source: Option<String>,
+    pub created_by: Option<String>,
+    /// Microseconds since the epoch.
+    pub updated_since: Option<i64>,
+    /// Full-text query over title, body and comments.
+    pub q: Option<String>,
+}
+
+/// Where the previous page ended: the sort key and id of its last row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    sort: SortKey,
+    order: Order,
+    key: i64,
+    num: i64,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let o = if self.order == Order::Asc { 'a' } else { 'd' };
+        URL_SAFE_NO_PAD.encode(format!("{}{o}:{}:{}", self.sort.code(), self.key, self.num))
+    }
+
+    /// Decode a cursor for this sort and order.
+    pub fn decode(text: &str, sort: SortKey, order: Order) -> Result<Cursor, &'static str> {
+        let raw = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| "cursor is not one this server issued")?;
+        let raw = String::from_utf8(raw).map_err(|_| "cursor is not one this server issued")?;
+        let mut parts = raw.splitn(3, ':');
+        let (head, key, num) = (parts.next(), parts.next(), parts.next());
+        let (Some(head), Some(key), Some(num)) = (head, key, num) else {
+            return Err("cursor is not one this server issued");
+        };
+        let o = if order == Order::Asc { 'a' } else { 'd' };
+        if head != format!("{}{o}", sort.code()) {
+            return Err("cursor belongs to another sort or order");
+        }
+        match (key.parse(), num.parse()) {
+            (Ok(key), Ok(num)) => Ok(Cursor {
+                sort,
+                order,
+                key,
+                num,
+            }),
+            _ => Err("cursor is not one this server issued"),
+        }
+    }
+}
+
+pub struct ListRequest {
+    pub filter: IssueFilter,
+    pub sort: SortKey,
+    pub order: Order,
+    pub limit: u32,
+    pub after: Option<Cursor>,
+}
+
+pub struct IssuePage {
+    pub issues: Vec<Issue>,
+    pub total: i64,
+    pub next: Option<Cursor>,
+}
+
+/// Totals per filter, valid for one index generation: repeated list requests (a UI
+/// polling, a client paging) skip the count over a large match set.
+#[derive(Default)]
+pub struct TotalCache {
+    inner: Mutex<(u64, HashMap<IssueFilter, i64>)>,
+}
+
+const TOTAL_CACHE_MAX: usize = 256;
+
+impl TotalCache {
+    fn get(&self, generation: u64, f: &IssueFilter) -> Option<i64> {
+        let inner = self.inner.lock().expect("total cache");
+        if inner.0 != generation {
+            return None;
+        }
+        inner.1.get(f).copied()
+    }
+
+    fn put(&self, generation: u64, f: IssueFilter, total: i64) {
+        let mut inner = self.inner.lock().expect("total cache");
+        if inner.0 != generation || inner.1.len() >= TOTAL_CACHE_MAX {
+            *inner = (generation, HashMap::new());
+        }
+        inner.1.insert(f, total);
+    }
+}
+
+/// Turn user text into an FTS5 query: every word must appear (quoted, so FTS syntax
+/// in the input is taken literally); the last word also matches as a prefix.
+fn fts_query(q: &str) -> Option<String> {
+    let words: Vec<String> = q
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    let last = words.len().checked_sub(1)?;
+    Some(
+        words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                if i == last {
+                    format!("{w}*")
+                } else {
+                    w.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+fn push_filters(qb: &mut QueryBuilder<Sqlite>, f: &IssueFilter) {
+    qb.push(" WHERE 1 = 1");
+    let eq = [
+        ("status", &f.status),
+        ("asset_type", &f.asset_type),
+        ("asset_id", &f.asset_id),
+        ("source", &f.source),
+        ("created_by", &f.created_by),
+    ];
+    for (col, v) in eq {
+        if let Some(v) = v {
+            qb.push(format!(" AND {col} = ")).push_bind(v.clone());
+        }
+    }
+    for label in &f.labels {
+        qb.push(" AND EXISTS (SELECT 1 FROM issue_labels l WHERE l.label = ")
+            .push_bind(label.clone())
+            .push(" AND l.num = issues.num)");
+    }
+    if let Some(since) = f.updated_since {
+        qb.push(" AND updated_ts >= ").push_bind(since);
+    }
+    if let Some(q) = f.q.as_deref().and_then(fts_query) {
+        qb.push(" AND num IN (SELECT rowid FROM issues_fts WHERE issues_fts MATCH ")
+            .push_bind(q)
+            .push(")");
+    }
+}
+
+impl Index {
+    pub async fn list(&self, req: &ListRequest, totals: &TotalCache) -> anyhow::Result<IssuePage> {
+        let generation = self.generation();
+        let col = req.sort.column();
+        let (dir, cmp) = match req.order {
+            Order::Asc => ("ASC", ">"),
+            Order::Desc => ("DESC", "<"),
+        };
+        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM issues"));
+        push_filters(&mut qb, &req.filter);
+        if let Some(c) = req.after {
+            if req.sort == SortKey::Id {
+                qb.push(format!(" AND num {cmp} ")).push_bind(c.num);
+            } else {
+                qb.push(format!(" AND ({col}, num) {cmp} ("))
+                    .push_bind(c.key)
+                    .push(", ")
+                    .push_bind(c.num)
+                    .push(")");
+            }
+        }
+        if req.sort == SortKey::Id {
+            qb.push(format!(" ORDER BY num {dir}"));
+        } else {
+            qb.push(format!(" ORDER BY {col} {dir}, num {dir}"));
+        }
+        qb.push(" LIMIT ").push_bind(i64::from(req.limit) + 1);
+        let mut rows: Vec<IssueRecord> = qb.build_query_as().fetch_all(&self.read).await?;
+
+        let next = if rows.len() > req.limit as usize {
+            rows.truncate(req.limit as usize);
+            rows.last().map(|r| Cursor {
+                sort: req.sort,
+                order: req.order,
+                key: match req.sort {
+                    SortKey::Id => r.num,
+                    SortKey::CreatedAt => r.created_ts,
+                    SortKey::UpdatedAt => r.updated_ts,
+                },
+                num: r.num,
+            })
+        } else {
+            None
+        };
+
+        let total = match totals.get(generation, &req.filter) {
+            Some(t) => t,
+            None if req.after.is_none() && next.is_none() => rows.len() as i64,
+            None => {
+                let mut qb = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM issues");
+                push_filters(&mut qb, &req.filter);
+                let t: i64 = qb.build_query_scalar().fetch_one(&self.read).await?;
+                totals.put(generation, req.filter.clone(), t);
+                t
+            }
+        };
+        Ok(IssuePage {
+            issues: rows.into_iter().map(IssueRecord::into_issue).collect(),
+            total,
+            next,
+        })
+    }
+
+    /// One issue, its comments and its ETag; None when the index has no readable issue.
+    pub async fn get(&self, num: u64) -> anyhow::Result<Option<(IssueDetail, String)>> {
+        let n = num as i64;
+        let mut qb =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM issues WHERE num = "));
+        qb.push_bind(n);
+        let Some(rec) = qb
+            .build_query_as::<IssueRecord>()
+            .fetch_optional(&self.read)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let comments = sqlx::query_as!(
+            CommentOut,
+            "SELECT id, body, created_by, created_at FROM issue_comments WHERE num = ? ORDER BY seq",
+            n
+        )
+        .fetch_all(&self.read)
+        .await?;
+        let etag = rec.etag.clone();
+        Ok(Some((
+            IssueDetail {
+                issue: rec.into_issue(),
+                comments,
+            },
+            etag,
+        )))
+    }
+
+    /// Why issue `num`'s file could not be read, if it could not.
+    pub async fn file_error(&self, num: u64) -> anyhow::Result<Option<String>> {
+        let n = num as i64;
+        let row = sqlx::query!(
+            "SELECT path, error FROM index_files WHERE num = ? AND kind = 'issue' AND error IS NOT NULL ORDER BY path LIMIT 1",
+            n
+        )
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.and_then(|r| r.error.map(|e| format!("{}: {e}", r.path))))
+    }
+
+    /// Every file the index could not fully read: (path, why).
+    pub async fn problems(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let rows = sqlx::query!(
+            "SELECT path, error AS \"error!\" FROM index_files WHERE error IS NOT NULL ORDER BY num, path"
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.path, r.error)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fts_queries_quote_words() {
+        assert_eq!(fts_query("  "), None);
+        assert_eq!(
+            fts_query("inbox fail").as_deref(),
+            Some("\"inbox\" \"fail\"*")
+        );
+        assert_eq!(fts_query("a\"b OR").as_deref(), Some("\"a\"\"b\" \"OR\"*"));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_other_sorts() {
+        let c = Cursor {
+            sort: SortKey::UpdatedAt,
+            order: Order::Desc,
+            key: 17,
+            num: 42,
+        };
+        let text = c.encode();
+        assert_eq!(
+            Cursor::decode(&text, SortKey::UpdatedAt, Order::Desc),
+            Ok(c)
+        );
+        assert!(Cursor::decode(&text, SortKey::Id, Order::Desc).is_err());
+        assert!(Cursor::decode("!!", SortKey::Id, Order::Asc).is_err());
+    }
+}

@@ -1,0 +1,212 @@
+//! Writing derived rows into the index tables.
+
+use std::collections::{BTreeSet, HashMap};
+
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+
+use super::derive::{Derived, DiskFile, FileRow};
+use crate::workspace::layout::FileKind;
+
+/// Rows per multi-row INSERT; well under SQLite's bind-variable limit.
+const ROWS_PER_INSERT: usize = 400;
+
+pub async fn clear(pool: &SqlitePool) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    for table in [
+        "index_files",
+        "issues",
+        "issue_labels",
+        "issue_comments",
+        "issues_fts",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+/// The file rows the index holds for `nums`.
+pub async fn files_of(
+    pool: &SqlitePool,
+    nums: &BTreeSet<u64>,
+) -> sqlx::Result<HashMap<u64, Vec<FileRow>>> {
+    let mut qb = QueryBuilder::<Sqlite>::new(
+        "SELECT path, num, kind, size, mtime_ns, oid, error FROM index_files WHERE num IN (",
+    );
+    let mut sep = qb.separated(", ");
+    for n in nums {
+        sep.push_bind(*n as i64);
+    }
+    qb.push(")");
+    let rows: Vec<(String, i64, String, i64, i64, String, Option<String>)> =
+        qb.build_query_as().fetch_all(pool).await?;
+    let mut out: HashMap<u64, Vec<FileRow>> = HashMap::new();
+    for (path, num, kind, size, mtime_ns, oid, error) in rows {
+        let Some(kind) = FileKind::parse(&kind) else {
+            continue;
+        };
+        let file = DiskFile {
+            path,
+            num: num as u64,
+            kind,
+            size,
+            mtime_ns,
+        };
+        out.entry(num as u64)
+            .or_default()
+            .push(FileRow { file, oid, error });
+    }
+    Ok(out)
+}
+
+/// Files whose content is unchanged but whose stat moved (a touch, our own write seen
+/// again by the watcher): remember the new stat so the next look is free.
+pub async fn update_stats(pool: &SqlitePool, derived: &[Derived]) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    for d in derived {
+        for f in &d.files {
+            sqlx::query!(
+                "UPDATE index_files SET size = ?, mtime_ns = ? WHERE path = ?",
+                f.file.size,
+                f.file.mtime_ns,
+                f.file.path
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await
+}
+
+/// Replace everything held for these issue numbers by the derived rows, in one
+/// transaction: a reader sees the old issue or the new one, never a mix.
+pub async fn replace(pool: &SqlitePool, derived: &[Derived]) -> sqlx::Result<()> {
+    if derived.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    for chunk in derived.chunks(ROWS_PER_INSERT) {
+        for table in ["index_files", "issues", "issue_labels", "issue_comments"] {
+            let mut qb = QueryBuilder::<Sqlite>::new(format!("DELETE FROM {table} WHERE num IN ("));
+            let mut sep = qb.separated(", ");
+            for d in chunk {
+                sep.push_bind(d.num as i64);
+            }
+            qb.push(")");
+            qb.build().execute(&mut *tx).await?;
+        }
+        let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM issues_fts WHERE rowid IN (");
+        let mut sep = qb.separated(", ");
+        for d in chunk {
+            sep.push_bind(d.num as i64);
+        }
+        qb.push(")");
+        qb.build().execute(&mut *tx).await?;
+
+        let files: Vec<&FileRow> = chunk.iter().flat_map(|d| &d.files).collect();
+        for part in files.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO index_files (path, num, kind, size, mtime_ns, oid, error) ",
+            );
+            qb.push_values(part, |mut b, f| {
+                b.push_bind(f.file.path.clone())
+                    .push_bind(f.file.num as i64)
+                    .push_bind(f.file.kind.as_str())
+                    .push_bind(f.file.size)
+                    .push_bind(f.file.mtime_ns)
+                    .push_bind(f.oid.clone())
+                    .push_bind(f.error.clone());
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        for f in &files {
+            if let Some(error) = &f.error {
+                tracing::warn!(path = %f.file.path, %error, "issue file needs attention");
+            }
+        }
+
+        let issues: Vec<_> = chunk.iter().filter_map(|d| d.issue.as_ref()).collect();
+        if issues.is_empty() {
+            continue;
+        }
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO issues (num, id, path, etag, status, title, body, asset_type, asset_id, \
+             source, created_by, created_at, updated_at, created_ts, updated_ts, labels, comment_count) ",
+        );
+        qb.push_values(&issues, |mut b, i| {
+            b.push_bind(i.num as i64)
+                .push_bind(i.id.clone())
+                .push_bind(i.path.clone())
+                .push_bind(i.etag.clone())
+                .push_bind(i.status.clone())
+                .push_bind(i.title.clone())
+                .push_bind(i.body.clone())
+                .push_bind(i.asset_type.clone())
+                .push_bind(i.asset_id.clone())
+                .push_bind(i.source.clone())
+                .push_bind(i.created_by.clone())
+                .push_bind(i.created_at.clone())
+                .push_bind(i.updated_at.clone())
+                .push_bind(i.created_ts)
+                .push_bind(i.updated_ts)
+                .push_bind(serde_json::to_string(&i.labels).expect("labels serialize"))
+                .push_bind(i.comments.len() as i64);
+        });
+        qb.build().execute(&mut *tx).await?;
+
+        let mut qb =
+            QueryBuilder::<Sqlite>::new("INSERT INTO issues_fts (rowid, title, body, comments) ");
+        qb.push_values(&issues, |mut b, i| {
+            let comments: Vec<&str> = i.comments.iter().map(|c| c.body.as_str()).collect();
+            b.push_bind(i.num as i64)
+                .push_bind(i.title.clone())
+                .push_bind(i.body.clone())
+                .push_bind(comments.join("\n"));
+        });
+        qb.build().execute(&mut *tx).await?;
+
+        let labels: Vec<(i64, &str)> = issues
+            .iter()
+            .flat_map(|i| {
+                let mut seen = BTreeSet::new();
+                i.labels
+                    .iter()
+                    .filter(move |l| seen.insert(l.as_str()))
+                    .map(move |l| (i.num as i64, l.as_str()))
+            })
+            .collect();
+        for part in labels.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO issue_labels (num, label) ");
+            qb.push_values(part, |mut b, (num, label)| {
+                b.push_bind(*num).push_bind(label.to_string());
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+
+        let comments: Vec<(i64, i64, &crate::workspace::issue_file::Comment)> = issues
+            .iter()
+            .flat_map(|i| {
+                i.comments
+                    .iter()
+                    .enumerate()
+                    .map(move |(s, c)| (i.num as i64, s as i64, c))
+            })
+            .collect();
+        for part in comments.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO issue_comments (num, seq, id, body, created_by, created_at) ",
+            );
+            qb.push_values(part, |mut b, (num, seq, c)| {
+                b.push_bind(*num)
+                    .push_bind(*seq)
+                    .push_bind(c.id.clone())
+                    .push_bind(c.body.clone())
+                    .push_bind(c.created_by.clone())
+                    .push_bind(c.created_at.clone());
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+    }
+    tx.commit().await
+}

@@ -1,0 +1,114 @@
+//! The file watcher: edits made outside the API (an editor, a script, `git pull`,
+//! `git checkout`) reach the index within the debounce window.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, NoCache, new_debouncer_opt};
+use tokio::sync::mpsc;
+
+use super::Index;
+use crate::workspace::layout::{self, ISSUES_DIR};
+
+/// Events closer together than this are handled as one batch.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Keeps the watch alive; dropping it stops watching.
+pub struct WatcherHandle {
+    _debouncer: Debouncer<RecommendedWatcher, NoCache>,
+}
+
+enum Batch {
+    Paths(Vec<String>),
+    /// The watcher lost events or failed: only a full look at the disk is safe.
+    Rescan,
+}
+
+/// Watch the workspace and keep `index` in step with it.
+pub fn spawn(index: Arc<Index>) -> anyhow::Result<WatcherHandle> {
+    let root = index.root().to_path_buf();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Batch>();
+    let handler_root = root.clone();
+    let mut debouncer = new_debouncer_opt(
+        DEBOUNCE,
+        None,
+        move |result: DebounceEventResult| {
+            let batch = match result {
+                Ok(events) if events.iter().any(|e| e.need_rescan()) => Batch::Rescan,
+                Ok(events) => Batch::Paths(
+                    events
+                        .iter()
+                        .flat_map(|e| e.paths.iter())
+                        .filter_map(|p| relative(&handler_root, p))
+                        .collect(),
+                ),
+                Err(errors) => {
+                    tracing::warn!(?errors, "file watcher error; reconciling");
+                    Batch::Rescan
+                }
+            };
+            let _ = tx.send(batch);
+        },
+        NoCache,
+        notify::Config::default(),
+    )?;
+    debouncer.watch(&root, RecursiveMode::Recursive)?;
+    tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            if let Err(e) = apply(&index, batch).await {
+                tracing::error!(error = ?e, "applying file changes to the index");
+            }
+        }
+    });
+    Ok(WatcherHandle {
+        _debouncer: debouncer,
+    })
+}
+
+fn relative(root: &Path, p: &Path) -> Option<String> {
+    let rel = p.strip_prefix(root).ok()?.to_str()?.replace('\\', "/");
+    (!rel.starts_with(".git/") && rel != ".git").then_some(rel)
+}
+
+/// A change to a folder on the way to issue files (moved, deleted, created whole)
+/// says nothing about which files changed: look at all of them.
+fn is_issue_folder(rel: &str) -> bool {
+    rel == ".floom"
+        || rel == ISSUES_DIR
+        || rel
+            .strip_prefix(ISSUES_DIR)
+            .and_then(|r| r.strip_prefix('/'))
+            .is_some_and(|name| !name.contains('/') && !name.contains('.'))
+}
+
+async fn apply(index: &Index, batch: Batch) -> anyhow::Result<()> {
+    let paths = match batch {
+        Batch::Rescan => {
+            index.reconcile(&|_, _| {}).await?;
+            return Ok(());
+        }
+        Batch::Paths(paths) => paths,
+    };
+    if paths.iter().any(|p| is_issue_folder(p)) {
+        let stats = index.reconcile(&|_, _| {}).await?;
+        tracing::debug!(?stats, "reconciled after a folder change");
+        return Ok(());
+    }
+    let hints: Vec<String> = paths
+        .into_iter()
+        .filter(|p| layout::classify(p).is_some())
+        .collect();
+    let nums: BTreeSet<u64> = hints
+        .iter()
+        .filter_map(|p| layout::classify(p))
+        .map(|c| c.0)
+        .collect();
+    let changed = index.sync_nums(&nums, &hints).await?;
+    if changed > 0 {
+        tracing::debug!(changed, "indexed external edits");
+    }
+    Ok(())
+}

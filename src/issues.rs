@@ -1,0 +1,472 @@
+//! Workspace issues: validation and the three mutations (create, update, comment),
+//! each one git commit, written through to the index before it is acknowledged.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Utc;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio::sync::OwnedMutexGuard;
+
+use crate::index::Index;
+use crate::index::query::{CommentOut, Issue};
+use crate::workspace::git::{CommitInfo, FileWrite, blob_oid};
+use crate::workspace::issue_file::{Comment, IssueDoc, IssueMeta, iso_timestamp, py_strip};
+use crate::workspace::layout::{self, FileKind, format_id};
+use crate::workspace::{Repo, Workspace};
+
+pub const ASSET_TYPES: [&str; 6] = ["worker", "context", "run", "connection", "approval", "mcp"];
+pub const STATUSES: [&str; 2] = ["open", "closed"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("Issue not found: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Uncommitted(String),
+    #[error("{0}")]
+    Stale(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Body of `POST /workspace/issues`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct NewIssue {
+    pub title: String,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub asset_type: Option<String>,
+    #[serde(default)]
+    pub asset_id: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+}
+
+/// Body of `PATCH /workspace/issues/{id}`: only the fields given change.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct IssuePatch {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Replaces the labels.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    #[serde(default)]
+    pub asset_type: Option<String>,
+    #[serde(default)]
+    pub asset_id: Option<String>,
+    /// Unbind the issue from its asset.
+    #[serde(default)]
+    pub clear_asset: bool,
+}
+
+/// Body of `POST /workspace/issues/{id}/comments`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct NewComment {
+    pub body: String,
+}
+
+/// Who writes: recorded as `created_by` and as the commit author.
+pub struct Author {
+    pub user_id: String,
+    pub name: String,
+    pub email: String,
+}
+
+/// Parse and check a request id (`ISSUE-NNNN`).
+pub fn parse_issue_id(id: &str) -> Result<u64, IssueError> {
+    layout::parse_id(id).ok_or_else(|| {
+        IssueError::Invalid(format!("Invalid issue id: '{id}' (expected ISSUE-NNNN)"))
+    })
+}
+
+fn blank_to_none(v: Option<String>) -> Option<String> {
+    v.map(|s| py_strip(&s).to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Trimmed, empties dropped, duplicates removed, order kept.
+fn normalize_labels(labels: Vec<String>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    labels
+        .into_iter()
+        .map(|l| py_strip(&l).to_string())
+        .filter(|l| !l.is_empty() && seen.insert(l.clone()))
+        .collect()
+}
+
+fn validate_asset(
+    asset_type: Option<String>,
+    asset_id: Option<String>,
+) -> Result<(Option<String>, Option<String>), IssueError> {
+    match (blank_to_none(asset_type), blank_to_none(asset_id)) {
+        (None, None) => Ok((None, None)),
+        (Some(t), Some(i)) if ASSET_TYPES.contains(&t.as_str()) => Ok((Some(t), Some(i))),
+        (Some(t), Some(_)) => Err(IssueError::Invalid(format!(
+            "Unsupported asset_type '{t}' (expected one of {})",
+            ASSET_TYPES.join(", ")
+        ))),
+        _ => Err(IssueError::Invalid(
+            "asset_type and asset_id must be provided together".into(),
+        )),
+    }
+}
+
+fn now() -> String {
+    iso_timestamp(Utc::now())
+}
+
+/// Run `f` under the single writer, then bring the index up to date for `num` before
+/// releasing it. Spawned, so a client hanging up cannot cut a write in half.
+async fn write_through<T, F>(ws: &Workspace, index: &Arc<Index>, f: F) -> Result<T, IssueError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Repo, u64) -> Result<(T, u64, Vec<String>), IssueError> + Send + 'static,
+{
+    let ws = ws.clone();
+    let index = Arc::clone(index);
+    tokio::spawn(async move {
+        let guard: OwnedMutexGuard<Repo> = ws.lock().await;
+        let floor = index.max_num().await?;
+        let (guard, result) = tokio::task::spawn_blocking(move || {
+            let mut guard = guard;
+            let r = f(&mut guard, floor);
+            (guard, r)
+        })
+        .await
+        .map_err(anyhow::Error::from)?;
+        let (value, num, paths) = result?;
+        index.sync_nums(&BTreeSet::from([num]), &paths).await?;
+        drop(guard);
+        Ok(value)
+    })
+    .await
+    .map_err(|e| IssueError::Internal(e.into()))?
+}
+
+/// The issue file of `num` on disk: where the index saw it, else a canonical place.
+fn locate(root: &Path, known: &[(String, FileKind)], num: u64) -> Result<String, IssueError> {
+    known
+        .iter()
+        .filter(|(_, k)| *k == FileKind::Issue)
+        .map(|(p, _)| p.clone())
+        .chain(layout::canonical_paths(num))
+        .find(|p| root.join(p).is_file())
+        .ok_or_else(|| IssueError::NotFound(format_id(num)))
+}
+
+/// Never build on, or overwrite, an edit someone has not committed yet.
+fn ensure_committed(
+    repo: &Repo,
+    rel: &str,
+    content: Option<&[u8]>,
+    id: &str,
+) -> Result<(), IssueError> {
+    let head = repo.head_blob(rel)?;
+    if head != content.map(blob_oid) {
+        return Err(IssueError::Uncommitted(format!(
+            "{id} has uncommitted changes in the workspace ({rel}); commit or discard them first"
+        )));
+    }
+    Ok(())
+}
+
+fn read_issue(repo: &Repo, rel: &str, id: &str) -> Result<(IssueDoc, String), IssueError> {
+    let bytes =
+        std::fs::read(repo.root().join(rel)).map_err(|_| IssueError::NotFound(id.to_string()))?;
+    ensure_committed(repo, rel, Some(&bytes), id)?;
+    let doc = IssueDoc::parse(&bytes)
+        .map_err(|e| IssueError::Malformed(format!("{id} cannot be read ({rel}): {e}")))?;
+    Ok((doc, blob_oid(&bytes).to_string()))
+}
+
+pub struct IssueService {
+    pub workspace: Workspace,
+    pub index: Arc<Index>,
+}
+
+impl IssueService {
+    pub async fn create(
+        &self,
+        author: Author,
+        input: NewIssue,
+    ) -> Result<(Issue, String), IssueError> {
+        let title = py_strip(&input.title).to_string();
+        if title.is_empty() {
+            return Err(IssueError::Invalid("title is required".into()));
+        }
+        let (asset_type, asset_id) = validate_asset(input.asset_type, input.asset_id)?;
+        let labels = normalize_labels(input.labels.unwrap_or_default());
+        let body = input.body.unwrap_or_default();
+        let source = blank_to_none(input.source);
+        let num = write_through(&self.workspace, &self.index, move |repo, floor| {
+            let mut num = floor + 1;
+            while layout::canonical_paths(num)
+                .iter()
+                .any(|p| repo.root().join(p).exists())
+            {
+                num += 1;
+            }
+            let id = format_id(num);
+            let ts = now();
+            let doc = IssueDoc {
+                meta: IssueMeta {
+                    id: Some(id.clone()),
+                    status: Some("open".into()),
+                    title: title.clone(),
+                    asset_type,
+                    asset_id,
+                    source,
+                    labels,
+                    created_by: Some(author.user_id.clone()),
+                    created_at: Some(ts.clone()),
+                    updated_at: Some(ts),
+                    extra: Vec::new(),
+                },
+                body,
+            };
+            let path = layout::new_issue_path(num);
+            let write = FileWrite {
+                path: path.clone(),
+                content: doc.render().into_bytes(),
+            };
+            repo.commit_files(
+                &[write],
+                &format!("issues: create {id} {title}"),
+                (&author.name, &author.email),
+            )?;
+            Ok((num, num, vec![path]))
+        })
+        .await?;
+        self.read_back(num).await
+    }
+
+    pub async fn update(
+        &self,
+        author: Author,
+        num: u64,
+        patch: IssuePatch,
+        if_match: Option<String>,
+    ) -> Result<(Issue, String), IssueError> {
+        if let Some(s) = &patch.status
+            && !STATUSES.contains(&s.as_str())
+        {
+            return Err(IssueError::Invalid(format!(
+                "Invalid status '{s}' (expected one of open, closed)"
+            )));
+        }
+        let title = match &patch.title {
+            Some(t) if py_strip(t).is_empty() => {
+                return Err(IssueError::Invalid("title cannot be empty".into()));
+            }
+            t => t.as_deref().map(|t| py_strip(t).to_string()),
+        };
+        let asset = if patch.clear_asset {
+            Some((None, None))
+        } else if patch.asset_type.is_some() || patch.asset_id.is_some() {
+            Some(validate_asset(patch.asset_type, patch.asset_id)?)
+        } else {
+            None
+        };
+        let known = self.index.paths_of(num).await?;
+        write_through(&self.workspace, &self.index, move |repo, _| {
+            let id = format_id(num);
+            let rel = locate(repo.root(), &known, num)?;
+            let (mut doc, etag) = read_issue(repo, &rel, &id)?;
+            if let Some(expected) = if_match
+                && !etag_matches(&expected, &etag)
+            {
+                return Err(IssueError::Stale(format!(
+                    "{id} changed since you read it (ETag \"{etag}\"); fetch it again"
+                )));
+            }
+            let m = &mut doc.meta;
+            if let Some(t) = title {
+                m.title = t;
+            }
+            if let Some(s) = patch.status {
+                m.status = Some(s);
+            }
+            if let Some(l) = patch.labels {
+                m.labels = normalize_labels(l);
+            }
+            if let Some((t, i)) = asset {
+                m.asset_type = t;
+                m.asset_id = i;
+            }
+            if let Some(b) = patch.body {
+                doc.body = b;
+            }
+            doc.meta.updated_at = Some(now());
+            let write = FileWrite {
+                path: rel.clone(),
+                content: doc.render().into_bytes(),
+            };
+            repo.commit_files(
+                &[write],
+                &format!("issues: update {id}"),
+                (&author.name, &author.email),
+            )?;
+            Ok(((), num, vec![rel]))
+        })
+        .await?;
+        self.read_back(num).await
+    }
+
+    pub async fn comment(
+        &self,
+        author: Author,
+        num: u64,
+        input: NewComment,
+    ) -> Result<CommentOut, IssueError> {
+        let body = py_strip(&input.body).to_string();
+        if body.is_empty() {
+            return Err(IssueError::Invalid("comment body is required".into()));
+        }
+        let known = self.index.paths_of(num).await?;
+        write_through(&self.workspace, &self.index, move |repo, _| {
+            let id = format_id(num);
+            let rel = locate(repo.root(), &known, num)?;
+            let (mut doc, _) = read_issue(repo, &rel, &id)?;
+            let log_path = layout::comments_path(&rel);
+            let existing = std::fs::read(repo.root().join(&log_path)).ok();
+            ensure_committed(repo, &log_path, existing.as_deref(), &id)?;
+            let comment = Comment {
+                id: new_comment_id()?,
+                body,
+                created_by: Some(author.user_id.clone()),
+                created_at: Some(now()),
+            };
+            let mut log = existing.unwrap_or_default();
+            if !log.is_empty() && !log.ends_with(b"\n") {
+                log.push(b'\n');
+            }
+            log.extend_from_slice(comment.to_line().as_bytes());
+            doc.meta.updated_at = comment.created_at.clone();
+            let writes = [
+                FileWrite {
+                    path: log_path.clone(),
+                    content: log,
+                },
+                FileWrite {
+                    path: rel.clone(),
+                    content: doc.render().into_bytes(),
+                },
+            ];
+            repo.commit_files(
+                &writes,
+                &format!("issues: comment on {id}"),
+                (&author.name, &author.email),
+            )?;
+            let out = CommentOut {
+                id: comment.id,
+                body: comment.body,
+                created_by: comment.created_by,
+                created_at: comment.created_at,
+            };
+            Ok((out, num, vec![log_path, rel]))
+        })
+        .await
+    }
+
+    /// Commits that touched the issue's files, newest first.
+    pub async fn history(&self, num: u64, limit: usize) -> Result<Vec<CommitInfo>, IssueError> {
+        let mut paths: BTreeSet<String> = self
+            .index
+            .paths_of(num)
+            .await?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        for p in layout::canonical_paths(num) {
+            paths.insert(layout::comments_path(&p));
+            paths.insert(p);
+        }
+        let paths: Vec<String> = paths.into_iter().collect();
+        let guard = self.workspace.lock().await;
+        let commits = tokio::task::spawn_blocking(move || guard.history(&paths, limit))
+            .await
+            .map_err(anyhow::Error::from)??;
+        if commits.is_empty() && self.index.get(num).await?.is_none() {
+            return Err(IssueError::NotFound(format_id(num)));
+        }
+        Ok(commits)
+    }
+
+    /// The issue as the index now holds it, with its ETag.
+    async fn read_back(&self, num: u64) -> Result<(Issue, String), IssueError> {
+        let (detail, etag) = self.index.get(num).await?.ok_or_else(|| {
+            anyhow::anyhow!("{} missing from the index after its write", format_id(num))
+        })?;
+        Ok((detail.issue, etag))
+    }
+}
+
+/// `If-Match` holds one or more quoted ETags, or `*`.
+fn etag_matches(header: &str, etag: &str) -> bool {
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/").trim_matches('"') == etag)
+}
+
+fn new_comment_id() -> anyhow::Result<String> {
+    let mut buf = [0u8; 8];
+    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(format!(
+        "cmt_{}",
+        buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_normalized() {
+        let l = normalize_labels(vec![
+            " a ".into(),
+            "".into(),
+            "b".into(),
+            "a".into(),
+            "  ".into(),
+        ]);
+        assert_eq!(l, ["a", "b"]);
+    }
+
+    #[test]
+    fn asset_pairs() {
+        assert_eq!(
+            validate_asset(None, Some(" ".into())).unwrap(),
+            (None, None)
+        );
+        assert!(validate_asset(Some("worker".into()), None).is_err());
+        let e = validate_asset(Some("x".into()), Some("y".into())).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Unsupported asset_type 'x' (expected one of worker, context, run, connection, approval, mcp)"
+        );
+    }
+
+    #[test]
+    fn if_match_forms() {
+        assert!(etag_matches("\"abc\"", "abc"));
+        assert!(etag_matches("W/\"abc\", \"def\"", "def"));
+        assert!(etag_matches("*", "abc"));
+        assert!(!etag_matches("\"abd\"", "abc"));
+    }
+}

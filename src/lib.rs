@@ -1,0 +1,77 @@
+//! floom: a local-first API server for AI workers.
+//!
+//! The workspace git repository is the truth ([`workspace`]); a SQLite index derived
+//! from it answers reads ([`index`]), kept true by write-through, a file watcher and a
+//! start-up reconcile; HTTP sits on top ([`http`]).
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod index;
+pub mod issues;
+pub mod workspace;
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::index::Index;
+use crate::index::query::TotalCache;
+use crate::issues::IssueService;
+use crate::workspace::Workspace;
+
+pub use crate::http::app;
+
+/// Everything a request handler may reach.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub index: Arc<Index>,
+    pub issues: IssueService,
+    pub totals: TotalCache,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Open the workspace (creating or cloning it), finish any interrupted write, open
+    /// the index and reconcile it with the workspace. `progress(done, total)` reports
+    /// the reconcile.
+    pub async fn open(
+        config: Config,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> anyhow::Result<Self> {
+        config.paths.create_dirs()?;
+        let paths = config.paths.clone();
+        let workspace = tokio::task::spawn_blocking(move || {
+            Workspace::open(&paths.workspace, paths.git_remote.as_deref())
+        })
+        .await??;
+        let index = Arc::new(Index::open(&config.paths.index_db, workspace.root()).await?);
+        let stats = index.reconcile(progress).await?;
+        tracing::info!(
+            files = stats.files,
+            reindexed = stats.changed_issues,
+            "index reconciled"
+        );
+        let issues = IssueService {
+            workspace,
+            index: Arc::clone(&index),
+        };
+        Ok(AppState(Arc::new(Inner {
+            config,
+            index,
+            issues,
+            totals: TotalCache::default(),
+        })))
+    }
+}

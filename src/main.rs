@@ -1,0 +1,179 @@
+//! The `floom` command line: parse, then call the library.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use floom::AppState;
+use floom::config::{AuthArgs, Config, DataArgs, ServeArgs, check_bind};
+use floom::index::Index;
+use floom::index::watcher;
+use floom::workspace::Workspace;
+use indicatif::{ProgressBar, ProgressStyle};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "floom",
+    version,
+    about = "Local-first API server for AI workers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve(ServeArgs),
+    /// Rebuild the query index from the workspace files.
+    Reindex(DataArgs),
+    /// Validate the workspace's issue files and report problems (exit 1 if any).
+    Check(DataArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("FLOOM_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            None => serve(cli.serve).await,
+            Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::Reindex(data)) => reindex(data).await,
+            Some(Command::Check(data)) => check(data).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("floom: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A progress bar on a terminal; a log line with counts otherwise.
+fn progress_reporter(what: &'static str) -> impl Fn(usize, usize) + Sync {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} issues ({eta})")
+                .expect("progress template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(what);
+        bar
+    });
+    move |done, total| match &bar {
+        Some(bar) => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            if done == total {
+                bar.finish_and_clear();
+            }
+        }
+        None if total > 0 => tracing::info!(done, total, "{what}"),
+        None => {}
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::from_args(&args.data, &args.auth)?;
+    check_bind(&args.bind, config.secret.is_some(), args.insecure)?;
+    tracing::info!(
+        workspace = %config.paths.workspace.display(),
+        index = %config.paths.index_db.display(),
+        db = %config.paths.db.display(),
+        "starting floom"
+    );
+    let state = AppState::open(config, &progress_reporter("indexing")).await?;
+    let _watch = watcher::spawn(state.index.clone()).context("starting the file watcher")?;
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("binding {}", args.bind))?;
+    tracing::info!(
+        "serving on http://{}  (API explorer: /docs)",
+        listener.local_addr()?
+    );
+    axum::serve(listener, floom::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn open_index(data: &DataArgs) -> anyhow::Result<Index> {
+    let config = Config::from_args(data, &AuthArgs::default())?;
+    config.paths.create_dirs()?;
+    let paths = config.paths.clone();
+    let ws = tokio::task::spawn_blocking(move || {
+        Workspace::open(&paths.workspace, paths.git_remote.as_deref())
+    })
+    .await??;
+    Index::open(&config.paths.index_db, ws.root()).await
+}
+
+async fn reindex(data: DataArgs) -> anyhow::Result<ExitCode> {
+    let index = open_index(&data).await?;
+    let started = std::time::Instant::now();
+    let stats = index.rebuild(&progress_reporter("reindexing")).await?;
+    println!(
+        "indexed {} issue files ({} issues) in {:.2}s",
+        stats.files,
+        stats.changed_issues,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(data: DataArgs) -> anyhow::Result<ExitCode> {
+    let index = open_index(&data).await?;
+    let stats = index.reconcile(&progress_reporter("checking")).await?;
+    let problems = index.problems().await?;
+    for (path, why) in &problems {
+        println!("{path}: {why}");
+    }
+    println!(
+        "{} issue files checked, {} with problems",
+        stats.files,
+        problems.len()
+    );
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

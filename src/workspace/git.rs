@@ -1,0 +1,397 @@
+//! The workspace git repository: opening or creating it, committing exactly the files
+//! floom writes, finishing a write a crash interrupted, history, background push.
+//!
+//! A write is ordered so that a crash at any point leaves no half-done change: the
+//! blobs, tree and commit objects are written first (invisible), a journal names the
+//! commit, the branch moves (the commit point), then the working tree and the git
+//! index follow. At start-up [`Repo::recover`] completes the last two steps for a
+//! journalled commit that became HEAD, and discards one that did not.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Tree};
+use serde::{Deserialize, Serialize};
+
+/// Upstream's default `.gitignore` for a new workspace: local state and secrets stay out.
+const DEFAULT_GITIGNORE: &str = "\
+# floom: local state and secrets never belong in the workspace history
+.secrets.enc
+secrets.key
+.env
+.env.*
+*.db
+*.db-shm
+*.db-wal
+__pycache__/
+*.pyc
+node_modules/
+.DS_Store
+";
+
+const INITIAL_MESSAGE: &str = "chore: initial workspace snapshot";
+const SERVICE_NAME: &str = "WorkerOS";
+const SERVICE_EMAIL: &str = "workeros@local";
+const JOURNAL: &str = "floom-pending.json";
+const TMP_DIR: &str = "floom-tmp";
+
+/// One file to write, by workspace-relative path with `/` separators.
+pub struct FileWrite {
+    pub path: String,
+    pub content: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Journal {
+    commit: String,
+    paths: Vec<String>,
+}
+
+/// A commit that touched an issue, for `/history`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct CommitInfo {
+    pub sha: String,
+    pub message: String,
+    pub author_name: String,
+    pub author_email: String,
+    /// ISO-8601 UTC.
+    pub committed_at: String,
+}
+
+pub struct Repo {
+    repo: Repository,
+    root: PathBuf,
+    pusher: Arc<Pusher>,
+}
+
+/// Git object id of `content` as a blob: the content hash the index keys on.
+pub fn blob_oid(content: &[u8]) -> Oid {
+    Oid::hash_object(ObjectType::Blob, content).expect("hashing a blob in memory")
+}
+
+impl Repo {
+    /// Open the workspace repository; clone `remote` into an empty folder, or create a
+    /// repository (identity, `.gitignore`, a snapshot commit of what is there).
+    pub fn open_or_init(root: &Path, remote: Option<&str>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        let root = root.canonicalize()?;
+        let repo = match Repository::open(&root) {
+            Ok(repo) if repo.workdir().map(|w| w == root.as_path()).unwrap_or(false) => repo,
+            _ => match remote {
+                Some(url) if is_empty_dir(&root)? => clone(url, &root)?,
+                _ => init(&root)?,
+            },
+        };
+        let mut this = Repo {
+            repo,
+            root,
+            pusher: Arc::new(Pusher::default()),
+        };
+        this.recover()?;
+        Ok(this)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn head_commit(&self) -> anyhow::Result<Option<git2::Commit<'_>>> {
+        match self.repo.head() {
+            Ok(h) => Ok(Some(h.peel_to_commit()?)),
+            Err(e) if matches!(e.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The blob id `path` has in HEAD, if it is there.
+    pub fn head_blob(&self, path: &str) -> anyhow::Result<Option<Oid>> {
+        let Some(commit) = self.head_commit()? else {
+            return Ok(None);
+        };
+        match commit.tree()?.get_path(Path::new(path)) {
+            Ok(entry) => Ok(Some(entry.id())),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Commit exactly `writes` on top of HEAD (other changes in the working tree stay
+    /// out of it), then bring the working tree and git index up to date.
+    pub fn commit_files(
+        &mut self,
+        writes: &[FileWrite],
+        message: &str,
+        author: (&str, &str),
+    ) -> anyhow::Result<Oid> {
+        let parent = self.head_commit()?;
+        let mut tree = parent.as_ref().map(|c| c.tree()).transpose()?;
+        for w in writes {
+            let blob = self.repo.blob(&w.content)?;
+            let comps: Vec<&str> = w.path.split('/').collect();
+            let oid = upsert_path(&self.repo, tree.as_ref(), &comps, blob)?;
+            tree = Some(self.repo.find_tree(oid)?);
+        }
+        let tree = tree.context("a commit needs at least one file")?;
+        let author = Signature::now(author.0, author.1)?;
+        let committer = self
+            .repo
+            .signature()
+            .or_else(|_| Signature::now(SERVICE_NAME, SERVICE_EMAIL))?;
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        let commit = self
+            .repo
+            .commit(None, &author, &committer, message, &tree, &parents)?;
+
+        let journal = Journal {
+            commit: commit.to_string(),
+            paths: writes.iter().map(|w| w.path.clone()).collect(),
+        };
+        std::fs::write(
+            self.repo.path().join(JOURNAL),
+            serde_json::to_vec(&journal)?,
+        )?;
+
+        // The commit point: move the branch, but only from the parent we built on.
+        let head_ref = self.repo.find_reference("HEAD")?;
+        let target = head_ref
+            .symbolic_target()
+            .ok()
+            .flatten()
+            .unwrap_or("HEAD")
+            .to_string();
+        let log = format!("commit: {}", message.lines().next().unwrap_or(""));
+        let moved = match &parent {
+            Some(p) => self
+                .repo
+                .reference_matching(&target, commit, true, p.id(), &log),
+            None => self.repo.reference(&target, commit, false, &log),
+        };
+        if let Err(e) = moved {
+            let _ = std::fs::remove_file(self.repo.path().join(JOURNAL));
+            bail!("HEAD moved while committing ({e}); nothing was written");
+        }
+
+        for w in writes {
+            self.write_worktree(&w.path, &w.content)?;
+        }
+        self.stage(&journal.paths)?;
+        std::fs::remove_file(self.repo.path().join(JOURNAL))?;
+        self.pusher.request(&self.root, &self.repo);
+        Ok(commit)
+    }
+
+    /// Replace a working-tree file atomically (temp file in `.git`, then rename).
+    fn write_worktree(&self, rel: &str, content: &[u8]) -> anyhow::Result<()> {
+        let dest = self.root.join(rel);
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp_dir = self.repo.path().join(TMP_DIR);
+        std::fs::create_dir_all(&tmp_dir)?;
+        let tmp = tmp_dir.join(rel.replace('/', "%"));
+        std::fs::write(&tmp, content)?;
+        std::fs::rename(&tmp, &dest).with_context(|| format!("writing {rel}"))?;
+        Ok(())
+    }
+
+    /// Record the written files in the git index, so `git status` stays clean.
+    fn stage(&self, paths: &[String]) -> anyhow::Result<()> {
+        let mut index = self.repo.index()?;
+        index.read(false)?;
+        for p in paths {
+            index.add_path(Path::new(p))?;
+        }
+        index.write()?;
+        Ok(())
+    }
+
+    /// Finish or discard a write that a crash interrupted.
+    pub fn recover(&mut self) -> anyhow::Result<()> {
+        let journal_path = self.repo.path().join(JOURNAL);
+        let Ok(bytes) = std::fs::read(&journal_path) else {
+            return Ok(());
+        };
+        if let Ok(journal) = serde_json::from_slice::<Journal>(&bytes) {
+            let head = self.head_commit()?.map(|c| c.id().to_string());
+            if head.as_deref() == Some(journal.commit.as_str()) {
+                tracing::warn!(commit = %journal.commit, "completing a write interrupted by a crash");
+                let tree = self.head_commit()?.context("HEAD")?.tree()?;
+                for p in &journal.paths {
+                    let blob = self.repo.find_blob(tree.get_path(Path::new(p))?.id())?;
+                    self.write_worktree(p, blob.content())?;
+                }
+                self.stage(&journal.paths)?;
+            } else {
+                tracing::warn!(commit = %journal.commit, "discarding a write that never committed");
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.repo.path().join(TMP_DIR));
+        std::fs::remove_file(journal_path)?;
+        Ok(())
+    }
+
+    /// Commits that changed any of `paths`, newest first, following first parents.
+    pub fn history(&self, paths: &[String], limit: usize) -> anyhow::Result<Vec<CommitInfo>> {
+        let mut out = Vec::new();
+        let Some(mut commit) = self.head_commit()? else {
+            return Ok(out);
+        };
+        let blob_at = |tree: &Tree<'_>, p: &str| tree.get_path(Path::new(p)).ok().map(|e| e.id());
+        loop {
+            let tree = commit.tree()?;
+            let parent = commit.parents().next();
+            let parent_tree = parent.as_ref().map(|p| p.tree()).transpose()?;
+            let changed = paths
+                .iter()
+                .any(|p| blob_at(&tree, p) != parent_tree.as_ref().and_then(|t| blob_at(t, p)));
+            if changed {
+                let author = commit.author();
+                let time = chrono::DateTime::from_timestamp(commit.time().seconds(), 0)
+                    .unwrap_or_default();
+                out.push(CommitInfo {
+                    sha: commit.id().to_string(),
+                    message: commit.message().unwrap_or("").trim_end().to_string(),
+                    author_name: author.name().unwrap_or("").to_string(),
+                    author_email: author.email().unwrap_or("").to_string(),
+                    committed_at: time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                });
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            match parent {
+                Some(p) => commit = p,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn is_empty_dir(dir: &Path) -> anyhow::Result<bool> {
+    Ok(std::fs::read_dir(dir)?.next().is_none())
+}
+
+/// Through the `git` command, so the operator's credential helpers and ssh keys work.
+fn clone(url: &str, root: &Path) -> anyhow::Result<Repository> {
+    tracing::info!(%url, dir = %root.display(), "cloning workspace");
+    let status = Command::new("git")
+        .arg("clone")
+        .arg("--quiet")
+        .arg(url)
+        .arg(root)
+        .status()?;
+    if !status.success() {
+        bail!("git clone {url} failed ({status}); check WORKEROS_GIT_REMOTE");
+    }
+    let repo = Repository::open(root)?;
+    set_identity_if_missing(&repo)?;
+    Ok(repo)
+}
+
+fn set_identity_if_missing(repo: &Repository) -> anyhow::Result<()> {
+    let mut config = repo.config()?;
+    if config.get_string("user.name").is_err() {
+        config.set_str("user.name", SERVICE_NAME)?;
+    }
+    if config.get_string("user.email").is_err() {
+        config.set_str("user.email", SERVICE_EMAIL)?;
+    }
+    Ok(())
+}
+
+fn init(root: &Path) -> anyhow::Result<Repository> {
+    tracing::info!(dir = %root.display(), "creating workspace repository");
+    let repo = Repository::init(root)?;
+    {
+        let mut config = repo.config()?;
+        config.set_str("user.name", SERVICE_NAME)?;
+        config.set_str("user.email", SERVICE_EMAIL)?;
+    }
+    let gitignore = root.join(".gitignore");
+    if !gitignore.exists() {
+        std::fs::write(&gitignore, DEFAULT_GITIGNORE)?;
+    }
+    let mut index = repo.index()?;
+    index.add_all(["*"], git2::IndexAddOption::DEFAULT, None)?;
+    index.write()?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let sig = Signature::now(SERVICE_NAME, SERVICE_EMAIL)?;
+    repo.commit(Some("HEAD"), &sig, &sig, INITIAL_MESSAGE, &tree, &[])?;
+    drop(tree);
+    Ok(repo)
+}
+
+/// Put `blob` at `comps` under `base`, writing the changed trees; returns the new root.
+fn upsert_path(
+    repo: &Repository,
+    base: Option<&Tree<'_>>,
+    comps: &[&str],
+    blob: Oid,
+) -> anyhow::Result<Oid> {
+    let mut builder = repo.treebuilder(base)?;
+    match comps {
+        [name] => {
+            builder.insert(name, blob, 0o100644)?;
+        }
+        [dir, rest @ ..] => {
+            let sub = base
+                .and_then(|t| t.get_name(dir))
+                .filter(|e| e.kind() == Some(ObjectType::Tree))
+                .map(|e| repo.find_tree(e.id()))
+                .transpose()?;
+            let sub_oid = upsert_path(repo, sub.as_ref(), rest, blob)?;
+            builder.insert(dir, sub_oid, 0o040000)?;
+        }
+        [] => bail!("empty path"),
+    }
+    Ok(builder.write()?)
+}
+
+/// Best-effort background `git push` after commits: one push at a time; a commit made
+/// during a push asks for another; a failure is logged and retried on the next commit.
+#[derive(Default)]
+struct Pusher {
+    running: AtomicBool,
+    again: AtomicBool,
+}
+
+impl Pusher {
+    fn request(self: &Arc<Self>, root: &Path, repo: &Repository) {
+        if repo.find_remote("origin").is_err() {
+            return;
+        }
+        self.again.store(true, Ordering::SeqCst);
+        if self.running.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let this = Arc::clone(self);
+        let root = root.to_path_buf();
+        std::thread::spawn(move || {
+            loop {
+                while this.again.swap(false, Ordering::SeqCst) {
+                    let out = Command::new("git")
+                        .args(["push", "--quiet", "-u", "origin", "HEAD"])
+                        .current_dir(&root)
+                        .output();
+                    match out {
+                        Ok(o) if o.status.success() => tracing::debug!("pushed workspace"),
+                        Ok(o) => tracing::warn!(
+                            stderr = %String::from_utf8_lossy(&o.stderr).trim(),
+                            "git push failed; will retry after the next commit"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "could not run git push"),
+                    }
+                }
+                this.running.store(false, Ordering::SeqCst);
+                // A request that raced with the reset above must not be lost.
+                if !this.again.load(Ordering::SeqCst) || this.running.swap(true, Ordering::SeqCst) {
+                    break;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,42 @@
+//! The truth: the workspace git repository and the files in it. Every mutation goes
+//! through the one [`Repo`] behind [`Workspace::lock`], so writes are serialised.
+
+pub mod git;
+pub mod issue_file;
+pub mod layout;
+pub mod pyyaml;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+pub use git::Repo;
+
+#[derive(Clone)]
+pub struct Workspace {
+    repo: Arc<Mutex<Repo>>,
+    root: PathBuf,
+}
+
+impl Workspace {
+    /// Open or create the repository and finish any write a crash interrupted.
+    pub fn open(root: &Path, remote: Option<&str>) -> anyhow::Result<Self> {
+        let repo = Repo::open_or_init(root, remote)?;
+        let root = repo.root().to_path_buf();
+        Ok(Workspace {
+            repo: Arc::new(Mutex::new(repo)),
+            root,
+        })
+    }
+
+    /// The canonical path of the working tree.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The single writer: hold this across read-modify-write-commit-index.
+    pub async fn lock(&self) -> OwnedMutexGuard<Repo> {
+        Arc::clone(&self.repo).lock_owned().await
+    }
+}
