@@ -96,6 +96,12 @@ impl Index {
         &self.root
     }
 
+    /// Close the connections, so the WAL is checkpointed and removed.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }

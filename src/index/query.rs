@@ -221,10 +221,12 @@ impl TotalCache {
 }
 
 /// Turn user text into an FTS5 query: every word must appear (quoted, so FTS syntax
-/// in the input is taken literally); the last word also matches as a prefix.
+/// in the input is taken literally); the last word also matches as a prefix. None
+/// when no word has a letter or digit to search for.
 fn fts_query(q: &str) -> Option<String> {
     let words: Vec<String> = q
         .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
         .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
         .collect();
     let last = words.len().checked_sub(1)?;
@@ -266,10 +268,18 @@ fn push_filters(qb: &mut QueryBuilder<Sqlite>, f: &IssueFilter) {
     if let Some(since) = f.updated_since {
         qb.push(" AND updated_ts >= ").push_bind(since);
     }
-    if let Some(q) = f.q.as_deref().and_then(fts_query) {
-        qb.push(" AND num IN (SELECT rowid FROM issues_fts WHERE issues_fts MATCH ")
-            .push_bind(q)
-            .push(")");
+    if let Some(q) = f.q.as_deref() {
+        match fts_query(q) {
+            Some(m) => {
+                qb.push(" AND num IN (SELECT rowid FROM issues_fts WHERE issues_fts MATCH ")
+                    .push_bind(m)
+                    .push(")");
+            }
+            // Nothing searchable (only punctuation): nothing matches.
+            None => {
+                qb.push(" AND 0 = 1");
+            }
+        }
     }
 }
 
@@ -401,6 +411,7 @@ mod tests {
             Some("\"inbox\" \"fail\"*")
         );
         assert_eq!(fts_query("a\"b OR").as_deref(), Some("\"a\"\"b\" \"OR\"*"));
+        assert_eq!(fts_query("\" -- "), None);
     }
 
     #[test]

@@ -26,6 +26,17 @@ pub async fn clear(pool: &SqlitePool) -> sqlx::Result<()> {
     tx.commit().await
 }
 
+#[derive(sqlx::FromRow)]
+struct FileRecord {
+    path: String,
+    num: i64,
+    kind: String,
+    size: i64,
+    mtime_ns: i64,
+    oid: String,
+    error: Option<String>,
+}
+
 /// The file rows the index holds for `nums`.
 pub async fn files_of(
     pool: &SqlitePool,
@@ -39,23 +50,25 @@ pub async fn files_of(
         sep.push_bind(*n as i64);
     }
     qb.push(")");
-    let rows: Vec<(String, i64, String, i64, i64, String, Option<String>)> =
-        qb.build_query_as().fetch_all(pool).await?;
+    let rows: Vec<FileRecord> = qb.build_query_as().fetch_all(pool).await?;
     let mut out: HashMap<u64, Vec<FileRow>> = HashMap::new();
-    for (path, num, kind, size, mtime_ns, oid, error) in rows {
-        let Some(kind) = FileKind::parse(&kind) else {
+    for r in rows {
+        let Some(kind) = FileKind::parse(&r.kind) else {
             continue;
         };
+        let num = r.num as u64;
         let file = DiskFile {
-            path,
-            num: num as u64,
+            path: r.path,
+            num,
             kind,
-            size,
-            mtime_ns,
+            size: r.size,
+            mtime_ns: r.mtime_ns,
         };
-        out.entry(num as u64)
-            .or_default()
-            .push(FileRow { file, oid, error });
+        out.entry(num).or_default().push(FileRow {
+            file,
+            oid: r.oid,
+            error: r.error,
+        });
     }
     Ok(out)
 }

@@ -76,7 +76,7 @@ impl Emitter<'_> {
     }
 
     fn write_indicator(&mut self, ind: &str, need_ws: bool, whitespace: bool, indention: bool) {
-        if !(self.whitespace || !need_ws) {
+        if !self.whitespace && need_ws {
             self.write(" ");
         }
         self.write(ind);

@@ -1,1 +1,12 @@
-fn main() {}
+//! Integration tests through the HTTP interface: one binary, a module per resource.
+
+mod common;
+
+mod auth;
+mod concurrency;
+mod crash;
+mod issues;
+mod issues_list;
+mod system;
+mod watcher;
+mod yaml_compat;

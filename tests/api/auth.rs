@@ -1,0 +1,146 @@
+use axum::http::{Method, StatusCode};
+use floom::auth::SharedSecret;
+use floom::config::{Role, check_bind};
+use serde_json::json;
+
+use crate::common::TestApp;
+
+async fn with_secret(secret: &str, role: Role) -> TestApp {
+    let secret = SharedSecret::parse(secret).unwrap();
+    TestApp::with(move |c| {
+        c.secret = Some(secret);
+        c.shared_secret_role = role;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn without_a_secret_everyone_is_the_local_admin() {
+    let app = TestApp::new().await;
+    let r = app.post("/workspace/issues", json!({"title": "t"})).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["created_by"], "local-user");
+}
+
+#[tokio::test]
+async fn secret_is_required_on_issue_routes() {
+    let app = with_secret("s3cret", Role::Member).await;
+    for (method, uri) in [
+        (Method::GET, "/workspace/issues"),
+        (Method::POST, "/workspace/issues"),
+        (Method::GET, "/workspace/issues/ISSUE-0001"),
+        (Method::PATCH, "/workspace/issues/ISSUE-0001"),
+        (Method::POST, "/workspace/issues/ISSUE-0001/comments"),
+        (Method::GET, "/workspace/issues/ISSUE-0001/history"),
+    ] {
+        let body = (method != Method::GET).then(|| json!({"title": "t", "body": "b"}));
+        let r = app.send(method.clone(), uri, body.clone(), &[]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        assert_eq!(r.body, json!({"detail": "Unauthorized"}));
+        let r = app
+            .send(method.clone(), uri, body, &[("x-floom-secret", "wrong")])
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {uri} wrong secret"
+        );
+    }
+}
+
+#[tokio::test]
+async fn members_may_use_every_issue_route() {
+    let app = with_secret("s3cret", Role::Member).await;
+    let h = [("X-Floom-Secret", "s3cret")];
+    let r = app
+        .send(
+            Method::POST,
+            "/workspace/issues",
+            Some(json!({"title": "by member"})),
+            &h,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = app
+        .send(
+            Method::PATCH,
+            "/workspace/issues/ISSUE-0001",
+            Some(json!({"status": "closed"})),
+            &h,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app
+        .send(
+            Method::POST,
+            "/workspace/issues/ISSUE-0001/comments",
+            Some(json!({"body": "x"})),
+            &h,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = app.send(Method::GET, "/workspace/issues", None, &h).await;
+    assert_eq!(r.body["total"], 1);
+}
+
+#[tokio::test]
+async fn admin_role_works_the_same_on_issue_routes() {
+    let app = with_secret("s3cret", Role::Admin).await;
+    let r = app
+        .send(
+            Method::GET,
+            "/workspace/issues",
+            None,
+            &[("x-floom-secret", "s3cret")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn exempt_routes_need_no_secret() {
+    let app = with_secret("s3cret", Role::Member).await;
+    for uri in ["/healthz", "/openapi.json", "/docs"] {
+        assert_eq!(app.get(uri).await.status, StatusCode::OK, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn argon2_hashed_secret_is_accepted() {
+    use argon2::PasswordHasher;
+    let phc = argon2::Argon2::default()
+        .hash_password(b"letmein")
+        .unwrap()
+        .to_string();
+    let app = with_secret(&phc, Role::Member).await;
+    let ok = app
+        .send(
+            Method::GET,
+            "/workspace/issues",
+            None,
+            &[("x-floom-secret", "letmein")],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let bad = app
+        .send(
+            Method::GET,
+            "/workspace/issues",
+            None,
+            &[("x-floom-secret", phc.as_str())],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn non_loopback_bind_needs_a_secret_or_insecure() {
+    let public = "0.0.0.0:8000".parse().unwrap();
+    let local = "127.0.0.1:8000".parse().unwrap();
+    let v6 = "[::1]:8000".parse().unwrap();
+    assert!(check_bind(&public, false, false).is_err());
+    assert!(check_bind(&public, true, false).is_ok());
+    assert!(check_bind(&public, false, true).is_ok());
+    assert!(check_bind(&local, false, false).is_ok());
+    assert!(check_bind(&v6, false, false).is_ok());
+}

@@ -1,0 +1,209 @@
+//! A test server: a temporary data folder, the app router driven in process.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use floom::AppState;
+use floom::config::Config;
+use floom::index::watcher::{self, WatcherHandle};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tempfile::TempDir;
+use tower::ServiceExt;
+
+pub struct TestApp {
+    pub dir: TempDir,
+    pub state: AppState,
+    pub router: Router,
+    _watcher: Option<WatcherHandle>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn etag(&self) -> String {
+        self.headers
+            .get("etag")
+            .expect("etag header")
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::open(dir, configure, false).await
+    }
+
+    pub async fn watched() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::open(dir, |_| {}, true).await
+    }
+
+    /// Open (or reopen) a server over `dir`.
+    pub async fn open(dir: TempDir, configure: impl FnOnce(&mut Config), watch: bool) -> Self {
+        let mut config = Config::under(dir.path());
+        configure(&mut config);
+        let state = AppState::open(config, &|_, _| {}).await.expect("open app");
+        let watcher = watch.then(|| watcher::spawn(state.index.clone()).expect("watcher"));
+        let router = floom::app(state.clone());
+        TestApp {
+            dir,
+            state,
+            router,
+            _watcher: watcher,
+        }
+    }
+
+    /// Stop this server and start another over the same folder.
+    pub async fn restart(self, watch: bool) -> Self {
+        let TestApp {
+            dir,
+            state,
+            router,
+            _watcher,
+        } = self;
+        drop((router, _watcher));
+        state.index.close().await;
+        drop(state);
+        Self::open(dir, |_| {}, watch).await
+    }
+
+    pub fn ws(&self) -> PathBuf {
+        self.dir.path().join("workspace")
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Body::from(serde_json::to_vec(&v).unwrap())
+            }
+            None => Body::empty(),
+        };
+        let res = self
+            .router
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, uri: &str) -> Reply {
+        self.send(Method::GET, uri, None, &[]).await
+    }
+
+    pub async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.send(Method::POST, uri, Some(body), &[]).await
+    }
+
+    pub async fn patch(&self, uri: &str, body: Value) -> Reply {
+        self.send(Method::PATCH, uri, Some(body), &[]).await
+    }
+
+    /// Create an issue and return its id.
+    pub async fn create(&self, body: Value) -> String {
+        let r = self.post("/workspace/issues", body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        git_in(&self.ws(), args)
+    }
+
+    pub fn commit_count(&self) -> usize {
+        self.git(&["rev-list", "--count", "HEAD"])
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+pub fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=tester",
+            "-c",
+            "user.email=tester@example.com",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Poll `check` until it holds, with a generous deadline.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// An issue file as upstream writes it.
+pub fn upstream_issue(id: &str, title: &str, status: &str, labels: &[&str]) -> String {
+    let labels = if labels.is_empty() {
+        "labels: []\n".to_string()
+    } else {
+        format!(
+            "labels:\n{}",
+            labels
+                .iter()
+                .map(|l| format!("- {l}\n"))
+                .collect::<String>()
+        )
+    };
+    format!(
+        "---\nid: {id}\nstatus: {status}\ntitle: {title}\n{labels}created_by: local-user\ncreated_at: '2026-06-21T19:00:00.000000+00:00'\nupdated_at: '2026-06-21T19:05:12.345678+00:00'\n---\n\nBody of {id}.\n"
+    )
+}

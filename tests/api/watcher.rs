@@ -1,0 +1,172 @@
+//! Edits made outside the API reach the index: files, git, restarts.
+
+use serde_json::json;
+
+use crate::common::{TestApp, eventually, git_in, upstream_issue};
+
+async fn title_of(app: &TestApp, id: &str) -> Option<String> {
+    let r = app.get(&format!("/workspace/issues/{id}")).await;
+    r.body["title"].as_str().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editor_saves_and_deletes_are_seen() {
+    let app = TestApp::watched().await;
+    let id = app.create(json!({"title": "original"})).await;
+    let path = app.ws().join(".floom/issues/000/ISSUE-0001.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("title: original", "title: edited in vim"),
+    )
+    .unwrap();
+    eventually("edited title", || async {
+        title_of(&app, &id).await.as_deref() == Some("edited in vim")
+    })
+    .await;
+
+    let dir = app.ws().join(".floom/issues");
+    std::fs::write(
+        dir.join("ISSUE-0050.md"),
+        upstream_issue("ISSUE-0050", "dropped in", "open", &["x"]),
+    )
+    .unwrap();
+    eventually("new file", || async {
+        app.get("/workspace/issues?label=x").await.body["total"] == 1
+    })
+    .await;
+
+    std::fs::remove_file(&path).unwrap();
+    eventually("deleted", || async {
+        app.get(&format!("/workspace/issues/{id}")).await.status == 404
+    })
+    .await;
+    // An external comment line.
+    std::fs::write(
+        dir.join("ISSUE-0050.comments.ndjson"),
+        "{\"id\": \"cmt_x\", \"body\": \"outside\"}\n",
+    )
+    .unwrap();
+    eventually("comment", || async {
+        app.get("/workspace/issues/ISSUE-0050").await.body["comment_count"] == 1
+    })
+    .await;
+    eventually("search sees comment", || async {
+        app.get("/workspace/issues?q=outside").await.body["total"] == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_checkout_and_pull_are_seen() {
+    let app = TestApp::watched().await;
+    let id = app.create(json!({"title": "v1"})).await;
+    let v1 = app.git(&["rev-parse", "HEAD"]).trim().to_string();
+    app.patch(&format!("/workspace/issues/{id}"), json!({"title": "v2"}))
+        .await;
+    app.create(json!({"title": "second"})).await;
+
+    // Check out an older commit: the index follows the working tree.
+    app.git(&["checkout", "-q", &v1]);
+    eventually("checkout v1", || async {
+        title_of(&app, &id).await.as_deref() == Some("v1")
+    })
+    .await;
+    eventually("second gone", || async {
+        app.get("/workspace/issues").await.body["total"] == 1
+    })
+    .await;
+    app.git(&["checkout", "-q", "-"]);
+    eventually("back to v2", || async {
+        title_of(&app, &id).await.as_deref() == Some("v2")
+    })
+    .await;
+
+    // Another clone pushes a change; pulling it shows up.
+    let other = tempfile::tempdir().unwrap();
+    let remote = tempfile::tempdir().unwrap();
+    git_in(remote.path(), &["init", "-q", "--bare"]);
+    app.git(&["remote", "add", "origin", remote.path().to_str().unwrap()]);
+    app.git(&["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    git_in(
+        other.path(),
+        &[
+            "clone",
+            "-q",
+            "-b",
+            "main",
+            remote.path().to_str().unwrap(),
+            ".",
+        ],
+    );
+    let file = other.path().join(".floom/issues/000/ISSUE-0002.md");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("status: open", "status: closed");
+    std::fs::write(&file, text).unwrap();
+    git_in(other.path(), &["commit", "-qam", "close from elsewhere"]);
+    git_in(other.path(), &["push", "-q", "origin", "main"]);
+    app.git(&["pull", "-q", "--no-rebase", "origin", "main"]);
+    eventually("pulled close", || async {
+        app.get("/workspace/issues/ISSUE-0002").await.body["status"] == "closed"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn changes_made_while_stopped_are_seen_at_start() {
+    let app = TestApp::new().await;
+    app.create(json!({"title": "one"})).await;
+    app.create(json!({"title": "two"})).await;
+    let ws = app.ws();
+    app.state.index.close().await;
+    // While "stopped": edit, delete, add, and commit.
+    let one = ws.join(".floom/issues/000/ISSUE-0001.md");
+    let t = std::fs::read_to_string(&one)
+        .unwrap()
+        .replace("title: one", "title: one, edited");
+    std::fs::write(&one, t).unwrap();
+    std::fs::remove_file(ws.join(".floom/issues/000/ISSUE-0002.md")).unwrap();
+    std::fs::write(
+        ws.join(".floom/issues/ISSUE-0009.md"),
+        upstream_issue("ISSUE-0009", "added", "closed", &[]),
+    )
+    .unwrap();
+    git_in(&ws, &["add", "-A"]);
+    git_in(&ws, &["commit", "-qm", "offline edits"]);
+    let app = app.restart(false).await;
+    let r = app.get("/workspace/issues").await;
+    let titles: Vec<&str> = r.body["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["one, edited", "added"]);
+    // A second start with nothing changed re-reads nothing.
+    let stats = app.state.index.reconcile(&|_, _| {}).await.unwrap();
+    assert_eq!(stats.changed_issues, 0);
+    assert_eq!(stats.files, 2);
+}
+
+#[tokio::test]
+async fn deleting_the_index_loses_nothing() {
+    let app = TestApp::new().await;
+    for i in 0..5 {
+        app.create(json!({"title": format!("t{i}"), "labels": ["l"]}))
+            .await;
+    }
+    app.post(
+        "/workspace/issues/ISSUE-0002/comments",
+        json!({"body": "kept"}),
+    )
+    .await;
+    let before = app.get("/workspace/issues").await.body;
+    let stats = app.state.index.rebuild(&|_, _| {}).await.unwrap();
+    assert_eq!(stats.changed_issues, 5);
+    assert_eq!(app.get("/workspace/issues").await.body, before);
+    app.state.index.close().await;
+    std::fs::remove_file(app.dir.path().join("index.db")).unwrap();
+    let app = app.restart(false).await;
+    assert_eq!(app.get("/workspace/issues").await.body, before);
+}
