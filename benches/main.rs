@@ -1,1 +1,284 @@
-fn main() {}
+//! The benchmark program: generates workspaces of 1k/10k/100k issues, starts floom on
+//! loopback in this process, drives it with concurrent clients, and prints one table.
+//! The naive approach (parse every issue file per list request, as upstream does) runs
+//! beside it and the ratio is printed.
+//!
+//! `cargo bench` runs every size; `FLOOM_BENCH_SIZES=1000,10000` picks sizes and
+//! `FLOOM_BENCH_SECONDS` sets the load duration per row (default 3).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use floom::AppState;
+use floom::config::Config;
+use floom::index::Index;
+use floom::index::watcher;
+use floom::workspace::Workspace;
+use floom::workspace::issue_file::{Comment, IssueDoc, IssueMeta};
+use floom::workspace::layout;
+
+const LABELS: [&str; 8] = ["bug", "feature", "docs", "worker", "ui", "infra", "needs-attention", "good-first-issue"];
+const WORDS: [&str; 16] = [
+    "inbox", "digest", "schedule", "approval", "timeout", "webhook", "secret", "context", "gmail", "slack",
+    "retry", "label", "thread", "summary", "invoice", "report",
+];
+const CONCURRENCY: u64 = 8;
+
+/// A small deterministic generator, so every run builds the same workspace.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+fn generate(ws: &Path, n: u64) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for num in 1..=n {
+        let id = layout::format_id(num);
+        let ts = format!("2026-{:02}-{:02}T{:02}:00:00.{:06}+00:00", 1 + num % 12, 1 + num % 28, num % 24, num % 1_000_000);
+        let mut labels: Vec<String> = Vec::new();
+        for _ in 0..(rng.next() % 3) {
+            let l = rng.pick(&LABELS).to_string();
+            if !labels.contains(&l) {
+                labels.push(l);
+            }
+        }
+        let title = format!("{} {} {} fails", rng.pick(&WORDS), rng.pick(&WORDS), rng.pick(&WORDS));
+        let body = format!("The {} worker hit a {} on the {} step.", rng.pick(&WORDS), rng.pick(&WORDS), rng.pick(&WORDS));
+        let doc = IssueDoc {
+            meta: IssueMeta {
+                id: Some(id.clone()),
+                status: Some(if rng.next() % 3 == 0 { "closed" } else { "open" }.into()),
+                title,
+                labels,
+                created_by: Some("local-user".into()),
+                created_at: Some(ts.clone()),
+                updated_at: Some(ts.clone()),
+                ..Default::default()
+            },
+            body,
+        };
+        let path = ws.join(layout::new_issue_path(num));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, doc.render()).unwrap();
+        if num % 5 == 0 {
+            let c = Comment {
+                id: format!("cmt_{num:016x}"),
+                body: format!("Seen again with {}", WORDS[(num % 16) as usize]),
+                created_by: Some("local-user".into()),
+                created_at: Some(ts),
+            };
+            std::fs::write(ws.join(layout::comments_path(&layout::new_issue_path(num))), c.to_line()).unwrap();
+        }
+    }
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git").args(args).current_dir(ws).output().unwrap();
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    };
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "bench: generated issues"]);
+}
+
+/// Upstream's way: read and parse every issue file, filter, sort, page.
+fn naive_list(ws: &Path, status: &str, label: &str, limit: usize) -> usize {
+    let mut hits = Vec::new();
+    for f in floom::index::derive::scan(ws) {
+        if f.kind != layout::FileKind::Issue {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(ws.join(&f.path)) else { continue };
+        let Ok(doc) = IssueDoc::parse(&bytes) else { continue };
+        if doc.meta.status.as_deref().unwrap_or("open") == status && doc.meta.labels.iter().any(|l| l == label) {
+            hits.push((f.path.clone(), doc));
+        }
+    }
+    hits.sort_by(|a, b| a.0.cmp(&b.0));
+    hits.into_iter().take(limit).count()
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    rps: f64,
+}
+
+fn stats(mut lat: Vec<Duration>, wall: Duration) -> Stats {
+    lat.sort();
+    let at = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    Stats { p50: at(0.50), p99: at(0.99), rps: lat.len() as f64 / wall.as_secs_f64() }
+}
+
+/// Drive `make_req` from `clients` concurrent clients for `secs`.
+async fn load<F>(clients: u64, secs: f64, make_req: F) -> Stats
+where
+    F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let client = reqwest::Client::new();
+    let make_req = Arc::new(make_req);
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    let tasks: Vec<_> = (0..clients)
+        .map(|w| {
+            let client = client.clone();
+            let make_req = make_req.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = w * 1_000_000;
+                while Instant::now() < until {
+                    let t = Instant::now();
+                    let res = make_req(&client, i).send().await.unwrap();
+                    assert!(res.status().is_success(), "{}", res.status());
+                    res.bytes().await.unwrap();
+                    lat.push(t.elapsed());
+                    i += 1;
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    stats(all, start.elapsed())
+}
+
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn bench_size(n: u64, secs: f64, rows: &mut Vec<[String; 5]>) {
+    let mut row = |work: &str, p50: String, p99: String, extra: String| {
+        rows.push([format!("{n}"), work.to_string(), p50, p99, extra]);
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::under(dir.path());
+    config.paths.create_dirs().unwrap();
+    let t = Instant::now();
+    let ws = Workspace::open(&config.paths.workspace, None).unwrap();
+    generate(ws.root(), n);
+    eprintln!("[{n}] generated and committed in {:.1}s", t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let index = Index::open(&config.paths.index_db, ws.root()).await.unwrap();
+    index.reconcile(&|_, _| {}).await.unwrap();
+    row("cold index rebuild", ms(t.elapsed()), "-".into(), "target ≤ 10 s at 100k".into());
+    index.close().await;
+    drop(index);
+
+    let t = Instant::now();
+    let state = AppState::open(config.clone(), &|_, _| {}).await.unwrap();
+    row("warm start (index up to date)", ms(t.elapsed()), "-".into(), "target ≤ 1 s at 100k".into());
+    let _watch = watcher::spawn(state.index.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, floom::app(state.clone())).into_future());
+
+    let b = base.clone();
+    let s = load(CONCURRENCY, secs, move |c, _| c.get(format!("{b}/workspace/issues?status=open&label=bug&limit=50"))).await;
+    let list_p50 = s.p50;
+    row("list status+label, 50 rows", ms(s.p50), ms(s.p99), format!("{:.0} req/s", s.rps));
+
+    let b = base.clone();
+    let s = load(CONCURRENCY, secs, move |c, i| c.get(format!("{b}/workspace/issues?q={}&limit=50", WORDS[(i % 16) as usize]))).await;
+    row("full-text search, 50 rows", ms(s.p50), ms(s.p99), format!("{:.0} req/s", s.rps));
+
+    let b = base.clone();
+    let s = load(CONCURRENCY, secs, move |c, i| c.get(format!("{b}/workspace/issues/{}", layout::format_id(1 + i % n)))).await;
+    row("get one issue", ms(s.p50), ms(s.p99), format!("{:.0} req/s", s.rps));
+
+    let b = base.clone();
+    // Writes are serialised by the single git writer: one client shows a write's own
+    // latency; more clients would only show the queue in front of it.
+    let s = load(1, secs, move |c, i| {
+        c.post(format!("{b}/workspace/issues")).json(&serde_json::json!({"title": format!("bench {i}"), "labels": ["bench"]}))
+    })
+    .await;
+    row("create issue (commit included), 1 client", ms(s.p50), ms(s.p99), format!("{:.0} req/s", s.rps));
+
+    let b = base.clone();
+    let s = load(1, secs, move |c, i| {
+        c.post(format!("{b}/workspace/issues/{}/comments", layout::format_id(1 + i % n)))
+            .json(&serde_json::json!({"body": format!("bench comment {i}")}))
+    })
+    .await;
+    row("comment (commit included), 1 client", ms(s.p50), ms(s.p99), format!("{:.0} req/s", s.rps));
+
+    // External edit → visible in the list.
+    let client = reqwest::Client::new();
+    let mut lat = Vec::new();
+    for i in 0..20u64 {
+        let num = n + 1_000_000 + i;
+        let rel = format!("{}/ISSUE-{num}.md", layout::ISSUES_DIR);
+        let doc = IssueDoc {
+            meta: IssueMeta { title: format!("external {i}"), labels: vec![format!("ext{i}")], ..Default::default() },
+            body: String::new(),
+        };
+        let t = Instant::now();
+        std::fs::write(ws.root().join(&rel), doc.render()).unwrap();
+        loop {
+            let r: serde_json::Value =
+                client.get(format!("{base}/workspace/issues?label=ext{i}")).send().await.unwrap().json().await.unwrap();
+            if r["total"] == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        lat.push(t.elapsed());
+    }
+    let s = stats(lat, Duration::from_secs(1));
+    row("external edit visible in list", ms(s.p50), ms(s.p99), "target p99 ≤ 1 s".into());
+    row("resident memory (whole bench process)", format!("{:.0} MB", rss_mb()), "-".into(), "target ≤ 150 MB".into());
+
+    let reps = if n >= 100_000 { 2 } else { 5 };
+    let mut lat = Vec::new();
+    let root = ws.root().to_path_buf();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || naive_list(&root, "open", "bug", 50)).await.unwrap();
+        lat.push(t.elapsed());
+    }
+    let s = stats(lat, Duration::from_secs(1));
+    let ratio = s.p50.as_secs_f64() / list_p50.as_secs_f64();
+    row("naive list (parse every file)", ms(s.p50), "-".into(), format!("floom is {ratio:.0}x faster"));
+    state.index.close().await;
+}
+
+fn main() {
+    let sizes: Vec<u64> = std::env::var("FLOOM_BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000,100000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let secs: f64 = std::env::var("FLOOM_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut rows = Vec::new();
+    for n in sizes {
+        rt.block_on(bench_size(n, secs, &mut rows));
+    }
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("floom benchmark — {cores} cores; reads with {CONCURRENCY} concurrent clients, writes with 1, on loopback; latency as the client sees it\n");
+    println!("| issues | work | p50 | p99 | throughput / note |");
+    println!("|---:|---|---:|---:|---|");
+    for r in rows {
+        println!("| {} | {} | {} | {} | {} |", r[0], r[1], r[2], r[3], r[4]);
+    }
+}
