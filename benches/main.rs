@@ -18,10 +18,19 @@ use floom::workspace::Workspace;
 use floom::workspace::issue_file::{Comment, IssueDoc, IssueMeta};
 use floom::workspace::layout;
 
-const LABELS: [&str; 8] = ["bug", "feature", "docs", "worker", "ui", "infra", "needs-attention", "good-first-issue"];
+const LABELS: [&str; 8] = [
+    "bug",
+    "feature",
+    "docs",
+    "worker",
+    "ui",
+    "infra",
+    "needs-attention",
+    "good-first-issue",
+];
 const WORDS: [&str; 16] = [
-    "inbox", "digest", "schedule", "approval", "timeout", "webhook", "secret", "context", "gmail", "slack",
-    "retry", "label", "thread", "summary", "invoice", "report",
+    "inbox", "digest", "schedule", "approval", "timeout", "webhook", "secret", "context", "gmail",
+    "slack", "retry", "label", "thread", "summary", "invoice", "report",
 ];
 const CONCURRENCY: u64 = 8;
 
@@ -43,7 +52,13 @@ fn generate(ws: &Path, n: u64) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for num in 1..=n {
         let id = layout::format_id(num);
-        let ts = format!("2026-{:02}-{:02}T{:02}:00:00.{:06}+00:00", 1 + num % 12, 1 + num % 28, num % 24, num % 1_000_000);
+        let ts = format!(
+            "2026-{:02}-{:02}T{:02}:00:00.{:06}+00:00",
+            1 + num % 12,
+            1 + num % 28,
+            num % 24,
+            num % 1_000_000
+        );
         let mut labels: Vec<String> = Vec::new();
         for _ in 0..(rng.next() % 3) {
             let l = rng.pick(&LABELS).to_string();
@@ -51,12 +66,29 @@ fn generate(ws: &Path, n: u64) {
                 labels.push(l);
             }
         }
-        let title = format!("{} {} {} fails", rng.pick(&WORDS), rng.pick(&WORDS), rng.pick(&WORDS));
-        let body = format!("The {} worker hit a {} on the {} step.", rng.pick(&WORDS), rng.pick(&WORDS), rng.pick(&WORDS));
+        let title = format!(
+            "{} {} {} fails",
+            rng.pick(&WORDS),
+            rng.pick(&WORDS),
+            rng.pick(&WORDS)
+        );
+        let body = format!(
+            "The {} worker hit a {} on the {} step.",
+            rng.pick(&WORDS),
+            rng.pick(&WORDS),
+            rng.pick(&WORDS)
+        );
         let doc = IssueDoc {
             meta: IssueMeta {
                 id: Some(id.clone()),
-                status: Some(if rng.next() % 3 == 0 { "closed" } else { "open" }.into()),
+                status: Some(
+                    if rng.next().is_multiple_of(3) {
+                        "closed"
+                    } else {
+                        "open"
+                    }
+                    .into(),
+                ),
                 title,
                 labels,
                 created_by: Some("local-user".into()),
@@ -69,19 +101,31 @@ fn generate(ws: &Path, n: u64) {
         let path = ws.join(layout::new_issue_path(num));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, doc.render()).unwrap();
-        if num % 5 == 0 {
+        if num.is_multiple_of(5) {
             let c = Comment {
                 id: format!("cmt_{num:016x}"),
                 body: format!("Seen again with {}", WORDS[(num % 16) as usize]),
                 created_by: Some("local-user".into()),
                 created_at: Some(ts),
             };
-            std::fs::write(ws.join(layout::comments_path(&layout::new_issue_path(num))), c.to_line()).unwrap();
+            std::fs::write(
+                ws.join(layout::comments_path(&layout::new_issue_path(num))),
+                c.to_line(),
+            )
+            .unwrap();
         }
     }
     let git = |args: &[&str]| {
-        let ok = std::process::Command::new("git").args(args).current_dir(ws).output().unwrap();
-        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(ws)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
     };
     git(&["add", "-A"]);
     git(&["commit", "-qm", "bench: generated issues"]);
@@ -94,9 +138,15 @@ fn naive_list(ws: &Path, status: &str, label: &str, limit: usize) -> usize {
         if f.kind != layout::FileKind::Issue {
             continue;
         }
-        let Ok(bytes) = std::fs::read(ws.join(&f.path)) else { continue };
-        let Ok(doc) = IssueDoc::parse(&bytes) else { continue };
-        if doc.meta.status.as_deref().unwrap_or("open") == status && doc.meta.labels.iter().any(|l| l == label) {
+        let Ok(bytes) = std::fs::read(ws.join(&f.path)) else {
+            continue;
+        };
+        let Ok(doc) = IssueDoc::parse(&bytes) else {
+            continue;
+        };
+        if doc.meta.status.as_deref().unwrap_or("open") == status
+            && doc.meta.labels.iter().any(|l| l == label)
+        {
             hits.push((f.path.clone(), doc));
         }
     }
@@ -113,7 +163,11 @@ struct Stats {
 fn stats(mut lat: Vec<Duration>, wall: Duration) -> Stats {
     lat.sort();
     let at = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
-    Stats { p50: at(0.50), p99: at(0.99), rps: lat.len() as f64 / wall.as_secs_f64() }
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+        rps: lat.len() as f64 / wall.as_secs_f64(),
+    }
 }
 
 /// Drive `make_req` from `clients` concurrent clients for `secs`.
@@ -174,52 +228,113 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<[String; 5]>) {
     let t = Instant::now();
     let ws = Workspace::open(&config.paths.workspace, None).unwrap();
     generate(ws.root(), n);
-    eprintln!("[{n}] generated and committed in {:.1}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "[{n}] generated and committed in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
 
     let t = Instant::now();
-    let index = Index::open(&config.paths.index_db, ws.root()).await.unwrap();
+    let index = Index::open(&config.paths.index_db, ws.root())
+        .await
+        .unwrap();
     index.reconcile(&|_, _| {}).await.unwrap();
-    row("cold index rebuild", ms(t.elapsed()), "-".into(), "target ≤ 10 s at 100k".into());
+    row(
+        "cold index rebuild",
+        ms(t.elapsed()),
+        "-".into(),
+        "target ≤ 10 s at 100k".into(),
+    );
     index.close().await;
     drop(index);
 
     let t = Instant::now();
     let state = AppState::open(config.clone(), &|_, _| {}).await.unwrap();
-    row("warm start (index up to date)", ms(t.elapsed()), "-".into(), "target ≤ 1 s at 100k".into());
+    row(
+        "warm start (index up to date)",
+        ms(t.elapsed()),
+        "-".into(),
+        "target ≤ 1 s at 100k".into(),
+    );
     let _watch = watcher::spawn(state.index.clone()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(axum::serve(listener, floom::app(state.clone())).into_future());
 
     let b = base.clone();
-    let s = load(CONCURRENCY, secs, move |c, _| c.get(format!("{b}/workspace/issues?status=open&label=bug&limit=50"))).await;
+    let s = load(CONCURRENCY, secs, move |c, _| {
+        c.get(format!(
+            "{b}/workspace/issues?status=open&label=bug&limit=50"
+        ))
+    })
+    .await;
     let list_p50 = s.p50;
-    row("list status+label, 50 rows", ms(s.p50), ms(s.p99), format!("{:.0} req/s", s.rps));
+    row(
+        "list status+label, 50 rows",
+        ms(s.p50),
+        ms(s.p99),
+        format!("{:.0} req/s", s.rps),
+    );
 
     let b = base.clone();
-    let s = load(CONCURRENCY, secs, move |c, i| c.get(format!("{b}/workspace/issues?q={}&limit=50", WORDS[(i % 16) as usize]))).await;
-    row("full-text search, 50 rows", ms(s.p50), ms(s.p99), format!("{:.0} req/s", s.rps));
+    let s = load(CONCURRENCY, secs, move |c, i| {
+        c.get(format!(
+            "{b}/workspace/issues?q={}&limit=50",
+            WORDS[(i % 16) as usize]
+        ))
+    })
+    .await;
+    row(
+        "full-text search, 50 rows",
+        ms(s.p50),
+        ms(s.p99),
+        format!("{:.0} req/s", s.rps),
+    );
 
     let b = base.clone();
-    let s = load(CONCURRENCY, secs, move |c, i| c.get(format!("{b}/workspace/issues/{}", layout::format_id(1 + i % n)))).await;
-    row("get one issue", ms(s.p50), ms(s.p99), format!("{:.0} req/s", s.rps));
+    let s = load(CONCURRENCY, secs, move |c, i| {
+        c.get(format!(
+            "{b}/workspace/issues/{}",
+            layout::format_id(1 + i % n)
+        ))
+    })
+    .await;
+    row(
+        "get one issue",
+        ms(s.p50),
+        ms(s.p99),
+        format!("{:.0} req/s", s.rps),
+    );
 
     let b = base.clone();
     // Writes are serialised by the single git writer: one client shows a write's own
     // latency; more clients would only show the queue in front of it.
     let s = load(1, secs, move |c, i| {
-        c.post(format!("{b}/workspace/issues")).json(&serde_json::json!({"title": format!("bench {i}"), "labels": ["bench"]}))
+        c.post(format!("{b}/workspace/issues"))
+            .json(&serde_json::json!({"title": format!("bench {i}"), "labels": ["bench"]}))
     })
     .await;
-    row("create issue (commit included), 1 client", ms(s.p50), ms(s.p99), format!("{:.0} req/s", s.rps));
+    row(
+        "create issue (commit included), 1 client",
+        ms(s.p50),
+        ms(s.p99),
+        format!("{:.0} req/s", s.rps),
+    );
 
     let b = base.clone();
     let s = load(1, secs, move |c, i| {
-        c.post(format!("{b}/workspace/issues/{}/comments", layout::format_id(1 + i % n)))
-            .json(&serde_json::json!({"body": format!("bench comment {i}")}))
+        c.post(format!(
+            "{b}/workspace/issues/{}/comments",
+            layout::format_id(1 + i % n)
+        ))
+        .json(&serde_json::json!({"body": format!("bench comment {i}")}))
     })
     .await;
-    row("comment (commit included), 1 client", ms(s.p50), ms(s.p99), format!("{:.0} req/s", s.rps));
+    row(
+        "comment (commit included), 1 client",
+        ms(s.p50),
+        ms(s.p99),
+        format!("{:.0} req/s", s.rps),
+    );
 
     // External edit → visible in the list.
     let client = reqwest::Client::new();
@@ -228,14 +343,24 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<[String; 5]>) {
         let num = n + 1_000_000 + i;
         let rel = format!("{}/ISSUE-{num}.md", layout::ISSUES_DIR);
         let doc = IssueDoc {
-            meta: IssueMeta { title: format!("external {i}"), labels: vec![format!("ext{i}")], ..Default::default() },
+            meta: IssueMeta {
+                title: format!("external {i}"),
+                labels: vec![format!("ext{i}")],
+                ..Default::default()
+            },
             body: String::new(),
         };
         let t = Instant::now();
         std::fs::write(ws.root().join(&rel), doc.render()).unwrap();
         loop {
-            let r: serde_json::Value =
-                client.get(format!("{base}/workspace/issues?label=ext{i}")).send().await.unwrap().json().await.unwrap();
+            let r: serde_json::Value = client
+                .get(format!("{base}/workspace/issues?label=ext{i}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             if r["total"] == 1 {
                 break;
             }
@@ -244,8 +369,18 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<[String; 5]>) {
         lat.push(t.elapsed());
     }
     let s = stats(lat, Duration::from_secs(1));
-    row("external edit visible in list", ms(s.p50), ms(s.p99), "target p99 ≤ 1 s".into());
-    row("resident memory (whole bench process)", format!("{:.0} MB", rss_mb()), "-".into(), "target ≤ 150 MB".into());
+    row(
+        "external edit visible in list",
+        ms(s.p50),
+        ms(s.p99),
+        "target p99 ≤ 1 s".into(),
+    );
+    row(
+        "resident memory (whole bench process)",
+        format!("{:.0} MB", rss_mb()),
+        "-".into(),
+        "target ≤ 150 MB".into(),
+    );
 
     let reps = if n >= 100_000 { 2 } else { 5 };
     let mut lat = Vec::new();
@@ -253,12 +388,19 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<[String; 5]>) {
     for _ in 0..reps {
         let t = Instant::now();
         let root = root.clone();
-        tokio::task::spawn_blocking(move || naive_list(&root, "open", "bug", 50)).await.unwrap();
+        tokio::task::spawn_blocking(move || naive_list(&root, "open", "bug", 50))
+            .await
+            .unwrap();
         lat.push(t.elapsed());
     }
     let s = stats(lat, Duration::from_secs(1));
     let ratio = s.p50.as_secs_f64() / list_p50.as_secs_f64();
-    row("naive list (parse every file)", ms(s.p50), "-".into(), format!("floom is {ratio:.0}x faster"));
+    row(
+        "naive list (parse every file)",
+        ms(s.p50),
+        "-".into(),
+        format!("floom is {ratio:.0}x faster"),
+    );
     state.index.close().await;
 }
 
@@ -268,14 +410,22 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let secs: f64 = std::env::var("FLOOM_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let secs: f64 = std::env::var("FLOOM_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut rows = Vec::new();
     for n in sizes {
         rt.block_on(bench_size(n, secs, &mut rows));
     }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("floom benchmark — {cores} cores; reads with {CONCURRENCY} concurrent clients, writes with 1, on loopback; latency as the client sees it\n");
+    println!(
+        "floom benchmark — {cores} cores; reads with {CONCURRENCY} concurrent clients, writes with 1, on loopback; latency as the client sees it\n"
+    );
     println!("| issues | work | p50 | p99 | throughput / note |");
     println!("|---:|---|---:|---:|---|");
     for r in rows {

@@ -395,3 +395,104 @@ impl Pusher {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(repo: &mut Repo, path: &str, text: &str) -> Oid {
+        let w = FileWrite {
+            path: path.into(),
+            content: text.as_bytes().to_vec(),
+        };
+        repo.commit_files(
+            &[w],
+            &format!("write {path}"),
+            ("tester", "tester@workeros.local"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn commits_only_its_own_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = Repo::open_or_init(dir.path(), None).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "someone else's work").unwrap();
+        write(&mut repo, "a/b/c.md", "one");
+        let head = repo.repo.head().unwrap().peel_to_tree().unwrap();
+        assert!(head.get_path(Path::new("a/b/c.md")).is_ok());
+        assert!(
+            head.get_path(Path::new("notes.txt")).is_err(),
+            "untracked file stays out"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a/b/c.md")).unwrap(),
+            "one"
+        );
+        assert_eq!(repo.head_blob("a/b/c.md").unwrap(), Some(blob_oid(b"one")));
+    }
+
+    #[test]
+    fn recover_completes_a_commit_whose_files_were_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = Repo::open_or_init(dir.path(), None).unwrap();
+        write(&mut repo, "x.md", "v1");
+        let commit = write(&mut repo, "x.md", "v2");
+        // As if the process died right after moving the branch: old file, journal left.
+        std::fs::write(dir.path().join("x.md"), "v1").unwrap();
+        let journal = Journal {
+            commit: commit.to_string(),
+            paths: vec!["x.md".into()],
+        };
+        std::fs::write(
+            repo.repo.path().join(JOURNAL),
+            serde_json::to_vec(&journal).unwrap(),
+        )
+        .unwrap();
+        drop(repo);
+        let repo = Repo::open_or_init(dir.path(), None).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("x.md")).unwrap(),
+            "v2"
+        );
+        assert!(!repo.repo.path().join(JOURNAL).exists());
+        let statuses = repo.repo.statuses(None).unwrap();
+        assert!(statuses.iter().all(|s| s.status().is_empty()), "clean");
+    }
+
+    #[test]
+    fn recover_discards_a_commit_that_never_became_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = Repo::open_or_init(dir.path(), None).unwrap();
+        write(&mut repo, "x.md", "v1");
+        let journal = Journal {
+            commit: "0".repeat(40),
+            paths: vec!["x.md".into()],
+        };
+        std::fs::write(
+            repo.repo.path().join(JOURNAL),
+            serde_json::to_vec(&journal).unwrap(),
+        )
+        .unwrap();
+        drop(repo);
+        let repo = Repo::open_or_init(dir.path(), None).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("x.md")).unwrap(),
+            "v1"
+        );
+        assert!(!repo.repo.path().join(JOURNAL).exists());
+    }
+
+    #[test]
+    fn history_follows_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = Repo::open_or_init(dir.path(), None).unwrap();
+        write(&mut repo, "a.md", "1");
+        write(&mut repo, "b.md", "1");
+        write(&mut repo, "a.md", "2");
+        let h = repo.history(&["a.md".into()], 10).unwrap();
+        let msgs: Vec<&str> = h.iter().map(|c| c.message.as_str()).collect();
+        assert_eq!(msgs, ["write a.md", "write a.md"]);
+        assert_eq!(h[0].author_name, "tester");
+    }
+}

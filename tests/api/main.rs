@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod issues;
 mod issues_list;
+mod remote;
 mod system;
 mod watcher;
 mod yaml_compat;
