@@ -25,6 +25,9 @@ use derive::{DiskFile, derive};
 
 /// Issues derived and written per transaction during a reconcile.
 const BATCH: usize = 500;
+/// After re-indexing this many issues at once, refresh the planner's statistics and
+/// merge the full-text segments the batches left behind.
+const TUNE_AFTER: usize = 1000;
 
 pub struct Index {
     write: SqlitePool,
@@ -163,6 +166,9 @@ impl Index {
             self.generation.fetch_add(1, Ordering::AcqRel);
             done += chunk.len();
             progress(done, total);
+        }
+        if total >= TUNE_AFTER {
+            store::tune(&self.write).await?;
         }
         Ok(ReconcileStats {
             files,

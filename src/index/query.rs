@@ -261,9 +261,10 @@ fn push_filters(qb: &mut QueryBuilder<Sqlite>, f: &IssueFilter) {
         }
     }
     for label in &f.labels {
-        qb.push(" AND EXISTS (SELECT 1 FROM issue_labels l WHERE l.label = ")
+        // An IN list lets SQLite drive from a rare label's rows or probe a common one.
+        qb.push(" AND num IN (SELECT num FROM issue_labels WHERE label = ")
             .push_bind(label.clone())
-            .push(" AND l.num = issues.num)");
+            .push(")");
     }
     if let Some(since) = f.updated_since {
         qb.push(" AND updated_ts >= ").push_bind(since);

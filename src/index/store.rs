@@ -37,6 +37,15 @@ struct FileRecord {
     error: Option<String>,
 }
 
+/// After a bulk load: planner statistics, and one full-text segment instead of many.
+pub async fn tune(pool: &SqlitePool) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO issues_fts (issues_fts) VALUES ('optimize')")
+        .execute(pool)
+        .await?;
+    sqlx::query("ANALYZE").execute(pool).await?;
+    Ok(())
+}
+
 /// The file rows the index holds for `nums`.
 pub async fn files_of(
     pool: &SqlitePool,
