@@ -16,6 +16,8 @@ use anyhow::{Context, bail};
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Tree};
 use serde::{Deserialize, Serialize};
 
+use super::stager::Stager;
+
 /// Upstream's default `.gitignore` for a new workspace: local state and secrets stay out.
 const DEFAULT_GITIGNORE: &str = "\
 # floom: local state and secrets never belong in the workspace history
@@ -65,6 +67,7 @@ pub struct Repo {
     repo: Repository,
     root: PathBuf,
     pusher: Arc<Pusher>,
+    stager: Arc<Stager>,
 }
 
 /// Git object id of `content` as a blob: the content hash the index keys on.
@@ -85,17 +88,26 @@ impl Repo {
                 _ => init(&root)?,
             },
         };
+        let stager = Stager::open(&root, repo.path())?;
         let mut this = Repo {
             repo,
             root,
             pusher: Arc::new(Pusher::default()),
+            stager,
         };
         this.recover()?;
+        // Start with a clean `git status`: what recovery completed is staged now.
+        this.stager.flush()?;
         Ok(this)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The git index's background updater.
+    pub fn stager(&self) -> Arc<Stager> {
+        Arc::clone(&self.stager)
     }
 
     fn head_commit(&self) -> anyhow::Result<Option<git2::Commit<'_>>> {
@@ -177,7 +189,7 @@ impl Repo {
         for w in writes {
             self.write_worktree(&w.path, &w.content)?;
         }
-        self.stage(&journal.paths)?;
+        self.stager.add(&journal.paths)?;
         std::fs::remove_file(self.repo.path().join(JOURNAL))?;
         self.pusher.request(&self.root, &self.repo);
         Ok(commit)
@@ -197,17 +209,6 @@ impl Repo {
         Ok(())
     }
 
-    /// Record the written files in the git index, so `git status` stays clean.
-    fn stage(&self, paths: &[String]) -> anyhow::Result<()> {
-        let mut index = self.repo.index()?;
-        index.read(false)?;
-        for p in paths {
-            index.add_path(Path::new(p))?;
-        }
-        index.write()?;
-        Ok(())
-    }
-
     /// Finish or discard a write that a crash interrupted.
     pub fn recover(&mut self) -> anyhow::Result<()> {
         let journal_path = self.repo.path().join(JOURNAL);
@@ -223,7 +224,7 @@ impl Repo {
                     let blob = self.repo.find_blob(tree.get_path(Path::new(p))?.id())?;
                     self.write_worktree(p, blob.content())?;
                 }
-                self.stage(&journal.paths)?;
+                self.stager.add(&journal.paths)?;
             } else {
                 tracing::warn!(commit = %journal.commit, "discarding a write that never committed");
             }

@@ -5,6 +5,7 @@ pub mod git;
 pub mod issue_file;
 pub mod layout;
 pub mod pyyaml;
+pub mod stager;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,11 +13,13 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use git::Repo;
+use stager::Stager;
 
 #[derive(Clone)]
 pub struct Workspace {
     repo: Arc<Mutex<Repo>>,
     root: PathBuf,
+    stager: Arc<Stager>,
 }
 
 impl Workspace {
@@ -24,15 +27,23 @@ impl Workspace {
     pub fn open(root: &Path, remote: Option<&str>) -> anyhow::Result<Self> {
         let repo = Repo::open_or_init(root, remote)?;
         let root = repo.root().to_path_buf();
+        let stager = repo.stager();
         Ok(Workspace {
             repo: Arc::new(Mutex::new(repo)),
             root,
+            stager,
         })
     }
 
     /// The canonical path of the working tree.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Stage every committed path in the git index now, rather than in a moment.
+    pub async fn flush_git_index(&self) -> anyhow::Result<()> {
+        let stager = Arc::clone(&self.stager);
+        tokio::task::spawn_blocking(move || stager.flush()).await?
     }
 
     /// The single writer: hold this across read-modify-write-commit-index.

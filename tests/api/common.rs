@@ -146,6 +146,12 @@ impl TestApp {
         git_in(&self.ws(), args)
     }
 
+    /// `git status --porcelain` once the background git-index update has run.
+    pub async fn status(&self) -> String {
+        self.state.issues.workspace.flush_git_index().await.unwrap();
+        self.git(&["status", "--porcelain"])
+    }
+
     pub fn commit_count(&self) -> usize {
         self.git(&["rev-list", "--count", "HEAD"])
             .trim()

@@ -22,7 +22,7 @@ async fn parallel_creates_get_distinct_ids_and_one_commit_each() {
     assert_eq!(ids.len(), 24);
     assert_eq!(app.commit_count(), before + 24);
     assert_eq!(app.get("/workspace/issues").await.body["total"], 24);
-    assert_eq!(app.git(&["status", "--porcelain"]), "");
+    assert_eq!(app.status().await, "");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

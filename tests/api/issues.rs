@@ -38,11 +38,11 @@ async fn create_writes_a_file_and_one_commit() {
         "issues: create ISSUE-0001 Inbox worker mislabels|local-user|local-user@workeros.local"
     );
     assert_eq!(app.commit_count(), 2);
-    assert_eq!(
-        app.git(&["status", "--porcelain"]),
-        "",
-        "working tree clean"
-    );
+    // The git index catches up in the background, without being asked.
+    crate::common::eventually("git status clean", || async {
+        app.git(&["status", "--porcelain"]).is_empty()
+    })
+    .await;
     assert_eq!(
         app.git(&["show", "--name-only", "--format=", "HEAD"])
             .trim(),
@@ -213,7 +213,7 @@ async fn patch_updates_fields_and_commits() {
         )
         .await;
     assert_eq!(r.body["asset_type"], "mcp");
-    assert_eq!(app.git(&["status", "--porcelain"]), "");
+    assert_eq!(app.status().await, "");
 }
 
 #[tokio::test]
@@ -419,7 +419,7 @@ async fn upstream_flat_files_are_read_and_rewritten_in_place() {
     let old_ts = "'2026-06-21T19:05:12.345678+00:00'";
     let new_ts = format!("'{}'", r.body["updated_at"].as_str().unwrap());
     assert_eq!(after, text.replace(old_ts, &new_ts));
-    assert_eq!(app.git(&["status", "--porcelain"]), "");
+    assert_eq!(app.status().await, "");
 
     // The next id is max + 1, in a fan-out folder.
     assert_eq!(app.create(json!({"title": "next"})).await, "ISSUE-0008");

@@ -67,6 +67,7 @@ async fn git_checkout_and_pull_are_seen() {
     app.create(json!({"title": "second"})).await;
 
     // Check out an older commit: the index follows the working tree.
+    assert_eq!(app.status().await, "");
     app.git(&["checkout", "-q", &v1]);
     eventually("checkout v1", || async {
         title_of(&app, &id).await.as_deref() == Some("v1")

@@ -1,0 +1,171 @@
+//! Bringing the git index (`.git/index`) up to date with floom's commits, off the
+//! request path.
+//!
+//! The git index holds an entry per file of the workspace; libgit2 rewrites and
+//! checksums all of it on every change (about 60-80 ms at 100k issues). A commit does
+//! not need it (floom builds trees from HEAD), only `git status` does. So a write records
+//! the paths it committed here, answers, and a background flush stages them a few
+//! milliseconds later, many writes at a time. The paths waiting are also kept in
+//! `.git/floom-unstaged`, so a crash loses none: the next start stages them first.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use git2::{IndexEntry, IndexTime, Repository};
+
+use super::git::blob_oid;
+
+const LIST: &str = "floom-unstaged";
+/// How long a flush waits for more writes to join it.
+const COALESCE: Duration = Duration::from_millis(10);
+/// Pause before trying again when the index is locked by someone else.
+const RETRY: Duration = Duration::from_millis(500);
+
+pub struct Stager {
+    workdir: PathBuf,
+    list_path: PathBuf,
+    /// Paths committed but not yet staged, with the sequence number of their last write.
+    pending: Mutex<(u64, BTreeMap<String, u64>)>,
+    /// One flush at a time, with its own repository handle (the writer keeps its own).
+    flush_repo: Mutex<Option<Repository>>,
+    scheduled: AtomicBool,
+}
+
+impl Stager {
+    /// Load the paths a previous run left unstaged, and stage them now.
+    pub fn open(workdir: &Path, gitdir: &Path) -> anyhow::Result<Arc<Self>> {
+        let list_path = gitdir.join(LIST);
+        let left: Vec<String> = std::fs::read_to_string(&list_path)
+            .map(|t| {
+                t.lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let this = Arc::new(Stager {
+            workdir: workdir.to_path_buf(),
+            list_path,
+            pending: Mutex::new((0, BTreeMap::new())),
+            flush_repo: Mutex::new(None),
+            scheduled: AtomicBool::new(false),
+        });
+        if !left.is_empty() {
+            tracing::info!(
+                paths = left.len(),
+                "staging paths a previous run left unstaged"
+            );
+            this.record(&left)?;
+            this.flush()
+                .context("staging paths left by the previous run")?;
+        }
+        Ok(this)
+    }
+
+    /// Remember `paths` (durably) as committed but unstaged.
+    fn record(&self, paths: &[String]) -> anyhow::Result<()> {
+        let mut guard = self.pending.lock().expect("stager state");
+        let (seq, pending) = &mut *guard;
+        for p in paths {
+            *seq += 1;
+            pending.insert(p.clone(), *seq);
+        }
+        self.persist(pending)
+    }
+
+    fn persist(&self, pending: &BTreeMap<String, u64>) -> anyhow::Result<()> {
+        if pending.is_empty() {
+            match std::fs::remove_file(&self.list_path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => return Ok(()),
+            }
+        }
+        let text: String = pending.keys().map(|p| format!("{p}\n")).collect();
+        let tmp = self.list_path.with_extension("tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &self.list_path)?;
+        Ok(())
+    }
+
+    /// Record `paths` and stage them shortly, in the background.
+    pub fn add(self: &Arc<Self>, paths: &[String]) -> anyhow::Result<()> {
+        self.record(paths)?;
+        self.schedule(COALESCE);
+        Ok(())
+    }
+
+    fn schedule(self: &Arc<Self>, delay: Duration) {
+        if self.scheduled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let this = Arc::clone(self);
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            // Writes recorded from here on schedule a flush of their own.
+            this.scheduled.store(false, Ordering::SeqCst);
+            if let Err(e) = this.flush() {
+                tracing::warn!(error = %e, "could not update the git index; retrying");
+                this.schedule(RETRY);
+            }
+        });
+    }
+
+    /// Stage every pending path now: the entry becomes HEAD's blob, with the working
+    /// file's stat when the file holds exactly that blob.
+    pub fn flush(&self) -> anyhow::Result<()> {
+        let mut repo_slot = self.flush_repo.lock().expect("stager repo");
+        let snapshot: Vec<(String, u64)> = {
+            let guard = self.pending.lock().expect("stager state");
+            guard.1.iter().map(|(p, s)| (p.clone(), *s)).collect()
+        };
+        if snapshot.is_empty() {
+            return Ok(());
+        }
+        if repo_slot.is_none() {
+            *repo_slot = Some(Repository::open(&self.workdir)?);
+        }
+        let repo = repo_slot.as_ref().expect("opened above");
+        let mut index = repo.index()?;
+        index.read(false)?;
+        let tree = repo.head()?.peel_to_tree()?;
+        for (path, _) in &snapshot {
+            // Gone from HEAD (someone checked out another commit): theirs to stage.
+            let Ok(entry) = tree.get_path(Path::new(path)) else {
+                continue;
+            };
+            let on_disk = std::fs::read(self.workdir.join(path)).ok();
+            if on_disk.as_deref().map(blob_oid) == Some(entry.id()) {
+                index.add_path(Path::new(path))?;
+            } else {
+                // The file changed again since (an editor): stage our commit, and leave
+                // the stat empty so git sees their edit as a change.
+                index.add(&IndexEntry {
+                    ctime: IndexTime::new(0, 0),
+                    mtime: IndexTime::new(0, 0),
+                    dev: 0,
+                    ino: 0,
+                    mode: 0o100644,
+                    uid: 0,
+                    gid: 0,
+                    file_size: 0,
+                    id: entry.id(),
+                    flags: path.len().min(0xfff) as u16,
+                    flags_extended: 0,
+                    path: path.as_bytes().to_vec(),
+                })?;
+            }
+        }
+        index.write()?;
+        let mut guard = self.pending.lock().expect("stager state");
+        for (path, seq) in snapshot {
+            if guard.1.get(&path) == Some(&seq) {
+                guard.1.remove(&path);
+            }
+        }
+        self.persist(&guard.1)
+    }
+}
