@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokio::sync::OwnedMutexGuard;
 
 use crate::index::Index;
-use crate::index::query::{CommentOut, Issue};
+use crate::index::query::{CommentOut, IssueJson};
 use crate::workspace::git::{CommitInfo, FileWrite, blob_oid};
 use crate::workspace::issue_file::{Comment, IssueDoc, IssueMeta, iso_timestamp, py_strip};
 use crate::workspace::layout::{self, FileKind, format_id};
@@ -203,7 +203,7 @@ impl IssueService {
         &self,
         author: Author,
         input: NewIssue,
-    ) -> Result<(Issue, String), IssueError> {
+    ) -> Result<(IssueJson, String), IssueError> {
         let title = py_strip(&input.title).to_string();
         if title.is_empty() {
             return Err(IssueError::Invalid("title is required".into()));
@@ -260,7 +260,7 @@ impl IssueService {
         num: u64,
         patch: IssuePatch,
         if_match: Option<String>,
-    ) -> Result<(Issue, String), IssueError> {
+    ) -> Result<(IssueJson, String), IssueError> {
         if let Some(s) = &patch.status
             && !STATUSES.contains(&s.as_str())
         {
@@ -407,11 +407,11 @@ impl IssueService {
     }
 
     /// The issue as the index now holds it, with its ETag.
-    async fn read_back(&self, num: u64) -> Result<(Issue, String), IssueError> {
-        let (detail, etag) = self.index.get(num).await?.ok_or_else(|| {
+    async fn read_back(&self, num: u64) -> Result<(IssueJson, String), IssueError> {
+        let (doc, etag) = self.index.get(num).await?.ok_or_else(|| {
             anyhow::anyhow!("{} missing from the index after its write", format_id(num))
         })?;
-        Ok((detail.issue, etag))
+        Ok((doc, etag))
     }
 }
 

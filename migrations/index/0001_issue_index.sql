@@ -18,19 +18,16 @@ CREATE TABLE issues (
     id            TEXT NOT NULL,
     path          TEXT NOT NULL,
     etag          TEXT NOT NULL,          -- blob id of the .md: changes with every write
+    -- what the filters need, as columns
     status        TEXT NOT NULL,
-    title         TEXT NOT NULL,
-    body          TEXT NOT NULL,
     asset_type    TEXT,
     asset_id      TEXT,
     source        TEXT,
     created_by    TEXT,
-    created_at    TEXT,
-    updated_at    TEXT,
     created_ts    INTEGER NOT NULL,       -- microseconds since the epoch, 0 if unknown
     updated_ts    INTEGER NOT NULL,
-    labels        TEXT NOT NULL,          -- JSON array in file order
-    comment_count INTEGER NOT NULL
+    -- the issue as the API returns it (JSON), so a page is its rows joined
+    doc           TEXT NOT NULL
 );
 CREATE INDEX issues_status ON issues(status, num);
 CREATE INDEX issues_created ON issues(created_ts, num);

@@ -1,5 +1,7 @@
 //! `/workspace/issues`: list, read, create, update, comment, history.
 
+use std::marker::PhantomData;
+
 use aide::OperationOutput;
 use aide::axum::ApiRouter;
 use aide::axum::routing::{get_with, post_with};
@@ -49,27 +51,55 @@ impl From<&Caller> for Author {
     }
 }
 
-/// A JSON body with the issue's `ETag`.
-pub struct Tagged<T> {
+/// A JSON document assembled from the index's stored JSON, documented as `T`, with
+/// the issue's `ETag` when it is about one issue.
+pub struct JsonDoc<T> {
     status: StatusCode,
-    etag: String,
-    body: T,
+    etag: Option<String>,
+    body: String,
+    shape: PhantomData<T>,
 }
 
-impl<T: Serialize> IntoResponse for Tagged<T> {
+impl<T> JsonDoc<T> {
+    fn new(status: StatusCode, etag: Option<String>, body: String) -> Self {
+        JsonDoc {
+            status,
+            etag,
+            body,
+            shape: PhantomData,
+        }
+    }
+}
+
+impl<T> IntoResponse for JsonDoc<T> {
     fn into_response(self) -> Response {
-        let mut res = (self.status, axum::Json(self.body)).into_response();
-        if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", self.etag)) {
+        let mut res = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            self.body,
+        )
+            .into_response();
+        if let Some(v) = self
+            .etag
+            .and_then(|e| HeaderValue::from_str(&format!("\"{e}\"")).ok())
+        {
             res.headers_mut().insert(header::ETAG, v);
         }
         res
     }
 }
 
-impl<T: JsonSchema> OperationOutput for Tagged<T> {
+impl<T: JsonSchema> OperationOutput for JsonDoc<T> {
     type Inner = T;
     fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<OpenApiResponse> {
         axum::Json::<T>::operation_response(ctx, op)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, OpenApiResponse)> {
+        axum::Json::<T>::inferred_responses(ctx, op)
     }
 }
 
@@ -144,7 +174,7 @@ async fn list_issues(
     State(state): State<AppState>,
     _caller: Caller,
     Query(p): Query<ListParams>,
-) -> ApiResult<axum::Json<IssueList>> {
+) -> ApiResult<JsonDoc<IssueList>> {
     let limit = check_limit(p.limit, DEFAULT_LIMIT)?;
     let updated_since = match p.updated_since.as_deref() {
         None | Some("") => None,
@@ -186,25 +216,38 @@ async fn list_issues(
         after,
     };
     let page = state.index.list(&req, &state.totals).await?;
-    Ok(axum::Json(IssueList {
-        issues: page.issues,
-        total: page.total,
-        next_cursor: page.next.map(|c| c.encode()),
-    }))
+    let mut body =
+        String::with_capacity(page.issues.iter().map(|d| d.0.len() + 1).sum::<usize>() + 64);
+    body.push_str("{\"issues\":[");
+    for (i, doc) in page.issues.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&doc.0);
+    }
+    let next = serde_json::to_string(&page.next.map(|c| c.encode())).expect("cursor serializes");
+    body.push_str(&format!(
+        "],\"total\":{},\"next_cursor\":{next}}}",
+        page.total
+    ));
+    Ok(JsonDoc::new(StatusCode::OK, None, body))
 }
 
 async fn get_issue(
     State(state): State<AppState>,
     _caller: Caller,
     Path(IssueId { id }): Path<IssueId>,
-) -> ApiResult<Tagged<IssueDetail>> {
+) -> ApiResult<JsonDoc<IssueDetail>> {
     let num = parse_issue_id(&id)?;
     match state.index.get(num).await? {
-        Some((body, etag)) => Ok(Tagged {
-            status: StatusCode::OK,
-            etag,
-            body,
-        }),
+        Some((doc, etag)) => {
+            let comments = state.index.comments(num).await?;
+            Ok(JsonDoc::new(
+                StatusCode::OK,
+                Some(etag),
+                doc.with_comments(&comments),
+            ))
+        }
         None => match state.index.file_error(num).await? {
             Some(why) => Err(ApiError::Conflict(format!("{id} cannot be read: {why}"))),
             None => Err(IssueError::NotFound(id).into()),
@@ -216,13 +259,9 @@ async fn create_issue(
     State(state): State<AppState>,
     caller: Caller,
     Json(input): Json<NewIssue>,
-) -> ApiResult<Tagged<Issue>> {
+) -> ApiResult<JsonDoc<Issue>> {
     let (body, etag) = state.issues.create(Author::from(&caller), input).await?;
-    Ok(Tagged {
-        status: StatusCode::CREATED,
-        etag,
-        body,
-    })
+    Ok(JsonDoc::new(StatusCode::CREATED, Some(etag), body.0))
 }
 
 async fn update_issue(
@@ -231,7 +270,7 @@ async fn update_issue(
     Path(IssueId { id }): Path<IssueId>,
     headers: HeaderMap,
     Json(patch): Json<IssuePatch>,
-) -> ApiResult<Tagged<Issue>> {
+) -> ApiResult<JsonDoc<Issue>> {
     let num = parse_issue_id(&id)?;
     let if_match = headers
         .get(header::IF_MATCH)
@@ -240,11 +279,7 @@ async fn update_issue(
         .issues
         .update(Author::from(&caller), num, patch, if_match)
         .await?;
-    Ok(Tagged {
-        status: StatusCode::OK,
-        etag,
-        body,
-    })
+    Ok(JsonDoc::new(StatusCode::OK, Some(etag), body.0))
 }
 
 async fn add_comment(

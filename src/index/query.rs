@@ -46,47 +46,28 @@ pub struct IssueDetail {
     pub comments: Vec<CommentOut>,
 }
 
-#[derive(sqlx::FromRow)]
-struct IssueRecord {
-    num: i64,
-    id: String,
-    status: String,
-    title: String,
-    body: String,
-    asset_type: Option<String>,
-    asset_id: Option<String>,
-    source: Option<String>,
-    labels: String,
-    created_by: Option<String>,
-    created_at: Option<String>,
-    updated_at: Option<String>,
-    comment_count: i64,
-    created_ts: i64,
-    updated_ts: i64,
-    etag: String,
-}
+/// An issue's JSON as the index stores it (the serialized [`Issue`]): a page of the
+/// list is these documents joined, with no per-field decoding or re-encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueJson(pub String);
 
-impl IssueRecord {
-    fn into_issue(self) -> Issue {
-        Issue {
-            id: self.id,
-            status: self.status,
-            title: self.title,
-            body: self.body,
-            asset_type: self.asset_type,
-            asset_id: self.asset_id,
-            source: self.source,
-            labels: serde_json::from_str(&self.labels).unwrap_or_default(),
-            created_by: self.created_by,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            comment_count: self.comment_count,
-        }
+impl IssueJson {
+    /// The detail document: the issue with its `comments` appended.
+    pub fn with_comments(&self, comments: &[CommentOut]) -> String {
+        let doc = self.0.trim_end();
+        let body = doc.strip_suffix('}').unwrap_or(doc);
+        let comments = serde_json::to_string(comments).expect("comments serialize");
+        format!("{body},\"comments\":{comments}}}")
     }
 }
 
-const COLUMNS: &str = "num, id, status, title, body, asset_type, asset_id, source, labels, \
-    created_by, created_at, updated_at, comment_count, created_ts, updated_ts, etag";
+#[derive(sqlx::FromRow)]
+struct PageRow {
+    num: i64,
+    created_ts: i64,
+    updated_ts: i64,
+    doc: String,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
@@ -100,9 +81,9 @@ pub enum SortKey {
 impl SortKey {
     fn column(self) -> &'static str {
         match self {
-            SortKey::Id => "num",
-            SortKey::CreatedAt => "created_ts",
-            SortKey::UpdatedAt => "updated_ts",
+            SortKey::Id => "issues.num",
+            SortKey::CreatedAt => "issues.created_ts",
+            SortKey::UpdatedAt => "issues.updated_ts",
         }
     }
     fn code(self) -> char {
@@ -188,7 +169,7 @@ pub struct ListRequest {
 }
 
 pub struct IssuePage {
-    pub issues: Vec<Issue>,
+    pub issues: Vec<IssueJson>,
     pub total: i64,
     pub next: Option<Cursor>,
 }
@@ -246,8 +227,49 @@ fn fts_query(q: &str) -> Option<String> {
     )
 }
 
-fn push_filters(qb: &mut QueryBuilder<Sqlite>, f: &IssueFilter) {
-    qb.push(" WHERE 1 = 1");
+/// Which table a query walks first. With the default sort (by id), a label's rows or
+/// the full-text matches come in id order already, so the walk stops after one page
+/// however many rows match; a count walks them whatever the sort.
+enum Driver {
+    Issues,
+    Label,
+    Fts(String),
+}
+
+/// `FROM ... WHERE ...` for these filters; returns the column that orders by id.
+fn push_from_where(qb: &mut QueryBuilder<Sqlite>, f: &IssueFilter, by_id: bool) -> &'static str {
+    let fts: Option<String> = match f.q.as_deref().map(fts_query) {
+        // Nothing searchable (only punctuation): nothing matches.
+        Some(None) => {
+            qb.push(" FROM issues WHERE 0 = 1");
+            return "issues.num";
+        }
+        Some(Some(m)) => Some(m),
+        None => None,
+    };
+    let driver = match &fts {
+        Some(m) if by_id => Driver::Fts(m.clone()),
+        _ if by_id && !f.labels.is_empty() => Driver::Label,
+        _ => Driver::Issues,
+    };
+    let id_col = match &driver {
+        Driver::Fts(m) => {
+            qb.push(" FROM issues_fts CROSS JOIN issues ON issues.num = issues_fts.rowid WHERE issues_fts MATCH ")
+                .push_bind(m.clone());
+            "issues_fts.rowid"
+        }
+        Driver::Label => {
+            qb.push(
+                " FROM issue_labels l0 CROSS JOIN issues ON issues.num = l0.num WHERE l0.label = ",
+            )
+            .push_bind(f.labels[0].clone());
+            "l0.num"
+        }
+        Driver::Issues => {
+            qb.push(" FROM issues WHERE 1 = 1");
+            "issues.num"
+        }
+    };
     let eq = [
         ("status", &f.status),
         ("asset_type", &f.asset_type),
@@ -257,61 +279,58 @@ fn push_filters(qb: &mut QueryBuilder<Sqlite>, f: &IssueFilter) {
     ];
     for (col, v) in eq {
         if let Some(v) = v {
-            qb.push(format!(" AND {col} = ")).push_bind(v.clone());
+            qb.push(format!(" AND issues.{col} = "))
+                .push_bind(v.clone());
         }
     }
-    for label in &f.labels {
-        // An IN list lets SQLite drive from a rare label's rows or probe a common one.
-        qb.push(" AND num IN (SELECT num FROM issue_labels WHERE label = ")
+    let skip = usize::from(matches!(driver, Driver::Label));
+    for label in &f.labels[skip..] {
+        qb.push(" AND EXISTS (SELECT 1 FROM issue_labels l WHERE l.label = ")
             .push_bind(label.clone())
+            .push(" AND l.num = issues.num)");
+    }
+    if let (Some(m), false) = (&fts, matches!(driver, Driver::Fts(_))) {
+        qb.push(" AND issues.num IN (SELECT rowid FROM issues_fts WHERE issues_fts MATCH ")
+            .push_bind(m.clone())
             .push(")");
     }
     if let Some(since) = f.updated_since {
-        qb.push(" AND updated_ts >= ").push_bind(since);
+        qb.push(" AND issues.updated_ts >= ").push_bind(since);
     }
-    if let Some(q) = f.q.as_deref() {
-        match fts_query(q) {
-            Some(m) => {
-                qb.push(" AND num IN (SELECT rowid FROM issues_fts WHERE issues_fts MATCH ")
-                    .push_bind(m)
-                    .push(")");
-            }
-            // Nothing searchable (only punctuation): nothing matches.
-            None => {
-                qb.push(" AND 0 = 1");
-            }
-        }
-    }
+    id_col
 }
 
 impl Index {
     pub async fn list(&self, req: &ListRequest, totals: &TotalCache) -> anyhow::Result<IssuePage> {
         let generation = self.generation();
-        let col = req.sort.column();
+        let by_id = req.sort == SortKey::Id;
         let (dir, cmp) = match req.order {
             Order::Asc => ("ASC", ">"),
             Order::Desc => ("DESC", "<"),
         };
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM issues"));
-        push_filters(&mut qb, &req.filter);
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT issues.num, issues.created_ts, issues.updated_ts, issues.doc",
+        );
+        let id_col = push_from_where(&mut qb, &req.filter, by_id);
+        let col = if by_id { id_col } else { req.sort.column() };
         if let Some(c) = req.after {
-            if req.sort == SortKey::Id {
-                qb.push(format!(" AND num {cmp} ")).push_bind(c.num);
+            if by_id {
+                qb.push(format!(" AND {id_col} {cmp} ")).push_bind(c.num);
             } else {
-                qb.push(format!(" AND ({col}, num) {cmp} ("))
+                qb.push(format!(" AND ({col}, issues.num) {cmp} ("))
                     .push_bind(c.key)
                     .push(", ")
                     .push_bind(c.num)
                     .push(")");
             }
         }
-        if req.sort == SortKey::Id {
-            qb.push(format!(" ORDER BY num {dir}"));
+        if by_id {
+            qb.push(format!(" ORDER BY {id_col} {dir}"));
         } else {
-            qb.push(format!(" ORDER BY {col} {dir}, num {dir}"));
+            qb.push(format!(" ORDER BY {col} {dir}, issues.num {dir}"));
         }
         qb.push(" LIMIT ").push_bind(i64::from(req.limit) + 1);
-        let mut rows: Vec<IssueRecord> = qb.build_query_as().fetch_all(&self.read).await?;
+        let mut rows: Vec<PageRow> = qb.build_query_as().fetch_all(&self.read).await?;
 
         let next = if rows.len() > req.limit as usize {
             rows.truncate(req.limit as usize);
@@ -333,48 +352,39 @@ impl Index {
             Some(t) => t,
             None if req.after.is_none() && next.is_none() => rows.len() as i64,
             None => {
-                let mut qb = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM issues");
-                push_filters(&mut qb, &req.filter);
+                let mut qb = QueryBuilder::<Sqlite>::new("SELECT COUNT(*)");
+                push_from_where(&mut qb, &req.filter, true);
                 let t: i64 = qb.build_query_scalar().fetch_one(&self.read).await?;
                 totals.put(generation, req.filter.clone(), t);
                 t
             }
         };
         Ok(IssuePage {
-            issues: rows.into_iter().map(IssueRecord::into_issue).collect(),
+            issues: rows.into_iter().map(|r| IssueJson(r.doc)).collect(),
             total,
             next,
         })
     }
 
-    /// One issue, its comments and its ETag; None when the index has no readable issue.
-    pub async fn get(&self, num: u64) -> anyhow::Result<Option<(IssueDetail, String)>> {
+    /// One issue's document and ETag; None when the index has no readable issue.
+    pub async fn get(&self, num: u64) -> anyhow::Result<Option<(IssueJson, String)>> {
         let n = num as i64;
-        let mut qb =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM issues WHERE num = "));
-        qb.push_bind(n);
-        let Some(rec) = qb
-            .build_query_as::<IssueRecord>()
+        let row = sqlx::query!("SELECT doc, etag FROM issues WHERE num = ?", n)
             .fetch_optional(&self.read)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let comments = sqlx::query_as!(
+            .await?;
+        Ok(row.map(|r| (IssueJson(r.doc), r.etag)))
+    }
+
+    /// The issue's comments in file order.
+    pub async fn comments(&self, num: u64) -> anyhow::Result<Vec<CommentOut>> {
+        let n = num as i64;
+        Ok(sqlx::query_as!(
             CommentOut,
             "SELECT id, body, created_by, created_at FROM issue_comments WHERE num = ? ORDER BY seq",
             n
         )
         .fetch_all(&self.read)
-        .await?;
-        let etag = rec.etag.clone();
-        Ok(Some((
-            IssueDetail {
-                issue: rec.into_issue(),
-                comments,
-            },
-            etag,
-        )))
+        .await?)
     }
 
     /// Why issue `num`'s file could not be read, if it could not.

@@ -4,7 +4,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use super::derive::{Derived, DiskFile, FileRow};
+use super::derive::{Derived, DiskFile, FileRow, IssueRow};
+use super::query::Issue;
 use crate::workspace::layout::FileKind;
 
 /// Rows per multi-row INSERT; well under SQLite's bind-variable limit.
@@ -101,6 +102,25 @@ pub async fn update_stats(pool: &SqlitePool, derived: &[Derived]) -> sqlx::Resul
     tx.commit().await
 }
 
+/// The API's JSON for an issue, stored so that reads need not build it.
+fn document(i: &IssueRow) -> String {
+    let issue = Issue {
+        id: i.id.clone(),
+        status: i.status.clone(),
+        title: i.title.clone(),
+        body: i.body.clone(),
+        asset_type: i.asset_type.clone(),
+        asset_id: i.asset_id.clone(),
+        source: i.source.clone(),
+        labels: i.labels.clone(),
+        created_by: i.created_by.clone(),
+        created_at: i.created_at.clone(),
+        updated_at: i.updated_at.clone(),
+        comment_count: i.comments.len() as i64,
+    };
+    serde_json::to_string(&issue).expect("issues serialize")
+}
+
 /// Replace everything held for these issue numbers by the derived rows, in one
 /// transaction: a reader sees the old issue or the new one, never a mix.
 pub async fn replace(pool: &SqlitePool, derived: &[Derived]) -> sqlx::Result<()> {
@@ -153,8 +173,8 @@ pub async fn replace(pool: &SqlitePool, derived: &[Derived]) -> sqlx::Result<()>
             continue;
         }
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO issues (num, id, path, etag, status, title, body, asset_type, asset_id, \
-             source, created_by, created_at, updated_at, created_ts, updated_ts, labels, comment_count) ",
+            "INSERT INTO issues (num, id, path, etag, status, asset_type, asset_id, source, \
+             created_by, created_ts, updated_ts, doc) ",
         );
         qb.push_values(&issues, |mut b, i| {
             b.push_bind(i.num as i64)
@@ -162,18 +182,13 @@ pub async fn replace(pool: &SqlitePool, derived: &[Derived]) -> sqlx::Result<()>
                 .push_bind(i.path.clone())
                 .push_bind(i.etag.clone())
                 .push_bind(i.status.clone())
-                .push_bind(i.title.clone())
-                .push_bind(i.body.clone())
                 .push_bind(i.asset_type.clone())
                 .push_bind(i.asset_id.clone())
                 .push_bind(i.source.clone())
                 .push_bind(i.created_by.clone())
-                .push_bind(i.created_at.clone())
-                .push_bind(i.updated_at.clone())
                 .push_bind(i.created_ts)
                 .push_bind(i.updated_ts)
-                .push_bind(serde_json::to_string(&i.labels).expect("labels serialize"))
-                .push_bind(i.comments.len() as i64);
+                .push_bind(document(i));
         });
         qb.build().execute(&mut *tx).await?;
 

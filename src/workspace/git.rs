@@ -96,8 +96,11 @@ impl Repo {
             stager,
         };
         this.recover()?;
-        // Start with a clean `git status`: what recovery completed is staged now.
-        this.stager.flush()?;
+        // Start with a clean `git status` when we can; when the git index is locked
+        // (a git command running, or one that crashed), the background flush retries.
+        if let Err(e) = this.stager.flush() {
+            tracing::warn!(error = %e, "could not update the git index at start; will retry");
+        }
         Ok(this)
     }
 

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use git2::{IndexEntry, IndexTime, Repository};
 
 use super::git::blob_oid;
@@ -36,7 +35,7 @@ pub struct Stager {
 }
 
 impl Stager {
-    /// Load the paths a previous run left unstaged, and stage them now.
+    /// Load the paths a previous run left unstaged, and stage them shortly.
     pub fn open(workdir: &Path, gitdir: &Path) -> anyhow::Result<Arc<Self>> {
         let list_path = gitdir.join(LIST);
         let left: Vec<String> = std::fs::read_to_string(&list_path)
@@ -59,9 +58,7 @@ impl Stager {
                 paths = left.len(),
                 "staging paths a previous run left unstaged"
             );
-            this.record(&left)?;
-            this.flush()
-                .context("staging paths left by the previous run")?;
+            this.add(&left)?;
         }
         Ok(this)
     }

@@ -78,6 +78,7 @@ impl TestApp {
             _watcher,
         } = self;
         drop((router, _watcher));
+        state.issues.workspace.flush_git_index().await.unwrap();
         state.index.close().await;
         drop(state);
         Self::open(dir, |_| {}, watch).await
