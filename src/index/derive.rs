@@ -42,33 +42,38 @@ impl DiskFile {
 /// Every issue file under `.floom/issues/` (flat, and one folder down).
 pub fn scan(root: &Path) -> Vec<DiskFile> {
     let mut out = Vec::new();
-    let dir = root.join(layout::ISSUES_DIR);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
+    let Ok(entries) = std::fs::read_dir(root.join(layout::ISSUES_DIR)) else {
         return out;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(ft) = entry.file_type() else { continue };
-        if ft.is_dir() {
-            let Ok(sub) = std::fs::read_dir(entry.path()) else {
-                continue;
-            };
-            for e in sub.flatten() {
-                let rel = format!(
-                    "{}/{name}/{}",
-                    layout::ISSUES_DIR,
-                    e.file_name().to_string_lossy()
-                );
-                out.extend(DiskFile::stat(root, &rel));
-            }
-        } else {
-            out.extend(DiskFile::stat(
-                root,
-                &format!("{}/{name}", layout::ISSUES_DIR),
-            ));
+        let rel = format!(
+            "{}/{}",
+            layout::ISSUES_DIR,
+            entry.file_name().to_string_lossy()
+        );
+        match entry.file_type() {
+            Ok(ft) if ft.is_dir() => out.extend(scan_folder(root, &rel)),
+            Ok(_) => out.extend(DiskFile::stat(root, &rel)),
+            Err(_) => {}
         }
     }
     out
+}
+
+/// The issue files in one folder (workspace-relative, no trailing slash).
+pub fn scan_folder(root: &Path, rel_dir: &str) -> Vec<DiskFile> {
+    let Ok(entries) = std::fs::read_dir(root.join(rel_dir)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            DiskFile::stat(
+                root,
+                &format!("{rel_dir}/{}", e.file_name().to_string_lossy()),
+            )
+        })
+        .collect()
 }
 
 /// One row of `index_files`.

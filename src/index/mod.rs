@@ -127,24 +127,9 @@ impl Index {
     ) -> anyhow::Result<ReconcileStats> {
         let root = self.root.clone();
         let disk = tokio::task::spawn_blocking(move || derive::scan(&root)).await?;
-        let known: HashMap<String, (i64, i64)> =
-            sqlx::query_as::<_, (String, i64, i64)>("SELECT path, size, mtime_ns FROM index_files")
-                .fetch_all(&self.read)
-                .await?
-                .into_iter()
-                .map(|(p, s, m)| (p, (s, m)))
-                .collect();
-        let mut changed: BTreeSet<u64> = BTreeSet::new();
+        let known = store::file_stats(&self.read, None).await?;
+        let changed = changed_nums(&disk, &known);
         let mut on_disk: BTreeMap<u64, Vec<DiskFile>> = BTreeMap::new();
-        for f in &disk {
-            if known.get(&f.path) != Some(&(f.size, f.mtime_ns)) {
-                changed.insert(f.num);
-            }
-        }
-        let disk_paths: BTreeSet<&str> = disk.iter().map(|f| f.path.as_str()).collect();
-        for path in known.keys().filter(|p| !disk_paths.contains(p.as_str())) {
-            changed.extend(layout::classify(path).map(|(n, _)| n));
-        }
         let files = disk.len();
         for f in disk {
             if changed.contains(&f.num) {
@@ -174,6 +159,17 @@ impl Index {
             files,
             changed_issues: total,
         })
+    }
+
+    /// Reconcile one folder of issue files: a folder appeared, vanished or moved.
+    pub async fn reconcile_folder(&self, rel_dir: &str) -> anyhow::Result<usize> {
+        let root = self.root.clone();
+        let dir = rel_dir.to_string();
+        let disk = tokio::task::spawn_blocking(move || derive::scan_folder(&root, &dir)).await?;
+        let known = store::file_stats(&self.read, Some(&format!("{rel_dir}/"))).await?;
+        let changed = changed_nums(&disk, &known);
+        let hints: Vec<String> = disk.into_iter().map(|f| f.path).collect();
+        self.sync_nums(&changed, &hints).await
     }
 
     /// Re-read the files of these issues (plus any `hint` paths just seen changing) and
@@ -257,6 +253,21 @@ impl Index {
             .filter_map(|r| FileKind::parse(&r.kind).map(|k| (r.path, k)))
             .collect())
     }
+}
+
+/// Issue numbers whose files differ between the disk and what the index saw: a file
+/// added, gone, or with another size or mtime.
+fn changed_nums(disk: &[DiskFile], known: &HashMap<String, (i64, i64)>) -> BTreeSet<u64> {
+    let mut changed: BTreeSet<u64> = disk
+        .iter()
+        .filter(|f| known.get(&f.path) != Some(&(f.size, f.mtime_ns)))
+        .map(|f| f.num)
+        .collect();
+    let disk_paths: BTreeSet<&str> = disk.iter().map(|f| f.path.as_str()).collect();
+    for path in known.keys().filter(|p| !disk_paths.contains(p.as_str())) {
+        changed.extend(layout::classify(path).map(|(n, _)| n));
+    }
+    changed
 }
 
 fn same_stats(before: &[derive::FileRow], disk: &[DiskFile]) -> bool {

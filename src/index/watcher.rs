@@ -73,15 +73,31 @@ fn relative(root: &Path, p: &Path) -> Option<String> {
     (!rel.starts_with(".git/") && rel != ".git").then_some(rel)
 }
 
-/// A change to a folder on the way to issue files (moved, deleted, created whole)
-/// says nothing about which files changed: look at all of them.
-fn is_issue_folder(rel: &str) -> bool {
-    rel == ".floom"
-        || rel == ISSUES_DIR
-        || rel
-            .strip_prefix(ISSUES_DIR)
-            .and_then(|r| r.strip_prefix('/'))
-            .is_some_and(|name| !name.contains('/') && !name.contains('.'))
+/// What a changed path says about issue files.
+enum Scope {
+    /// `.floom` or `.floom/issues` itself: anything may have changed.
+    Everything,
+    /// A folder of issue files appeared, vanished or moved.
+    Folder,
+    /// One issue file.
+    File,
+    Unrelated,
+}
+
+fn scope(rel: &str) -> Scope {
+    if rel == ".floom" || rel == ISSUES_DIR {
+        return Scope::Everything;
+    }
+    if layout::classify(rel).is_some() {
+        return Scope::File;
+    }
+    match rel
+        .strip_prefix(ISSUES_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        Some(name) if !name.contains('/') && !name.contains('.') => Scope::Folder,
+        _ => Scope::Unrelated,
+    }
 }
 
 async fn apply(index: &Index, batch: Batch) -> anyhow::Result<()> {
@@ -92,14 +108,17 @@ async fn apply(index: &Index, batch: Batch) -> anyhow::Result<()> {
         }
         Batch::Paths(paths) => paths,
     };
-    if paths.iter().any(|p| is_issue_folder(p)) {
+    if paths.iter().any(|p| matches!(scope(p), Scope::Everything)) {
         let stats = index.reconcile(&|_, _| {}).await?;
-        tracing::debug!(?stats, "reconciled after a folder change");
+        tracing::debug!(?stats, "reconciled after a change to the issues folder");
         return Ok(());
+    }
+    for folder in paths.iter().filter(|p| matches!(scope(p), Scope::Folder)) {
+        index.reconcile_folder(folder).await?;
     }
     let hints: Vec<String> = paths
         .into_iter()
-        .filter(|p| layout::classify(p).is_some())
+        .filter(|p| matches!(scope(p), Scope::File))
         .collect();
     let nums: BTreeSet<u64> = hints
         .iter()

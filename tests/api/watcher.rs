@@ -171,3 +171,35 @@ async fn deleting_the_index_loses_nothing() {
     let app = app.restart(false).await;
     assert_eq!(app.get("/workspace/issues").await.body, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folders_moved_away_and_back_are_seen() {
+    let app = TestApp::watched().await;
+    for i in 0..3 {
+        app.create(json!({"title": format!("t{i}")})).await;
+    }
+    let folder = app.ws().join(".floom/issues/000");
+    let aside = app.dir.path().join("aside");
+    std::fs::rename(&folder, &aside).unwrap();
+    eventually("folder gone", || async {
+        app.get("/workspace/issues").await.body["total"] == 0
+    })
+    .await;
+    std::fs::rename(&aside, &folder).unwrap();
+    eventually("folder back", || async {
+        app.get("/workspace/issues").await.body["total"] == 3
+    })
+    .await;
+    // The whole issues folder replaced at once.
+    let issues = app.ws().join(".floom/issues");
+    std::fs::rename(&issues, &aside).unwrap();
+    eventually("issues gone", || async {
+        app.get("/workspace/issues").await.body["total"] == 0
+    })
+    .await;
+    std::fs::rename(&aside, &issues).unwrap();
+    eventually("issues back", || async {
+        app.get("/workspace/issues").await.body["total"] == 3
+    })
+    .await;
+}
