@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
+use super::query::Issue;
 use crate::workspace::git::blob_oid;
 use crate::workspace::issue_file::{Comment, IssueDoc, parse_comments, timestamp_micros};
 use crate::workspace::layout::{self, FileKind};
@@ -84,25 +85,15 @@ pub struct FileRow {
     pub error: Option<String>,
 }
 
-/// One issue as the index holds it.
+/// One issue as the index holds it: the API's view, and what the index keys on.
 #[derive(Debug, Clone)]
 pub struct IssueRow {
     pub num: u64,
-    pub id: String,
     pub path: String,
     pub etag: String,
-    pub status: String,
-    pub title: String,
-    pub body: String,
-    pub asset_type: Option<String>,
-    pub asset_id: Option<String>,
-    pub source: Option<String>,
-    pub created_by: Option<String>,
-    pub created_at: Option<String>,
-    pub updated_at: Option<String>,
     pub created_ts: i64,
     pub updated_ts: i64,
-    pub labels: Vec<String>,
+    pub issue: Issue,
     pub comments: Vec<Comment>,
 }
 
@@ -195,24 +186,27 @@ fn issue_row(num: u64, path: &str, oid: &str, doc: IssueDoc, comments: Vec<Comme
         .trim_end_matches(".md");
     IssueRow {
         num,
-        id: m
-            .id
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| stem.to_string()),
         path: path.to_string(),
         etag: oid.to_string(),
-        status: m.status.unwrap_or_else(|| "open".into()),
-        title: m.title,
-        body: doc.body,
         created_ts: timestamp_micros(m.created_at.as_deref()),
         updated_ts: timestamp_micros(m.updated_at.as_deref()),
-        asset_type: m.asset_type,
-        asset_id: m.asset_id,
-        source: m.source,
-        created_by: m.created_by,
-        created_at: m.created_at,
-        updated_at: m.updated_at,
-        labels: m.labels,
+        issue: Issue {
+            id: m
+                .id
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| stem.to_string()),
+            status: m.status.unwrap_or_else(|| "open".into()),
+            title: m.title,
+            body: doc.body,
+            asset_type: m.asset_type,
+            asset_id: m.asset_id,
+            source: m.source,
+            labels: m.labels,
+            created_by: m.created_by,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            comment_count: comments.len() as i64,
+        },
         comments,
     }
 }

@@ -4,8 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use super::derive::{Derived, DiskFile, FileRow, IssueRow};
-use super::query::Issue;
+use super::derive::{Derived, DiskFile, FileRow};
 use crate::workspace::layout::FileKind;
 
 /// Rows per multi-row INSERT; well under SQLite's bind-variable limit.
@@ -144,25 +143,6 @@ pub async fn update_stats(pool: &SqlitePool, derived: &[Derived]) -> sqlx::Resul
     tx.commit().await
 }
 
-/// The API's JSON for an issue, stored so that reads need not build it.
-fn document(i: &IssueRow) -> String {
-    let issue = Issue {
-        id: i.id.clone(),
-        status: i.status.clone(),
-        title: i.title.clone(),
-        body: i.body.clone(),
-        asset_type: i.asset_type.clone(),
-        asset_id: i.asset_id.clone(),
-        source: i.source.clone(),
-        labels: i.labels.clone(),
-        created_by: i.created_by.clone(),
-        created_at: i.created_at.clone(),
-        updated_at: i.updated_at.clone(),
-        comment_count: i.comments.len() as i64,
-    };
-    serde_json::to_string(&issue).expect("issues serialize")
-}
-
 /// Replace everything held for these issue numbers by the derived rows, in one
 /// transaction: a reader sees the old issue or the new one, never a mix.
 pub async fn replace(pool: &SqlitePool, derived: &[Derived]) -> sqlx::Result<()> {
@@ -220,17 +200,17 @@ pub async fn replace(pool: &SqlitePool, derived: &[Derived]) -> sqlx::Result<()>
         );
         qb.push_values(&issues, |mut b, i| {
             b.push_bind(i.num as i64)
-                .push_bind(i.id.clone())
+                .push_bind(i.issue.id.clone())
                 .push_bind(i.path.clone())
                 .push_bind(i.etag.clone())
-                .push_bind(i.status.clone())
-                .push_bind(i.asset_type.clone())
-                .push_bind(i.asset_id.clone())
-                .push_bind(i.source.clone())
-                .push_bind(i.created_by.clone())
+                .push_bind(i.issue.status.clone())
+                .push_bind(i.issue.asset_type.clone())
+                .push_bind(i.issue.asset_id.clone())
+                .push_bind(i.issue.source.clone())
+                .push_bind(i.issue.created_by.clone())
                 .push_bind(i.created_ts)
                 .push_bind(i.updated_ts)
-                .push_bind(document(i));
+                .push_bind(serde_json::to_string(&i.issue).expect("issues serialize"));
         });
         qb.build().execute(&mut *tx).await?;
 
@@ -239,8 +219,8 @@ pub async fn replace(pool: &SqlitePool, derived: &[Derived]) -> sqlx::Result<()>
         qb.push_values(&issues, |mut b, i| {
             let comments: Vec<&str> = i.comments.iter().map(|c| c.body.as_str()).collect();
             b.push_bind(i.num as i64)
-                .push_bind(i.title.clone())
-                .push_bind(i.body.clone())
+                .push_bind(i.issue.title.clone())
+                .push_bind(i.issue.body.clone())
                 .push_bind(comments.join("\n"));
         });
         qb.build().execute(&mut *tx).await?;
@@ -249,7 +229,8 @@ pub async fn replace(pool: &SqlitePool, derived: &[Derived]) -> sqlx::Result<()>
             .iter()
             .flat_map(|i| {
                 let mut seen = BTreeSet::new();
-                i.labels
+                i.issue
+                    .labels
                     .iter()
                     .filter(move |l| seen.insert(l.as_str()))
                     .map(move |l| (i.num as i64, l.as_str()))

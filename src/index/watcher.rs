@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::{RecommendedWatcher, RecursiveMode};
@@ -16,9 +16,11 @@ use crate::workspace::layout::{self, ISSUES_DIR};
 /// Events closer together than this are handled as one batch.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
+type Watcher = Debouncer<RecommendedWatcher, NoCache>;
+
 /// Keeps the watch alive; dropping it stops watching.
 pub struct WatcherHandle {
-    _debouncer: Debouncer<RecommendedWatcher, NoCache>,
+    _debouncer: Arc<Mutex<Watcher>>,
 }
 
 enum Batch {
@@ -28,6 +30,10 @@ enum Batch {
 }
 
 /// Watch the workspace and keep `index` in step with it.
+///
+/// `.git/` is not watched: every commit writes objects there, and a busy writer would
+/// flood the watcher with events nobody needs. So the root is watched alone and each
+/// top-level folder but `.git` recursively; a folder created at the top later is added.
 pub fn spawn(index: Arc<Index>) -> anyhow::Result<WatcherHandle> {
     let root = index.root().to_path_buf();
     let (tx, mut rx) = mpsc::unbounded_channel::<Batch>();
@@ -46,7 +52,7 @@ pub fn spawn(index: Arc<Index>) -> anyhow::Result<WatcherHandle> {
                         .collect(),
                 ),
                 Err(errors) => {
-                    tracing::warn!(?errors, "file watcher error; reconciling");
+                    tracing::warn!(?errors, "file watcher error");
                     Batch::Rescan
                 }
             };
@@ -55,9 +61,33 @@ pub fn spawn(index: Arc<Index>) -> anyhow::Result<WatcherHandle> {
         NoCache,
         notify::Config::default(),
     )?;
-    debouncer.watch(&root, RecursiveMode::Recursive)?;
+    debouncer.watch(&root, RecursiveMode::NonRecursive)?;
+    for entry in std::fs::read_dir(&root)?.flatten() {
+        watch_top_level(&mut debouncer, &root, &entry.file_name().to_string_lossy())?;
+    }
+    let debouncer = Arc::new(Mutex::new(debouncer));
+    let watcher = Arc::clone(&debouncer);
     tokio::spawn(async move {
-        while let Some(batch) = rx.recv().await {
+        while let Some(first) = rx.recv().await {
+            // Whatever queued up meanwhile is handled together.
+            let mut batch = first;
+            while let Ok(more) = rx.try_recv() {
+                batch = match (batch, more) {
+                    (Batch::Paths(mut a), Batch::Paths(b)) => {
+                        a.extend(b);
+                        Batch::Paths(a)
+                    }
+                    _ => Batch::Rescan,
+                };
+            }
+            if let Batch::Paths(paths) = &batch {
+                let mut w = watcher.lock().expect("watcher");
+                for p in paths.iter().filter(|p| !p.contains('/')) {
+                    if let Err(e) = watch_top_level(&mut w, &root, p) {
+                        tracing::warn!(path = %p, error = %e, "cannot watch a new folder");
+                    }
+                }
+            }
             if let Err(e) = apply(&index, batch).await {
                 tracing::error!(error = ?e, "applying file changes to the index");
             }
@@ -66,6 +96,15 @@ pub fn spawn(index: Arc<Index>) -> anyhow::Result<WatcherHandle> {
     Ok(WatcherHandle {
         _debouncer: debouncer,
     })
+}
+
+/// Watch a top-level folder of the workspace, recursively (not `.git`, not files).
+fn watch_top_level(w: &mut Watcher, root: &Path, name: &str) -> notify::Result<()> {
+    let path = root.join(name);
+    if name == ".git" || !path.is_dir() {
+        return Ok(());
+    }
+    w.watch(&path, RecursiveMode::Recursive)
 }
 
 fn relative(root: &Path, p: &Path) -> Option<String> {
@@ -103,6 +142,7 @@ fn scope(rel: &str) -> Scope {
 async fn apply(index: &Index, batch: Batch) -> anyhow::Result<()> {
     let paths = match batch {
         Batch::Rescan => {
+            tracing::info!("file watcher lost track; reconciling the index with the workspace");
             index.reconcile(&|_, _| {}).await?;
             return Ok(());
         }

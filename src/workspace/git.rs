@@ -417,6 +417,21 @@ mod tests {
         .unwrap()
     }
 
+    /// Leave a journal naming `commit` for `x.md`, as a crash would, and start again.
+    fn reopen_after_crash(repo: Repo, dir: &Path, commit: String) -> Repo {
+        let journal = Journal {
+            commit,
+            paths: vec!["x.md".into()],
+        };
+        std::fs::write(
+            repo.repo.path().join(JOURNAL),
+            serde_json::to_vec(&journal).unwrap(),
+        )
+        .unwrap();
+        drop(repo);
+        Repo::open_or_init(dir, None).unwrap()
+    }
+
     #[test]
     fn commits_only_its_own_paths() {
         let dir = tempfile::tempdir().unwrap();
@@ -444,17 +459,7 @@ mod tests {
         let commit = write(&mut repo, "x.md", "v2");
         // As if the process died right after moving the branch: old file, journal left.
         std::fs::write(dir.path().join("x.md"), "v1").unwrap();
-        let journal = Journal {
-            commit: commit.to_string(),
-            paths: vec!["x.md".into()],
-        };
-        std::fs::write(
-            repo.repo.path().join(JOURNAL),
-            serde_json::to_vec(&journal).unwrap(),
-        )
-        .unwrap();
-        drop(repo);
-        let repo = Repo::open_or_init(dir.path(), None).unwrap();
+        let repo = reopen_after_crash(repo, dir.path(), commit.to_string());
         assert_eq!(
             std::fs::read_to_string(dir.path().join("x.md")).unwrap(),
             "v2"
@@ -469,17 +474,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut repo = Repo::open_or_init(dir.path(), None).unwrap();
         write(&mut repo, "x.md", "v1");
-        let journal = Journal {
-            commit: "0".repeat(40),
-            paths: vec!["x.md".into()],
-        };
-        std::fs::write(
-            repo.repo.path().join(JOURNAL),
-            serde_json::to_vec(&journal).unwrap(),
-        )
-        .unwrap();
-        drop(repo);
-        let repo = Repo::open_or_init(dir.path(), None).unwrap();
+        let repo = reopen_after_crash(repo, dir.path(), "0".repeat(40));
         assert_eq!(
             std::fs::read_to_string(dir.path().join("x.md")).unwrap(),
             "v1"

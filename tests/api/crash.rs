@@ -34,6 +34,15 @@ fn start(data: &Path, port: u16) -> Child {
         .expect("start floom")
 }
 
+async fn list_all(client: &reqwest::Client, base: &str) -> Value {
+    let res = client
+        .get(format!("{base}/workspace/issues?limit=1000"))
+        .send()
+        .await
+        .unwrap();
+    res.json().await.unwrap()
+}
+
 async fn wait_ready(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -133,14 +142,7 @@ async fn sigkill_during_writes_loses_nothing_acknowledged() {
             assert!(comments.contains(id), "comment {id} committed");
         }
     }
-    let served: Value = client
-        .get(format!("{base}/workspace/issues?limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served = list_all(&client, &base).await;
     server.kill().unwrap();
     server.wait().unwrap();
 
@@ -154,14 +156,7 @@ async fn sigkill_during_writes_loses_nothing_acknowledged() {
     assert!(status.success());
     let mut server = start(data.path(), port);
     wait_ready(&client, &base).await;
-    let rebuilt: Value = client
-        .get(format!("{base}/workspace/issues?limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rebuilt = list_all(&client, &base).await;
     server.kill().unwrap();
     server.wait().unwrap();
     assert_eq!(

@@ -203,3 +203,30 @@ async fn folders_moved_away_and_back_are_seen() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issues_folder_created_outside_the_api_is_watched() {
+    let app = TestApp::watched().await;
+    assert!(!app.ws().join(".floom").exists());
+    let dir = app.ws().join(".floom/issues");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("ISSUE-0001.md"),
+        upstream_issue("ISSUE-0001", "first", "open", &[]),
+    )
+    .unwrap();
+    eventually("first file", || async {
+        app.get("/workspace/issues").await.body["total"] == 1
+    })
+    .await;
+    // The new folder is watched from now on.
+    std::fs::write(
+        dir.join("ISSUE-0002.md"),
+        upstream_issue("ISSUE-0002", "second", "open", &[]),
+    )
+    .unwrap();
+    eventually("second file", || async {
+        app.get("/workspace/issues").await.body["total"] == 2
+    })
+    .await;
+}
