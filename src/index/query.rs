@@ -202,29 +202,23 @@ impl TotalCache {
 }
 
 /// Turn user text into an FTS5 query: every word must appear (quoted, so FTS syntax
-/// in the input is taken literally); the last word also matches as a prefix. None
+/// in the input is taken literally); a word ending in `*` matches as a prefix. None
 /// when no word has a letter or digit to search for.
+///
+/// Whole words are the default because a single-word match walks its postings in id
+/// order and stops after a page; a prefix has to merge every word it covers first.
 fn fts_query(q: &str) -> Option<String> {
     let words: Vec<String> = q
         .split_whitespace()
         .filter(|w| w.chars().any(char::is_alphanumeric))
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .map(|w| match w.strip_suffix('*') {
+            Some(stem) if stem.chars().any(char::is_alphanumeric) => {
+                format!("\"{}\"*", stem.replace('"', "\"\""))
+            }
+            _ => format!("\"{}\"", w.replace('"', "\"\"")),
+        })
         .collect();
-    let last = words.len().checked_sub(1)?;
-    Some(
-        words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                if i == last {
-                    format!("{w}*")
-                } else {
-                    w.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+    (!words.is_empty()).then(|| words.join(" "))
 }
 
 /// Which table a query walks first. With the default sort (by id), a label's rows or
@@ -419,9 +413,14 @@ mod tests {
         assert_eq!(fts_query("  "), None);
         assert_eq!(
             fts_query("inbox fail").as_deref(),
-            Some("\"inbox\" \"fail\"*")
+            Some("\"inbox\" \"fail\"")
         );
-        assert_eq!(fts_query("a\"b OR").as_deref(), Some("\"a\"\"b\" \"OR\"*"));
+        assert_eq!(fts_query("a\"b OR").as_deref(), Some("\"a\"\"b\" \"OR\""));
+        assert_eq!(
+            fts_query("mislab* x*y").as_deref(),
+            Some("\"mislab\"* \"x*y\"")
+        );
+        assert_eq!(fts_query("*").as_deref(), None);
         assert_eq!(fts_query("\" -- "), None);
     }
 

@@ -47,6 +47,9 @@ pub fn spawn(index: Arc<Index>) -> anyhow::Result<WatcherHandle> {
                 Ok(events) => Batch::Paths(
                     events
                         .iter()
+                        // Reads are not changes; and floom's own reads (a reconcile
+                        // listing a folder) would otherwise trigger reconciles forever.
+                        .filter(|e| !e.kind.is_access())
                         .flat_map(|e| e.paths.iter())
                         .filter_map(|p| relative(&handler_root, p))
                         .collect(),
