@@ -140,16 +140,23 @@ impl Index {
         let nums: Vec<u64> = changed.into_iter().collect();
         let mut done = 0;
         progress(0, total);
-        for chunk in nums.chunks(BATCH) {
+        // Parse the next batch while this one is written: reading files and YAML runs
+        // on the other cores while SQLite writes on one.
+        let mut batches = nums.chunks(BATCH).map(|chunk| {
             let work: Vec<(u64, Vec<DiskFile>)> = chunk
                 .iter()
                 .map(|n| (*n, on_disk.remove(n).unwrap_or_default()))
                 .collect();
             let root = self.root.clone();
-            let derived = tokio::task::spawn_blocking(move || derive_parallel(&root, work)).await?;
+            tokio::task::spawn_blocking(move || derive_parallel(&root, work))
+        });
+        let mut next = batches.next();
+        while let Some(parsing) = next {
+            let derived = parsing.await?;
+            next = batches.next();
             store::replace(&self.write, &derived).await?;
             self.generation.fetch_add(1, Ordering::AcqRel);
-            done += chunk.len();
+            done += derived.len();
             progress(done, total);
         }
         if total >= TUNE_AFTER {

@@ -347,7 +347,20 @@ impl Index {
             None if req.after.is_none() && next.is_none() => rows.len() as i64,
             None => {
                 let mut qb = QueryBuilder::<Sqlite>::new("SELECT COUNT(*)");
-                push_from_where(&mut qb, &req.filter, true);
+                let text_only = IssueFilter {
+                    q: req.filter.q.clone(),
+                    ..Default::default()
+                };
+                match req.filter.q.as_deref().and_then(fts_query) {
+                    // Full text alone: its matches are the issues (one row each), no join.
+                    Some(m) if req.filter == text_only => {
+                        qb.push(" FROM issues_fts WHERE issues_fts MATCH ")
+                            .push_bind(m);
+                    }
+                    _ => {
+                        push_from_where(&mut qb, &req.filter, true);
+                    }
+                }
                 let t: i64 = qb.build_query_scalar().fetch_one(&self.read).await?;
                 totals.put(generation, req.filter.clone(), t);
                 t

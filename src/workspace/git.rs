@@ -7,6 +7,7 @@
 //! index follow. At start-up [`Repo::recover`] completes the last two steps for a
 //! journalled commit that became HEAD, and discards one that did not.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -142,14 +143,15 @@ impl Repo {
         author: (&str, &str),
     ) -> anyhow::Result<Oid> {
         let parent = self.head_commit()?;
-        let mut tree = parent.as_ref().map(|c| c.tree()).transpose()?;
+        let base = parent.as_ref().map(|c| c.tree()).transpose()?;
+        let mut changes = Changes::default();
         for w in writes {
             let blob = self.repo.blob(&w.content)?;
-            let comps: Vec<&str> = w.path.split('/').collect();
-            let oid = upsert_path(&self.repo, tree.as_ref(), &comps, blob)?;
-            tree = Some(self.repo.find_tree(oid)?);
+            changes.put(&w.path, blob)?;
         }
-        let tree = tree.context("a commit needs at least one file")?;
+        let tree = self
+            .repo
+            .find_tree(changes.write(&self.repo, base.as_ref())?)?;
         let author = Signature::now(author.0, author.1)?;
         let committer = self
             .repo
@@ -329,30 +331,46 @@ fn init(root: &Path) -> anyhow::Result<Repository> {
     Ok(repo)
 }
 
-/// Put `blob` at `comps` under `base`, writing the changed trees; returns the new root.
-fn upsert_path(
-    repo: &Repository,
-    base: Option<&Tree<'_>>,
-    comps: &[&str],
-    blob: Oid,
-) -> anyhow::Result<Oid> {
-    let mut builder = repo.treebuilder(base)?;
-    match comps {
-        [name] => {
-            builder.insert(name, blob, 0o100644)?;
+/// The files a commit changes, as a tree of folders, so that each changed folder's
+/// tree object is built once however many of its files change.
+#[derive(Default)]
+struct Changes {
+    blobs: BTreeMap<String, Oid>,
+    dirs: BTreeMap<String, Changes>,
+}
+
+impl Changes {
+    fn put(&mut self, path: &str, blob: Oid) -> anyhow::Result<()> {
+        match path.split_once('/') {
+            _ if path.is_empty() || path.starts_with('/') => bail!("bad path {path:?}"),
+            None => {
+                self.blobs.insert(path.to_string(), blob);
+                Ok(())
+            }
+            Some((dir, rest)) => self
+                .dirs
+                .entry(dir.to_string())
+                .or_default()
+                .put(rest, blob),
         }
-        [dir, rest @ ..] => {
-            let sub = base
-                .and_then(|t| t.get_name(dir))
+    }
+
+    /// Write `base` with these changes applied; returns the new tree's id.
+    fn write(&self, repo: &Repository, base: Option<&Tree<'_>>) -> anyhow::Result<Oid> {
+        let mut builder = repo.treebuilder(base)?;
+        for (name, blob) in &self.blobs {
+            builder.insert(name, *blob, 0o100644)?;
+        }
+        for (name, sub) in &self.dirs {
+            let sub_base = base
+                .and_then(|t| t.get_name(name))
                 .filter(|e| e.kind() == Some(ObjectType::Tree))
                 .map(|e| repo.find_tree(e.id()))
                 .transpose()?;
-            let sub_oid = upsert_path(repo, sub.as_ref(), rest, blob)?;
-            builder.insert(dir, sub_oid, 0o040000)?;
+            builder.insert(name, sub.write(repo, sub_base.as_ref())?, 0o040000)?;
         }
-        [] => bail!("empty path"),
+        Ok(builder.write()?)
     }
-    Ok(builder.write()?)
 }
 
 /// Best-effort background `git push` after commits: one push at a time; a commit made

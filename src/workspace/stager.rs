@@ -10,17 +10,20 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use git2::{IndexEntry, IndexTime, Repository};
 
 use super::git::blob_oid;
 
 const LIST: &str = "floom-unstaged";
-/// How long a flush waits for more writes to join it.
+/// How long a flush waits for more writes to join it, at the least.
 const COALESCE: Duration = Duration::from_millis(10);
+/// ... and at the least this many times as long as the last flush took, so that under
+/// a stream of writes the git index costs at most a quarter of one core.
+const PACE: u32 = 3;
 /// Pause before trying again when the index is locked by someone else.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -32,6 +35,8 @@ pub struct Stager {
     /// One flush at a time, with its own repository handle (the writer keeps its own).
     flush_repo: Mutex<Option<Repository>>,
     scheduled: AtomicBool,
+    /// How long the last flush took, in microseconds.
+    last_flush_us: AtomicU64,
 }
 
 impl Stager {
@@ -52,6 +57,7 @@ impl Stager {
             pending: Mutex::new((0, BTreeMap::new())),
             flush_repo: Mutex::new(None),
             scheduled: AtomicBool::new(false),
+            last_flush_us: AtomicU64::new(0),
         });
         if !left.is_empty() {
             tracing::info!(
@@ -91,7 +97,8 @@ impl Stager {
     /// Record `paths` and stage them shortly, in the background.
     pub fn add(self: &Arc<Self>, paths: &[String]) -> anyhow::Result<()> {
         self.record(paths)?;
-        self.schedule(COALESCE);
+        let last = Duration::from_micros(self.last_flush_us.load(Ordering::Relaxed));
+        self.schedule(COALESCE.max(last * PACE));
         Ok(())
     }
 
@@ -122,6 +129,7 @@ impl Stager {
         if snapshot.is_empty() {
             return Ok(());
         }
+        let started = Instant::now();
         if repo_slot.is_none() {
             *repo_slot = Some(Repository::open(&self.workdir)?);
         }
@@ -157,6 +165,8 @@ impl Stager {
             }
         }
         index.write()?;
+        self.last_flush_us
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         let mut guard = self.pending.lock().expect("stager state");
         for (path, seq) in snapshot {
             if guard.1.get(&path) == Some(&seq) {
