@@ -107,15 +107,22 @@ impl Stager {
             return;
         }
         let this = Arc::clone(self);
-        std::thread::spawn(move || {
-            std::thread::sleep(delay);
-            // Writes recorded from here on schedule a flush of their own.
-            this.scheduled.store(false, Ordering::SeqCst);
-            if let Err(e) = this.flush() {
-                tracing::warn!(error = %e, "could not update the git index; retrying");
-                this.schedule(RETRY);
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("floom-git-index".into())
+            .spawn(move || {
+                std::thread::sleep(delay);
+                // Writes recorded from here on schedule a flush of their own.
+                this.scheduled.store(false, Ordering::SeqCst);
+                if let Err(e) = this.flush() {
+                    tracing::warn!(error = %e, "could not update the git index; retrying");
+                    this.schedule(RETRY);
+                }
+            });
+        if let Err(e) = spawned {
+            // No thread now: the next write, or the next start, stages these paths.
+            self.scheduled.store(false, Ordering::SeqCst);
+            tracing::warn!(error = %e, "cannot start the git index updater");
+        }
     }
 
     /// Stage every pending path now: the entry becomes HEAD's blob, with the working

@@ -197,3 +197,58 @@ async fn check_command_reports_bad_files() {
     assert!(re.status.success());
     assert!(String::from_utf8_lossy(&re.stdout).contains("indexed 1 issue files"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_requests_and_leaves_a_clean_tree() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut server = start(data.path(), port);
+    wait_ready(&client, &base).await;
+    let writes: Vec<_> = (0..8)
+        .map(|i| {
+            let client = client.clone();
+            let base = base.clone();
+            tokio::spawn(async move {
+                let r = client
+                    .post(format!("{base}/workspace/issues"))
+                    .json(&json!({"title": format!("t{i}")}))
+                    .send()
+                    .await;
+                r.map(|r| r.status().is_success()).unwrap_or(false)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let ok = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let acked = futures_count(writes).await;
+    let status = server.wait().unwrap();
+    assert!(status.success(), "graceful exit: {status}");
+    let ws = data.path().join("workspace");
+    assert_eq!(
+        git_in(&ws, &["status", "--porcelain"]),
+        "",
+        "git index flushed at shutdown"
+    );
+    let created = git_in(&ws, &["log", "--format=%s"])
+        .lines()
+        .filter(|l| l.starts_with("issues: create"))
+        .count();
+    assert!(
+        created >= acked,
+        "{created} commits for {acked} acknowledged writes"
+    );
+}
+
+async fn futures_count(tasks: Vec<tokio::task::JoinHandle<bool>>) -> usize {
+    let mut n = 0;
+    for t in tasks {
+        n += usize::from(t.await.unwrap());
+    }
+    n
+}
