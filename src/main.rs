@@ -108,9 +108,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "serving on http://{}  (API explorer: /docs)",
         listener.local_addr()?
     );
-    axum::serve(listener, floom::app(state))
+    axum::serve(listener, floom::app(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // Let the write in progress finish, stage what was committed, close the index
+    // (checkpointing its WAL); the writer stays held so nothing starts after.
+    let _writer = state.issues.workspace.quiesce().await?;
+    state.index.close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -46,6 +46,14 @@ impl Workspace {
         tokio::task::spawn_blocking(move || stager.flush()).await?
     }
 
+    /// For shutdown: wait for the write in progress, stage everything, and keep the
+    /// writer (hold the guard until exit) so that no write starts after.
+    pub async fn quiesce(&self) -> anyhow::Result<OwnedMutexGuard<Repo>> {
+        let writer = self.lock().await;
+        self.flush_git_index().await?;
+        Ok(writer)
+    }
+
     /// The single writer: hold this across read-modify-write-commit-index.
     pub async fn lock(&self) -> OwnedMutexGuard<Repo> {
         Arc::clone(&self.repo).lock_owned().await

@@ -78,9 +78,9 @@ impl TestApp {
             _watcher,
         } = self;
         drop((router, _watcher));
-        state.issues.workspace.flush_git_index().await.unwrap();
+        let writer = state.issues.workspace.quiesce().await.unwrap();
         state.index.close().await;
-        drop(state);
+        drop((writer, state));
         Self::open(dir, |_| {}, watch).await
     }
 

@@ -120,6 +120,8 @@ async fn changes_made_while_stopped_are_seen_at_start() {
     app.create(json!({"title": "one"})).await;
     app.create(json!({"title": "two"})).await;
     let ws = app.ws();
+    // "Stop" the server: nothing of it may touch the repository while we edit.
+    let writer = app.state.issues.workspace.quiesce().await.unwrap();
     app.state.index.close().await;
     // While "stopped": edit, delete, add, and commit.
     let one = ws.join(".floom/issues/000/ISSUE-0001.md");
@@ -135,6 +137,7 @@ async fn changes_made_while_stopped_are_seen_at_start() {
     .unwrap();
     git_in(&ws, &["add", "-A"]);
     git_in(&ws, &["commit", "-qm", "offline edits"]);
+    drop(writer);
     let app = app.restart(false).await;
     let r = app.get("/workspace/issues").await;
     let titles: Vec<&str> = r.body["issues"]
