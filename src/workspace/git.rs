@@ -187,7 +187,7 @@ impl Repo {
             None => self.repo.reference(&target, commit, false, &log),
         };
         if let Err(e) = moved {
-            let _ = std::fs::remove_file(self.repo.path().join(JOURNAL));
+            let _ = clear_journal(self.repo.path());
             bail!("HEAD moved while committing ({e}); nothing was written");
         }
 
@@ -195,7 +195,7 @@ impl Repo {
             self.write_worktree(&w.path, &w.content)?;
         }
         self.stager.add(&journal.paths)?;
-        std::fs::remove_file(self.repo.path().join(JOURNAL))?;
+        clear_journal(self.repo.path())?;
         self.pusher.request(&self.root, &self.repo);
         Ok(commit)
     }
@@ -217,9 +217,10 @@ impl Repo {
     /// Finish or discard a write that a crash interrupted.
     pub fn recover(&mut self) -> anyhow::Result<()> {
         let journal_path = self.repo.path().join(JOURNAL);
-        let Ok(bytes) = std::fs::read(&journal_path) else {
+        let bytes = std::fs::read(&journal_path).unwrap_or_default();
+        if bytes.is_empty() {
             return Ok(());
-        };
+        }
         if let Ok(journal) = serde_json::from_slice::<Journal>(&bytes) {
             let head = self.head_commit()?.map(|c| c.id().to_string());
             if head.as_deref() == Some(journal.commit.as_str()) {
@@ -235,7 +236,7 @@ impl Repo {
             }
         }
         let _ = std::fs::remove_dir_all(self.repo.path().join(TMP_DIR));
-        std::fs::remove_file(journal_path)?;
+        clear_journal(self.repo.path())?;
         Ok(())
     }
 
@@ -279,6 +280,13 @@ impl Repo {
 
 fn is_empty_dir(dir: &Path) -> anyhow::Result<bool> {
     Ok(std::fs::read_dir(dir)?.next().is_none())
+}
+
+/// Empty the journal in place: an empty journal means no write in progress (and
+/// truncating reuses the file, where deleting and creating would allocate an inode
+/// per write).
+fn clear_journal(gitdir: &Path) -> std::io::Result<()> {
+    std::fs::write(gitdir.join(JOURNAL), b"")
 }
 
 /// Through the `git` command, so the operator's credential helpers and ssh keys work.
@@ -482,7 +490,11 @@ mod tests {
             std::fs::read_to_string(dir.path().join("x.md")).unwrap(),
             "v2"
         );
-        assert!(!repo.repo.path().join(JOURNAL).exists());
+        assert!(
+            std::fs::read(repo.repo.path().join(JOURNAL))
+                .unwrap_or_default()
+                .is_empty()
+        );
         let statuses = repo.repo.statuses(None).unwrap();
         assert!(statuses.iter().all(|s| s.status().is_empty()), "clean");
     }
@@ -497,7 +509,11 @@ mod tests {
             std::fs::read_to_string(dir.path().join("x.md")).unwrap(),
             "v1"
         );
-        assert!(!repo.repo.path().join(JOURNAL).exists());
+        assert!(
+            std::fs::read(repo.repo.path().join(JOURNAL))
+                .unwrap_or_default()
+                .is_empty()
+        );
     }
 
     #[test]

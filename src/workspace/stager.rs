@@ -9,6 +9,8 @@
 //! `.git/floom-unstaged`, so a crash loses none: the next start stages them first.
 
 use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,28 +71,44 @@ impl Stager {
         Ok(this)
     }
 
-    /// Remember `paths` (durably) as committed but unstaged.
+    /// Remember `paths` (durably) as committed but unstaged: appended to the list,
+    /// which is emptied in place once everything is staged (a new file per write would
+    /// cost an inode allocation each, slow on a busy ext4).
     fn record(&self, paths: &[String]) -> anyhow::Result<()> {
         let mut guard = self.pending.lock().expect("stager state");
         let (seq, pending) = &mut *guard;
+        let mut lines = String::new();
         for p in paths {
             *seq += 1;
             pending.insert(p.clone(), *seq);
+            lines.push_str(p);
+            lines.push('\n');
         }
-        self.persist(pending)
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.list_path)?;
+        log.write_all(lines.as_bytes())?;
+        Ok(())
     }
 
-    fn persist(&self, pending: &BTreeMap<String, u64>) -> anyhow::Result<()> {
+    /// Empty the list once nothing is pending. While something is, the list keeps
+    /// paths already staged too: staging them again at start costs nothing.
+    fn forget_staged(&self, pending: &BTreeMap<String, u64>) -> anyhow::Result<()> {
         if pending.is_empty() {
-            match std::fs::remove_file(&self.list_path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                _ => return Ok(()),
-            }
+            OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&self.list_path)
+                .map(drop)
+                .or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })?;
         }
-        let text: String = pending.keys().map(|p| format!("{p}\n")).collect();
-        let tmp = self.list_path.with_extension("tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &self.list_path)?;
         Ok(())
     }
 
@@ -180,6 +198,6 @@ impl Stager {
                 guard.1.remove(&path);
             }
         }
-        self.persist(&guard.1)
+        self.forget_staged(&guard.1)
     }
 }
