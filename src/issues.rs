@@ -184,6 +184,22 @@ fn ensure_committed(
     Ok(())
 }
 
+/// Commit one issue file.
+fn commit_issue(
+    repo: &mut Repo,
+    path: &str,
+    doc: &IssueDoc,
+    message: &str,
+    author: &Author,
+) -> Result<(), IssueError> {
+    let write = FileWrite {
+        path: path.to_string(),
+        content: doc.render().into_bytes(),
+    };
+    repo.commit_files(&[write], message, (&author.name, &author.email))?;
+    Ok(())
+}
+
 fn read_issue(repo: &Repo, rel: &str, id: &str) -> Result<(IssueDoc, String), IssueError> {
     let bytes =
         std::fs::read(repo.root().join(rel)).map_err(|_| IssueError::NotFound(id.to_string()))?;
@@ -239,14 +255,12 @@ impl IssueService {
                 body,
             };
             let path = layout::new_issue_path(num);
-            let write = FileWrite {
-                path: path.clone(),
-                content: doc.render().into_bytes(),
-            };
-            repo.commit_files(
-                &[write],
+            commit_issue(
+                repo,
+                &path,
+                &doc,
                 &format!("issues: create {id} {title}"),
-                (&author.name, &author.email),
+                &author,
             )?;
             Ok((num, num, vec![path]))
         })
@@ -311,15 +325,7 @@ impl IssueService {
                 doc.body = b;
             }
             doc.meta.updated_at = Some(now());
-            let write = FileWrite {
-                path: rel.clone(),
-                content: doc.render().into_bytes(),
-            };
-            repo.commit_files(
-                &[write],
-                &format!("issues: update {id}"),
-                (&author.name, &author.email),
-            )?;
+            commit_issue(repo, &rel, &doc, &format!("issues: update {id}"), &author)?;
             Ok(((), num, vec![rel]))
         })
         .await?;

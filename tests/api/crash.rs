@@ -34,6 +34,17 @@ fn start(data: &Path, port: u16) -> Child {
         .expect("start floom")
 }
 
+/// A new data folder and a server on it: (folder, port, base URL, client, process).
+async fn start_fresh() -> (tempfile::TempDir, u16, String, reqwest::Client, Child) {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let server = start(data.path(), port);
+    wait_ready(&client, &base).await;
+    (data, port, base, client, server)
+}
+
 async fn list_all(client: &reqwest::Client, base: &str) -> Value {
     let res = client
         .get(format!("{base}/workspace/issues?limit=1000"))
@@ -56,12 +67,7 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_writes_loses_nothing_acknowledged() {
-    let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let mut server = start(data.path(), port);
-    wait_ready(&client, &base).await;
+    let (data, port, base, client, mut server) = start_fresh().await;
     let seed: Value = client
         .post(format!("{base}/workspace/issues"))
         .json(&json!({"title": "seed"}))
@@ -200,12 +206,7 @@ async fn check_command_reports_bad_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_requests_and_leaves_a_clean_tree() {
-    let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let mut server = start(data.path(), port);
-    wait_ready(&client, &base).await;
+    let (data, _port, base, client, mut server) = start_fresh().await;
     let writes: Vec<_> = (0..8)
         .map(|i| {
             let client = client.clone();
