@@ -184,3 +184,59 @@ pub fn check_bind(bind: &SocketAddr, has_secret: bool, insecure: bool) -> anyhow
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(f: impl FnOnce(&mut DataArgs)) -> DataArgs {
+        let mut a = DataArgs {
+            data_dir: "d".into(),
+            ..Default::default()
+        };
+        f(&mut a);
+        a
+    }
+
+    #[test]
+    fn defaults_live_in_the_data_folder() {
+        let p = Paths::resolve(&args(|_| {})).unwrap();
+        assert_eq!(p.workspace, PathBuf::from("d/workspace"));
+        assert_eq!(p.workers, PathBuf::from("d/workspace/workers"));
+        assert_eq!(p.index_db, PathBuf::from("d/index.db"));
+        assert!(p.git_remote.is_none());
+    }
+
+    #[test]
+    fn specific_variables_win() {
+        let p = Paths::resolve(&args(|a| {
+            a.workers_dir = Some("/srv/ws/workers".into());
+            a.db = Some("/var/floom.db".into());
+            a.git_remote = Some(String::new());
+        }))
+        .unwrap();
+        assert_eq!(
+            p.workspace,
+            PathBuf::from("/srv/ws"),
+            "the workers folder's parent"
+        );
+        assert_eq!(p.db, PathBuf::from("/var/floom.db"));
+        assert!(p.git_remote.is_none(), "an empty remote is none");
+        let p = Paths::resolve(&args(|a| {
+            a.workspace_dir = Some("/w".into());
+            a.workers_dir = Some("/elsewhere/workers".into());
+        }))
+        .unwrap();
+        assert_eq!(p.workspace, PathBuf::from("/w"));
+        assert_eq!(p.workers, PathBuf::from("/elsewhere/workers"));
+    }
+
+    #[test]
+    fn the_index_may_not_be_the_store() {
+        let same = args(|a| {
+            a.db = Some("x.db".into());
+            a.index_db = Some("x.db".into());
+        });
+        assert!(Paths::resolve(&same).is_err());
+    }
+}

@@ -253,3 +253,21 @@ async fn futures_count(tasks: Vec<tokio::task::JoinHandle<bool>>) -> usize {
     }
     n
 }
+
+#[test]
+fn serve_refuses_a_public_address_without_a_secret() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args(["serve", "--bind", "0.0.0.0:0", "--data-dir"])
+        .arg(data.path())
+        .env_remove("FLOOM_SECRET")
+        .env("FLOOM_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 without FLOOM_SECRET"),
+        "{err}"
+    );
+}
