@@ -24,7 +24,7 @@ use crate::workspace::layout::{self, FileKind};
 use derive::{DiskFile, derive};
 
 /// Issues derived and written per transaction during a reconcile.
-const BATCH: usize = 500;
+const BATCH: usize = 1000;
 /// After re-indexing this many issues at once, refresh the planner's statistics and
 /// merge the full-text segments the batches left behind.
 const TUNE_AFTER: usize = 1000;
@@ -140,6 +140,10 @@ impl Index {
         let nums: Vec<u64> = changed.into_iter().collect();
         let mut done = 0;
         progress(0, total);
+        let bulk = total >= TUNE_AFTER;
+        if bulk {
+            store::pause_checkpoints(&self.write).await?;
+        }
         // Parse the next batch while this one is written: reading files and YAML runs
         // on the other cores while SQLite writes on one.
         let mut batches = nums.chunks(BATCH).map(|chunk| {
@@ -150,18 +154,24 @@ impl Index {
             let root = self.root.clone();
             tokio::task::spawn_blocking(move || derive_parallel(&root, work))
         });
-        let mut next = batches.next();
-        while let Some(parsing) = next {
-            let derived = parsing.await?;
-            next = batches.next();
-            store::replace(&self.write, &derived).await?;
-            self.generation.fetch_add(1, Ordering::AcqRel);
-            done += derived.len();
-            progress(done, total);
+        let written: anyhow::Result<()> = async {
+            let mut next = batches.next();
+            while let Some(parsing) = next {
+                let derived = parsing.await?;
+                next = batches.next();
+                store::replace(&self.write, &derived).await?;
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                done += derived.len();
+                progress(done, total);
+            }
+            Ok(())
         }
-        if total >= TUNE_AFTER {
+        .await;
+        if bulk {
+            // Also after a failure: checkpoints must not stay paused.
             store::tune(&self.write).await?;
         }
+        written?;
         Ok(ReconcileStats {
             files,
             changed_issues: total,

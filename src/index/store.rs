@@ -79,12 +79,28 @@ pub async fn file_stats(
     Ok(out)
 }
 
-/// After a bulk load: planner statistics, and one full-text segment instead of many.
+/// Before a bulk load: no WAL checkpoint after every batch (each would copy the same
+/// hot pages into the database again); [`tune`] does one at the end.
+pub async fn pause_checkpoints(pool: &SqlitePool) -> sqlx::Result<()> {
+    sqlx::query("PRAGMA wal_autocheckpoint = 0")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// After a bulk load: one WAL checkpoint, planner statistics, and one full-text
+/// segment instead of many.
 pub async fn tune(pool: &SqlitePool) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO issues_fts (issues_fts) VALUES ('optimize')")
         .execute(pool)
         .await?;
     sqlx::query("ANALYZE").execute(pool).await?;
+    sqlx::query("PRAGMA wal_autocheckpoint = 1000")
+        .execute(pool)
+        .await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
