@@ -144,3 +144,43 @@ fn non_loopback_bind_needs_a_secret_or_insecure() {
     assert!(check_bind(&local, false, false).is_ok());
     assert!(check_bind(&v6, false, false).is_ok());
 }
+
+/// No issue route is admin-only; the extractor the later admin routes use is checked here.
+#[tokio::test]
+async fn admin_extractor_refuses_members() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use floom::auth::Admin;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    for (role, expected) in [
+        (Role::Member, StatusCode::FORBIDDEN),
+        (Role::Admin, StatusCode::OK),
+    ] {
+        let app = with_secret("s3cret", role).await;
+        let router = axum::Router::new()
+            .route(
+                "/admin-only",
+                axum::routing::get(|Admin(caller): Admin| async move { caller.user_id }),
+            )
+            .with_state(app.state.clone());
+        let req = |secret: &str| {
+            Request::get("/admin-only")
+                .header("x-floom-secret", secret)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let res = router.clone().oneshot(req("s3cret")).await.unwrap();
+        assert_eq!(res.status(), expected, "{role:?}");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        if expected == StatusCode::FORBIDDEN {
+            assert_eq!(
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+                json!({"detail": "admin required"})
+            );
+        }
+        let res = router.oneshot(req("wrong")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+}
