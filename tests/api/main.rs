@@ -4,9 +4,9 @@ mod common;
 
 mod auth;
 mod concurrency;
-mod crash;
 mod issues;
 mod issues_list;
+mod process;
 mod remote;
 mod system;
 mod watcher;

@@ -1,5 +1,6 @@
-//! SIGKILL during a burst of writes: every acknowledged write survives, the tree is
-//! clean, and the index equals a fresh rebuild.
+//! Tests that run the `floom` binary: SIGKILL during a burst of writes (every
+//! acknowledged write survives, the tree is clean, the index equals a fresh rebuild),
+//! SIGTERM, and the `check`, `reindex` and `serve` commands.
 
 use std::net::TcpListener;
 use std::path::Path;
