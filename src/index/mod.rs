@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::SqlitePool;
+use sqlx::migrate::MigrateError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::workspace::layout::{self, FileKind};
@@ -59,16 +60,16 @@ impl Index {
     /// Open (or create) the index at `path` for the workspace at `root`. An index from
     /// another schema version is thrown away and rebuilt: it holds nothing of its own.
     pub async fn open(path: &Path, root: &Path) -> anyhow::Result<Self> {
-        let write = match Self::open_writer(path).await {
+        let write = match Self::open_writer(path).await? {
             Ok(pool) => pool,
-            Err(e) => {
-                tracing::warn!(error = %e, "index schema differs; rebuilding it from the workspace");
+            Err(mismatch) => {
+                tracing::warn!(error = %mismatch, "index from another schema; rebuilding it from the workspace");
                 for suffix in ["", "-wal", "-shm"] {
                     let mut p = path.as_os_str().to_owned();
                     p.push(suffix);
                     let _ = std::fs::remove_file(PathBuf::from(p));
                 }
-                Self::open_writer(path).await?
+                Self::open_writer(path).await??
             }
         };
         let read = SqlitePoolOptions::new()
@@ -85,14 +86,29 @@ impl Index {
         })
     }
 
-    async fn open_writer(path: &Path) -> anyhow::Result<SqlitePool> {
+    /// The writer connection with the schema applied; the inner error says the file
+    /// holds an index of another schema version (safe to throw away). Any other failure
+    /// (a locked or unreadable file) is the outer error: nothing is deleted for it.
+    async fn open_writer(path: &Path) -> anyhow::Result<Result<SqlitePool, MigrateError>> {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(connect_options(path))
             .await
             .with_context(|| format!("opening index {}", path.display()))?;
-        sqlx::migrate!("migrations/index").run(&pool).await?;
-        Ok(pool)
+        match sqlx::migrate!("migrations/index").run(&pool).await {
+            Ok(()) => Ok(Ok(pool)),
+            Err(
+                e @ (MigrateError::VersionMismatch(_)
+                | MigrateError::VersionMissing(_)
+                | MigrateError::VersionTooNew(..)
+                | MigrateError::VersionTooOld(..)
+                | MigrateError::Dirty(_)),
+            ) => {
+                pool.close().await;
+                Ok(Err(e))
+            }
+            Err(e) => Err(e).with_context(|| format!("preparing index {}", path.display())),
+        }
     }
 
     pub fn root(&self) -> &Path {

@@ -233,3 +233,22 @@ async fn issues_folder_created_outside_the_api_is_watched() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_index_of_another_schema_is_rebuilt() {
+    let app = TestApp::new().await;
+    app.create(json!({"title": "kept"})).await;
+    app.state.index.close().await;
+    let db = app.dir.path().join("index.db");
+    let status = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE _sqlx_migrations SET checksum = x'00'\"); c.commit()"])
+        .arg(&db)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let app = app.restart(false).await;
+    assert_eq!(
+        app.get("/workspace/issues").await.body["issues"][0]["title"],
+        "kept"
+    );
+}
