@@ -267,7 +267,7 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>) {
+async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     let mut row = |work: &'static str,
                    client: Option<Stats>,
                    server: Option<Stats>,
@@ -282,8 +282,7 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>) {
             note,
         });
     };
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::under(dir.path());
+    let config = Config::under(dir);
     config.paths.create_dirs().unwrap();
     let t = Instant::now();
     prepare_workspace(&config.paths.workspace, n);
@@ -480,8 +479,11 @@ fn main() {
         .build()
         .unwrap();
     let mut rows = Vec::new();
-    for n in sizes {
-        rt.block_on(bench_size(n, secs, &mut rows));
+    // Every size's data folder lives until the end: deleting 100k files just before the
+    // next size's writes would make ext4 slow to allocate inodes and skew what they measure.
+    let dirs: Vec<tempfile::TempDir> = sizes.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    for (n, dir) in sizes.iter().zip(&dirs) {
+        rt.block_on(bench_size(*n, secs, &mut rows, dir.path()));
     }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
