@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::Utc;
+use git2::Oid;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::sync::OwnedMutexGuard;
@@ -130,8 +131,14 @@ fn now() -> String {
 }
 
 /// Run `f` under the single writer, then bring the index up to date for `num` before
-/// releasing it. Spawned, so a client hanging up cannot cut a write in half.
-async fn write_through<T, F>(ws: &Workspace, index: &Arc<Index>, f: F) -> Result<T, IssueError>
+/// releasing it. Spawned, so a client hanging up cannot cut a write in half. With
+/// `allocate`, `f` gets the highest issue number in use (read under the lock); else 0.
+async fn write_through<T, F>(
+    ws: &Workspace,
+    index: &Arc<Index>,
+    allocate: bool,
+    f: F,
+) -> Result<T, IssueError>
 where
     T: Send + 'static,
     F: FnOnce(&mut Repo, u64) -> Result<(T, u64, Vec<String>), IssueError> + Send + 'static,
@@ -140,7 +147,7 @@ where
     let index = Arc::clone(index);
     tokio::spawn(async move {
         let guard: OwnedMutexGuard<Repo> = ws.lock().await;
-        let floor = index.max_num().await?;
+        let floor = if allocate { index.max_num().await? } else { 0 };
         let (guard, result) = tokio::task::spawn_blocking(move || {
             let mut guard = guard;
             let r = f(&mut guard, floor);
@@ -172,11 +179,10 @@ fn locate(root: &Path, known: &[(String, FileKind)], num: u64) -> Result<String,
 fn ensure_committed(
     repo: &Repo,
     rel: &str,
-    content: Option<&[u8]>,
+    content: Option<Oid>,
     id: &str,
 ) -> Result<(), IssueError> {
-    let head = repo.head_blob(rel)?;
-    if head != content.map(blob_oid) {
+    if repo.head_blob(rel)? != content {
         return Err(IssueError::Uncommitted(format!(
             "{id} has uncommitted changes in the workspace ({rel}); commit or discard them first"
         )));
@@ -203,10 +209,11 @@ fn commit_issue(
 fn read_issue(repo: &Repo, rel: &str, id: &str) -> Result<(IssueDoc, String), IssueError> {
     let bytes =
         std::fs::read(repo.root().join(rel)).map_err(|_| IssueError::NotFound(id.to_string()))?;
-    ensure_committed(repo, rel, Some(&bytes), id)?;
+    let oid = blob_oid(&bytes);
+    ensure_committed(repo, rel, Some(oid), id)?;
     let doc = IssueDoc::parse(&bytes)
         .map_err(|e| IssueError::Malformed(format!("{id} cannot be read ({rel}): {e}")))?;
-    Ok((doc, blob_oid(&bytes).to_string()))
+    Ok((doc, oid.to_string()))
 }
 
 pub struct IssueService {
@@ -228,7 +235,7 @@ impl IssueService {
         let labels = normalize_labels(input.labels.unwrap_or_default());
         let body = input.body.unwrap_or_default();
         let source = blank_to_none(input.source);
-        let num = write_through(&self.workspace, &self.index, move |repo, floor| {
+        let num = write_through(&self.workspace, &self.index, true, move |repo, floor| {
             let mut num = floor + 1;
             while layout::canonical_paths(num)
                 .iter()
@@ -296,7 +303,7 @@ impl IssueService {
             None
         };
         let known = self.index.paths_of(num).await?;
-        write_through(&self.workspace, &self.index, move |repo, _| {
+        write_through(&self.workspace, &self.index, false, move |repo, _| {
             let id = format_id(num);
             let rel = locate(repo.root(), &known, num)?;
             let (mut doc, etag) = read_issue(repo, &rel, &id)?;
@@ -343,13 +350,13 @@ impl IssueService {
             return Err(IssueError::Invalid("comment body is required".into()));
         }
         let known = self.index.paths_of(num).await?;
-        write_through(&self.workspace, &self.index, move |repo, _| {
+        write_through(&self.workspace, &self.index, false, move |repo, _| {
             let id = format_id(num);
             let rel = locate(repo.root(), &known, num)?;
             let (mut doc, _) = read_issue(repo, &rel, &id)?;
             let log_path = layout::comments_path(&rel);
             let existing = std::fs::read(repo.root().join(&log_path)).ok();
-            ensure_committed(repo, &log_path, existing.as_deref(), &id)?;
+            ensure_committed(repo, &log_path, existing.as_deref().map(blob_oid), &id)?;
             let comment = Comment {
                 id: new_comment_id()?,
                 body,
@@ -402,10 +409,7 @@ impl IssueService {
             paths.insert(p);
         }
         let paths: Vec<String> = paths.into_iter().collect();
-        let guard = self.workspace.lock().await;
-        let commits = tokio::task::spawn_blocking(move || guard.history(&paths, limit))
-            .await
-            .map_err(anyhow::Error::from)??;
+        let commits = self.workspace.history(paths, limit).await?;
         if commits.is_empty() && self.index.get(num).await?.is_none() {
             return Err(IssueError::NotFound(format_id(num)));
         }

@@ -239,43 +239,51 @@ impl Repo {
         clear_journal(self.repo.path())?;
         Ok(())
     }
+}
 
-    /// Commits that changed any of `paths`, newest first, following first parents.
-    pub fn history(&self, paths: &[String], limit: usize) -> anyhow::Result<Vec<CommitInfo>> {
-        let mut out = Vec::new();
-        let Some(mut commit) = self.head_commit()? else {
+/// Commits that changed any of `paths`, newest first, following first parents.
+pub fn history(
+    repo: &Repository,
+    paths: &[String],
+    limit: usize,
+) -> anyhow::Result<Vec<CommitInfo>> {
+    let mut out = Vec::new();
+    let mut commit = match repo.head() {
+        Ok(h) => h.peel_to_commit()?,
+        Err(e) if matches!(e.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound) => {
             return Ok(out);
-        };
-        let blob_at = |tree: &Tree<'_>, p: &str| tree.get_path(Path::new(p)).ok().map(|e| e.id());
-        loop {
-            let tree = commit.tree()?;
-            let parent = commit.parents().next();
-            let parent_tree = parent.as_ref().map(|p| p.tree()).transpose()?;
-            let changed = paths
-                .iter()
-                .any(|p| blob_at(&tree, p) != parent_tree.as_ref().and_then(|t| blob_at(t, p)));
-            if changed {
-                let author = commit.author();
-                let time = chrono::DateTime::from_timestamp(commit.time().seconds(), 0)
-                    .unwrap_or_default();
-                out.push(CommitInfo {
-                    sha: commit.id().to_string(),
-                    message: commit.message().unwrap_or("").trim_end().to_string(),
-                    author_name: author.name().unwrap_or("").to_string(),
-                    author_email: author.email().unwrap_or("").to_string(),
-                    committed_at: time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                });
-                if out.len() >= limit {
-                    break;
-                }
-            }
-            match parent {
-                Some(p) => commit = p,
-                None => break,
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let blob_at = |tree: &Tree<'_>, p: &str| tree.get_path(Path::new(p)).ok().map(|e| e.id());
+    loop {
+        let tree = commit.tree()?;
+        let parent = commit.parents().next();
+        let parent_tree = parent.as_ref().map(|p| p.tree()).transpose()?;
+        let changed = paths
+            .iter()
+            .any(|p| blob_at(&tree, p) != parent_tree.as_ref().and_then(|t| blob_at(t, p)));
+        if changed {
+            let author = commit.author();
+            let time =
+                chrono::DateTime::from_timestamp(commit.time().seconds(), 0).unwrap_or_default();
+            out.push(CommitInfo {
+                sha: commit.id().to_string(),
+                message: commit.message().unwrap_or("").trim_end().to_string(),
+                author_name: author.name().unwrap_or("").to_string(),
+                author_email: author.email().unwrap_or("").to_string(),
+                committed_at: time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            });
+            if out.len() >= limit {
+                break;
             }
         }
-        Ok(out)
+        match parent {
+            Some(p) => commit = p,
+            None => break,
+        }
     }
+    Ok(out)
 }
 
 fn is_empty_dir(dir: &Path) -> anyhow::Result<bool> {
@@ -523,7 +531,7 @@ mod tests {
         write(&mut repo, "a.md", "1");
         write(&mut repo, "b.md", "1");
         write(&mut repo, "a.md", "2");
-        let h = repo.history(&["a.md".into()], 10).unwrap();
+        let h = history(&repo.repo, &["a.md".into()], 10).unwrap();
         let msgs: Vec<&str> = h.iter().map(|c| c.message.as_str()).collect();
         assert_eq!(msgs, ["write a.md", "write a.md"]);
         assert_eq!(h[0].author_name, "tester");

@@ -54,6 +54,20 @@ impl Workspace {
         Ok(writer)
     }
 
+    /// Commits that touched any of `paths`, newest first. Read through a handle of its
+    /// own, so a long walk never holds up the writer.
+    pub async fn history(
+        &self,
+        paths: Vec<String>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<git::CommitInfo>> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            git::history(&git2::Repository::open(&root)?, &paths, limit)
+        })
+        .await?
+    }
+
     /// The single writer: hold this across read-modify-write-commit-index.
     pub async fn lock(&self) -> OwnedMutexGuard<Repo> {
         Arc::clone(&self.repo).lock_owned().await
