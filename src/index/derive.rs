@@ -210,3 +210,100 @@ fn issue_row(num: u64, path: &str, oid: &str, doc: IssueDoc, comments: Vec<Comme
         comments,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "---\nid: ISSUE-0001\ntitle: t\n---\n\nbody\n";
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn derived(root: &Path, num: u64) -> Derived {
+        let files = scan(root).into_iter().filter(|f| f.num == num).collect();
+        derive(root, num, files)
+    }
+
+    fn error_of<'a>(d: &'a Derived, path: &str) -> Option<&'a str> {
+        d.files
+            .iter()
+            .find(|f| f.file.path == path)
+            .and_then(|f| f.error.as_deref())
+    }
+
+    #[test]
+    fn problems_are_reported_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // A duplicate id in the fan-out folder, a comment log with a bad line beside the
+        // issue file that wins, and an orphan comment log for another id.
+        write(root, ".floom/issues/ISSUE-0001.md", GOOD);
+        write(root, ".floom/issues/000/ISSUE-0001.md", GOOD);
+        write(
+            root,
+            ".floom/issues/ISSUE-0001.comments.ndjson",
+            "{\"id\": \"c1\", \"body\": \"x\"}\nnope\n",
+        );
+        write(
+            root,
+            ".floom/issues/ISSUE-0002.comments.ndjson",
+            "{\"id\": \"c2\", \"body\": \"y\"}\n",
+        );
+
+        let d = derived(root, 1);
+        let issue = d
+            .issue
+            .as_ref()
+            .expect("the first issue file by path is the issue");
+        assert_eq!(issue.path, ".floom/issues/000/ISSUE-0001.md");
+        assert_eq!(
+            issue.issue.comment_count, 0,
+            "its own folder has no comment log"
+        );
+        assert!(
+            error_of(&d, ".floom/issues/ISSUE-0001.md")
+                .unwrap()
+                .starts_with("duplicate of")
+        );
+        assert!(
+            error_of(&d, ".floom/issues/ISSUE-0001.comments.ndjson")
+                .unwrap()
+                .contains("not beside")
+        );
+
+        std::fs::remove_file(root.join(".floom/issues/000/ISSUE-0001.md")).unwrap();
+        let d = derived(root, 1);
+        assert_eq!(d.issue.as_ref().unwrap().issue.comment_count, 1);
+        assert_eq!(
+            error_of(&d, ".floom/issues/ISSUE-0001.comments.ndjson"),
+            Some("line(s) 2 are not comment objects and were skipped")
+        );
+
+        let d = derived(root, 2);
+        assert!(d.issue.is_none());
+        assert_eq!(
+            error_of(&d, ".floom/issues/ISSUE-0002.comments.ndjson"),
+            Some("comment log without an issue file")
+        );
+    }
+
+    #[test]
+    fn missing_status_is_open_and_missing_id_is_the_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            ".floom/issues/ISSUE-0042.md",
+            "---\ntitle: t\n---\n",
+        );
+        let d = derived(dir.path(), 42);
+        let i = &d.issue.unwrap().issue;
+        assert_eq!(
+            (i.id.as_str(), i.status.as_str(), i.body.as_str()),
+            ("ISSUE-0042", "open", "")
+        );
+    }
+}
