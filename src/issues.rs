@@ -404,10 +404,7 @@ impl IssueService {
             .into_iter()
             .map(|(p, _)| p)
             .collect();
-        for p in layout::canonical_paths(num) {
-            paths.insert(layout::comments_path(&p));
-            paths.insert(p);
-        }
+        paths.extend(layout::canonical_files(num));
         let paths: Vec<String> = paths.into_iter().collect();
         let commits = self.workspace.history(paths, limit).await?;
         if commits.is_empty() && self.index.get(num).await?.is_none() {

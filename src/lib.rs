@@ -16,13 +16,25 @@ pub mod workspace;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, Paths};
 use crate::index::Index;
 use crate::index::query::TotalCache;
 use crate::issues::IssueService;
 use crate::workspace::Workspace;
 
 pub use crate::http::app;
+
+/// Create the folders, open the workspace (creating, cloning or recovering it) and its
+/// index; the index is not reconciled yet.
+pub async fn open_stores(paths: &Paths) -> anyhow::Result<(Workspace, Index)> {
+    paths.create_dirs()?;
+    let p = paths.clone();
+    let workspace =
+        tokio::task::spawn_blocking(move || Workspace::open(&p.workspace, p.git_remote.as_deref()))
+            .await??;
+    let index = Index::open(&paths.index_db, workspace.root()).await?;
+    Ok((workspace, index))
+}
 
 /// Everything a request handler may reach.
 #[derive(Clone)]
@@ -50,13 +62,8 @@ impl AppState {
         config: Config,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> anyhow::Result<Self> {
-        config.paths.create_dirs()?;
-        let paths = config.paths.clone();
-        let workspace = tokio::task::spawn_blocking(move || {
-            Workspace::open(&paths.workspace, paths.git_remote.as_deref())
-        })
-        .await??;
-        let index = Arc::new(Index::open(&config.paths.index_db, workspace.root()).await?);
+        let (workspace, index) = open_stores(&config.paths).await?;
+        let index = Arc::new(index);
         let stats = index.reconcile(progress).await?;
         tracing::info!(
             files = stats.files,

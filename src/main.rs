@@ -9,7 +9,6 @@ use floom::AppState;
 use floom::config::{AuthArgs, Config, DataArgs, ServeArgs, check_bind};
 use floom::index::Index;
 use floom::index::watcher;
-use floom::workspace::Workspace;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
@@ -141,13 +140,7 @@ async fn shutdown_signal() {
 
 async fn open_index(data: &DataArgs) -> anyhow::Result<Index> {
     let config = Config::from_args(data, &AuthArgs::default())?;
-    config.paths.create_dirs()?;
-    let paths = config.paths.clone();
-    let ws = tokio::task::spawn_blocking(move || {
-        Workspace::open(&paths.workspace, paths.git_remote.as_deref())
-    })
-    .await??;
-    Index::open(&config.paths.index_db, ws.root()).await
+    Ok(floom::open_stores(&config.paths).await?.1)
 }
 
 async fn reindex(data: DataArgs) -> anyhow::Result<ExitCode> {

@@ -219,10 +219,8 @@ impl Index {
             let mut stale = Vec::new();
             let mut touched = Vec::new();
             for num in nums {
-                let mut candidates: BTreeSet<String> = layout::canonical_paths(num)
-                    .into_iter()
-                    .flat_map(|p| [layout::comments_path(&p), p])
-                    .collect();
+                let mut candidates: BTreeSet<String> =
+                    layout::canonical_files(num).into_iter().collect();
                 candidates.extend(
                     known
                         .get(&num)
@@ -274,17 +272,14 @@ impl Index {
 
     /// Paths the index knows for issue `num`, issue files first.
     pub async fn paths_of(&self, num: u64) -> anyhow::Result<Vec<(String, FileKind)>> {
-        let num = num as i64;
-        let rows = sqlx::query!(
-            "SELECT path, kind FROM index_files WHERE num = ? ORDER BY kind DESC, path",
-            num
-        )
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| FileKind::parse(&r.kind).map(|k| (r.path, k)))
-            .collect())
+        let rows = store::files_of(&self.read, &BTreeSet::from([num])).await?;
+        let mut paths: Vec<(String, FileKind)> = rows
+            .into_values()
+            .flatten()
+            .map(|r| (r.file.path, r.file.kind))
+            .collect();
+        paths.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        Ok(paths)
     }
 }
 

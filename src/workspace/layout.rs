@@ -89,6 +89,15 @@ pub fn canonical_paths(num: u64) -> [String; 2] {
     ]
 }
 
+/// Every file an issue with a canonical name may have: its file and comment log, in
+/// both places.
+pub fn canonical_files(num: u64) -> Vec<String> {
+    canonical_paths(num)
+        .into_iter()
+        .flat_map(|p| [comments_path(&p), p])
+        .collect()
+}
+
 /// The comment log beside an issue file.
 pub fn comments_path(issue_path: &str) -> String {
     let stem = issue_path.strip_suffix(".md").unwrap_or(issue_path);

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use git2::{IndexEntry, IndexTime, Repository};
 
-use super::git::blob_oid;
-
 const LIST: &str = "floom-unstaged";
+/// Non-empty while a flush writes the git index: if it is non-empty at start, that
+/// write was cut short, and the `index.lock` it left is ours to remove.
+const WRITING: &str = "floom-staging";
 /// How long a flush waits for more writes to join it, at the least.
 const COALESCE: Duration = Duration::from_millis(10);
 /// ... and at the least this many times as long as the last flush took, so that under
@@ -32,6 +33,7 @@ const RETRY: Duration = Duration::from_millis(500);
 pub struct Stager {
     workdir: PathBuf,
     list_path: PathBuf,
+    writing_path: PathBuf,
     /// Paths committed but not yet staged, with the sequence number of their last write.
     pending: Mutex<(u64, BTreeMap<String, u64>)>,
     /// One flush at a time, with its own repository handle (the writer keeps its own).
@@ -45,6 +47,17 @@ impl Stager {
     /// Load the paths a previous run left unstaged, and stage them shortly.
     pub fn open(workdir: &Path, gitdir: &Path) -> anyhow::Result<Arc<Self>> {
         let list_path = gitdir.join(LIST);
+        let writing_path = gitdir.join(WRITING);
+        if !std::fs::read(&writing_path).unwrap_or_default().is_empty() {
+            tracing::warn!(
+                "removing the git index lock left by a write this server did not finish"
+            );
+            match std::fs::remove_file(gitdir.join("index.lock")) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+            std::fs::write(&writing_path, b"")?;
+        }
         let left: Vec<String> = std::fs::read_to_string(&list_path)
             .map(|t| {
                 t.lines()
@@ -56,6 +69,7 @@ impl Stager {
         let this = Arc::new(Stager {
             workdir: workdir.to_path_buf(),
             list_path,
+            writing_path,
             pending: Mutex::new((0, BTreeMap::new())),
             flush_repo: Mutex::new(None),
             scheduled: AtomicBool::new(false),
@@ -167,12 +181,14 @@ impl Stager {
             let Ok(entry) = tree.get_path(Path::new(path)) else {
                 continue;
             };
-            let on_disk = std::fs::read(self.workdir.join(path)).ok();
-            if on_disk.as_deref().map(blob_oid) == Some(entry.id()) {
-                index.add_path(Path::new(path))?;
-            } else {
-                // The file changed again since (an editor): stage our commit, and leave
-                // the stat empty so git sees their edit as a change.
+            // add_path hashes the file and records its stat; when the file no longer
+            // holds our commit's blob (an editor changed it since), stage the commit's
+            // blob with an empty stat so git sees their edit as a change.
+            let staged = index
+                .add_path(Path::new(path))
+                .ok()
+                .and_then(|()| index.get_path(Path::new(path), 0));
+            if staged.is_none_or(|e| e.id != entry.id()) {
                 index.add(&IndexEntry {
                     ctime: IndexTime::new(0, 0),
                     mtime: IndexTime::new(0, 0),
@@ -189,7 +205,11 @@ impl Stager {
                 })?;
             }
         }
-        index.write()?;
+        // Written in place (no new inode); see WRITING.
+        std::fs::write(&self.writing_path, b"1")?;
+        let written = index.write();
+        std::fs::write(&self.writing_path, b"")?;
+        written?;
         self.last_flush_us
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         let mut guard = self.pending.lock().expect("stager state");
