@@ -4,6 +4,7 @@
 pub mod git;
 pub mod issue_file;
 pub mod layout;
+pub mod manifest;
 pub mod pyyaml;
 pub mod stager;
 
