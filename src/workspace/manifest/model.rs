@@ -447,7 +447,7 @@ pub struct ComposioTrigger {
 #[serde(untagged)]
 pub enum ConnectionDecl {
     Slug(String),
-    Object(ConnectionObject),
+    Object(Box<ConnectionObject>),
 }
 
 impl ConnectionDecl {
@@ -685,7 +685,7 @@ impl<'de> Deserialize<'de> for ConnectionDecl {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 ConnectionObject::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(ConnectionDecl::Object)
+                    .map(|o| ConnectionDecl::Object(Box::new(o)))
             }
         }
         d.deserialize_any(V)
