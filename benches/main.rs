@@ -290,7 +290,7 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     eprintln!("[{n}] workspace ready in {:.1}s", t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    let index = Index::open(&config.paths.index_db, ws.root())
+    let index = Index::open(&config.paths.index_db, ws.root(), &config.paths.workers_rel)
         .await
         .unwrap();
     index.reconcile(&|_, _| {}).await.unwrap();

@@ -73,6 +73,8 @@ pub struct Paths {
     pub data_dir: PathBuf,
     pub workspace: PathBuf,
     pub workers: PathBuf,
+    /// `workers` relative to `workspace`, '/' separated.
+    pub workers_rel: String,
     pub db: PathBuf,
     pub index_db: PathBuf,
     pub git_remote: Option<String>,
@@ -94,6 +96,18 @@ impl Paths {
             .workers_dir
             .clone()
             .unwrap_or_else(|| workspace.join("workers"));
+        // The watcher and the git history see the workspace only: workers live in it.
+        let workers_rel = match workers.strip_prefix(&workspace) {
+            Ok(rel) if !rel.as_os_str().is_empty() => rel
+                .to_str()
+                .context("FLOOM_WORKERS_DIR must be valid UTF-8")?
+                .replace('\\', "/"),
+            _ => bail!(
+                "FLOOM_WORKERS_DIR ({}) must be a folder inside the workspace ({})",
+                workers.display(),
+                workspace.display()
+            ),
+        };
         let db = args
             .db
             .clone()
@@ -116,6 +130,7 @@ impl Paths {
             data_dir,
             workspace,
             workers,
+            workers_rel,
             db,
             index_db,
             git_remote: args.git_remote.clone().filter(|r| !r.is_empty()),
@@ -222,13 +237,19 @@ mod tests {
         );
         assert_eq!(p.db, PathBuf::from("/var/floom.db"));
         assert!(p.git_remote.is_none(), "an empty remote is none");
+        assert_eq!(p.workers_rel, "workers");
         let p = Paths::resolve(&args(|a| {
             a.workspace_dir = Some("/w".into());
-            a.workers_dir = Some("/elsewhere/workers".into());
+            a.workers_dir = Some("/w/agents/active".into());
         }))
         .unwrap();
-        assert_eq!(p.workspace, PathBuf::from("/w"));
-        assert_eq!(p.workers, PathBuf::from("/elsewhere/workers"));
+        assert_eq!(p.workers_rel, "agents/active");
+        let outside = args(|a| {
+            a.workspace_dir = Some("/w".into());
+            a.workers_dir = Some("/elsewhere/workers".into());
+        });
+        let err = Paths::resolve(&outside).unwrap_err().to_string();
+        assert!(err.contains("inside the workspace"), "{err}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub async fn open_stores(paths: &Paths) -> anyhow::Result<(Workspace, Index)> {
     let workspace =
         tokio::task::spawn_blocking(move || Workspace::open(&p.workspace, p.git_remote.as_deref()))
             .await??;
-    let index = Index::open(&paths.index_db, workspace.root()).await?;
+    let index = Index::open(&paths.index_db, workspace.root(), &paths.workers_rel).await?;
     Ok((workspace, index))
 }
 
@@ -64,6 +64,13 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let (workspace, index) = open_stores(&config.paths).await?;
         let index = Arc::new(index);
+        let workers = index.reconcile_workers(false).await?;
+        tracing::info!(
+            loaded = workers.loaded,
+            failed = workers.failed,
+            reindexed = workers.changed,
+            "workers reconciled"
+        );
         let stats = index.reconcile(progress).await?;
         tracing::info!(
             files = stats.files,

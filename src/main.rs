@@ -31,7 +31,7 @@ enum Command {
     Serve(ServeArgs),
     /// Rebuild the query index from the workspace files.
     Reindex(DataArgs),
-    /// Validate the workspace's issue files and report problems (exit 1 if any).
+    /// Validate the workspace's worker manifests and issue files; report problems (exit 1 if any).
     Check(DataArgs),
 }
 
@@ -147,8 +147,10 @@ async fn reindex(data: DataArgs) -> anyhow::Result<ExitCode> {
     let index = open_index(&data).await?;
     let started = std::time::Instant::now();
     let stats = index.rebuild(&progress_reporter("reindexing")).await?;
+    let workers = index.reconcile_workers(false).await?;
     println!(
-        "indexed {} issue files ({} issues) in {:.2}s",
+        "indexed {} workers and {} issue files ({} issues) in {:.2}s",
+        workers.loaded + workers.failed,
         stats.files,
         stats.changed_issues,
         started.elapsed().as_secs_f64()
@@ -158,17 +160,21 @@ async fn reindex(data: DataArgs) -> anyhow::Result<ExitCode> {
 
 async fn check(data: DataArgs) -> anyhow::Result<ExitCode> {
     let index = open_index(&data).await?;
+    let workers = index.reconcile_workers(false).await?;
     let stats = index.reconcile(&progress_reporter("checking")).await?;
+    let worker_problems = index.worker_problems().await?;
     let problems = index.problems().await?;
-    for (path, why) in &problems {
+    for (path, why) in worker_problems.iter().chain(&problems) {
         println!("{path}: {why}");
     }
     println!(
-        "{} issue files checked, {} with problems",
+        "{} workers checked, {} with problems; {} issue files checked, {} with problems",
+        workers.loaded + workers.failed,
+        workers.failed,
         stats.files,
         problems.len()
     );
-    Ok(if problems.is_empty() {
+    Ok(if problems.is_empty() && worker_problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

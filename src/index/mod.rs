@@ -10,6 +10,8 @@ pub mod derive;
 pub mod query;
 mod store;
 pub mod watcher;
+pub mod worker_scan;
+pub mod workers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -34,6 +36,8 @@ pub struct Index {
     write: SqlitePool,
     read: SqlitePool,
     root: PathBuf,
+    /// The workers folder (inside the workspace).
+    workers_dir: PathBuf,
     /// Bumped by every change, so cached answers (list totals) know they are stale.
     generation: AtomicU64,
 }
@@ -57,9 +61,10 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
 }
 
 impl Index {
-    /// Open (or create) the index at `path` for the workspace at `root`. An index from
-    /// another schema version is thrown away and rebuilt: it holds nothing of its own.
-    pub async fn open(path: &Path, root: &Path) -> anyhow::Result<Self> {
+    /// Open (or create) the index at `path` for the workspace at `root`, whose workers
+    /// live in `root/workers_rel`. An index from another schema version is thrown away
+    /// and rebuilt: it holds nothing of its own.
+    pub async fn open(path: &Path, root: &Path, workers_rel: &str) -> anyhow::Result<Self> {
         let write = match Self::open_writer(path).await? {
             Ok(pool) => pool,
             Err(mismatch) => {
@@ -82,6 +87,7 @@ impl Index {
             write,
             read,
             root: root.to_path_buf(),
+            workers_dir: root.join(workers_rel),
             generation: AtomicU64::new(0),
         })
     }
@@ -125,13 +131,24 @@ impl Index {
         self.generation.load(Ordering::Acquire)
     }
 
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The workers folder, relative to the workspace root.
+    pub fn workers_rel(&self) -> &Path {
+        self.workers_dir.strip_prefix(&self.root).unwrap_or(&self.workers_dir)
+    }
+
     /// Forget everything, then reconcile: a full rebuild from the workspace.
     pub async fn rebuild(
         &self,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> anyhow::Result<ReconcileStats> {
         store::clear(&self.write).await?;
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        workers::clear(&self.write).await?;
+        self.bump();
+        self.reconcile_workers(true).await?;
         self.reconcile(progress).await
     }
 
@@ -176,7 +193,7 @@ impl Index {
                 let derived = parsing.await?;
                 next = batches.next();
                 store::replace(&self.write, &derived).await?;
-                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.bump();
                 done += derived.len();
                 progress(done, total);
             }
@@ -257,7 +274,7 @@ impl Index {
         }
         if !stale.is_empty() {
             store::replace(&self.write, &stale).await?;
-            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.bump();
         }
         Ok(stale.len())
     }

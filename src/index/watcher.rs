@@ -115,8 +115,12 @@ fn relative(root: &Path, p: &Path) -> Option<String> {
     (!rel.starts_with(".git/") && rel != ".git").then_some(rel)
 }
 
-/// What a changed path says about issue files.
+/// What a changed path says about issue files or workers.
 enum Scope {
+    /// The workers folder itself: any worker may have come or gone.
+    AllWorkers,
+    /// A file or folder inside one worker's folder.
+    Worker(String),
     /// `.floom` or `.floom/issues` itself: anything may have changed.
     Everything,
     /// A folder of issue files appeared, vanished or moved.
@@ -126,7 +130,14 @@ enum Scope {
     Unrelated,
 }
 
-fn scope(rel: &str) -> Scope {
+fn scope(rel: &str, workers: &str) -> Scope {
+    if rel == workers || workers.starts_with(&format!("{rel}/")) {
+        return Scope::AllWorkers;
+    }
+    if let Some(inner) = rel.strip_prefix(workers).and_then(|r| r.strip_prefix('/')) {
+        let id = inner.split('/').next().unwrap_or(inner);
+        return Scope::Worker(id.to_string());
+    }
     if rel == ".floom" || rel == ISSUES_DIR {
         return Scope::Everything;
     }
@@ -146,22 +157,46 @@ async fn apply(index: &Index, batch: Batch) -> anyhow::Result<()> {
     let paths = match batch {
         Batch::Rescan => {
             tracing::info!("file watcher lost track; reconciling the index with the workspace");
+            index.reconcile_workers(false).await?;
             index.reconcile(&|_, _| {}).await?;
             return Ok(());
         }
         Batch::Paths(paths) => paths,
     };
-    if paths.iter().any(|p| matches!(scope(p), Scope::Everything)) {
+    let workers = index.workers_rel().to_string_lossy().into_owned();
+    let scopes: Vec<Scope> = paths.iter().map(|p| scope(p, &workers)).collect();
+    if scopes.iter().any(|s| matches!(s, Scope::AllWorkers)) {
+        index.reconcile_workers(false).await?;
+    } else {
+        let ids: BTreeSet<String> = scopes
+            .iter()
+            .filter_map(|s| match s {
+                Scope::Worker(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        if !ids.is_empty() {
+            let changed = index.sync_workers(&ids).await?;
+            tracing::debug!(changed, "indexed worker edits");
+        }
+    }
+    if scopes.iter().any(|s| matches!(s, Scope::Everything)) {
         let stats = index.reconcile(&|_, _| {}).await?;
         tracing::debug!(?stats, "reconciled after a change to the issues folder");
         return Ok(());
     }
-    for folder in paths.iter().filter(|p| matches!(scope(p), Scope::Folder)) {
+    for (folder, _) in paths
+        .iter()
+        .zip(&scopes)
+        .filter(|(_, s)| matches!(s, Scope::Folder))
+    {
         index.reconcile_folder(folder).await?;
     }
     let hints: Vec<String> = paths
         .into_iter()
-        .filter(|p| matches!(scope(p), Scope::File))
+        .zip(&scopes)
+        .filter(|(_, s)| matches!(s, Scope::File))
+        .map(|(p, _)| p)
         .collect();
     let nums: BTreeSet<u64> = hints
         .iter()

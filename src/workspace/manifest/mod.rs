@@ -13,6 +13,7 @@ mod rules;
 use std::fmt;
 
 pub use model::WorkerConfig;
+pub use rules::{SECRET_NAME, is_safe_segment, secret_reference};
 
 /// The longest a run may be given (`limits.timeout_seconds` is capped here).
 pub const MAX_RUN_TIMEOUT_SECONDS: u64 = 3600;

@@ -1,0 +1,391 @@
+//! From worker folders on disk to index rows: pure reading and parsing, no database.
+//!
+//! A worker is a direct sub-folder of the workers folder holding a `worker.yml`; its
+//! id is the folder name. A folder is re-read only when its signature (every file's
+//! path, size and mtime) changes.
+
+use std::path::Path;
+use std::time::UNIX_EPOCH;
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::workspace::issue_file::iso_timestamp;
+use crate::workspace::manifest::{self, WorkerConfig, model::Mode};
+
+pub const MANIFEST: &str = "worker.yml";
+/// Text files larger than this are listed without their content.
+const MAX_CONTENT: u64 = 512 * 1024;
+/// Files listed per worker; a folder holding more is a build output, not a bundle.
+const MAX_FILES: usize = 500;
+/// Folders that hold tools' caches, never a worker's own files.
+const SKIPPED_DIRS: &[&str] = &[
+    ".git",
+    "__pycache__",
+    "node_modules",
+    ".venv",
+    "venv",
+    ".mypy_cache",
+    ".pytest_cache",
+];
+
+/// One file of a worker folder, as the file system shows it.
+#[derive(Debug, Clone)]
+pub struct FileStat {
+    pub path: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// The worker folders under `workers_dir` with their signatures, by id.
+pub fn scan(workers_dir: &Path) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(workers_dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let id = e.file_name().to_str()?.to_string();
+            if id.starts_with('.') {
+                return None;
+            }
+            let (sig, _) = stat_folder(&e.path())?;
+            Some((id, sig))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The signature and files of one worker folder; None when it holds no `worker.yml`.
+pub fn stat_folder(dir: &Path) -> Option<(String, Vec<FileStat>)> {
+    if !dir.join(MANIFEST).is_file() {
+        return None;
+    }
+    let mut files = Vec::new();
+    walk(dir, "", &mut files);
+    files.sort_by(|a, b| file_order(&a.path).cmp(&file_order(&b.path)));
+    let mut h = Sha256::new();
+    for f in &files {
+        h.update(f.path.as_bytes());
+        h.update([0]);
+        h.update(f.size.to_le_bytes());
+        h.update(f.mtime_ns.to_le_bytes());
+    }
+    let sig: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some((sig, files))
+}
+
+/// `worker.yml` first, then `SKILL.md`, `run.py`, then alphabetical (as upstream lists).
+pub fn file_order(path: &str) -> (u8, &str) {
+    let rank = match path {
+        MANIFEST => 0,
+        "SKILL.md" => 1,
+        "run.py" => 2,
+        _ => 3,
+    };
+    (rank, path)
+}
+
+/// Regular files only: a symlink could point anywhere on the machine.
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<FileStat>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if out.len() >= MAX_FILES {
+            return;
+        }
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let rel = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() && !SKIPPED_DIRS.contains(&name.as_str()) {
+            walk(&e.path(), &rel, out);
+        } else if ft.is_file()
+            && let Ok(meta) = e.metadata()
+        {
+            out.push(FileStat {
+                path: rel,
+                size: meta.len(),
+                mtime_ns: mtime_ns(&meta),
+            });
+        }
+    }
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// A worker file as the detail lists it.
+#[derive(Debug, Clone)]
+pub struct WorkerFile {
+    pub path: String,
+    pub size: u64,
+    pub binary: bool,
+    pub content: Option<String>,
+}
+
+/// Everything the index keeps of one worker.
+#[derive(Debug, Clone)]
+pub struct DerivedWorker {
+    pub id: String,
+    pub sig: String,
+    pub error: Option<String>,
+    pub title: String,
+    pub description: String,
+    pub system: bool,
+    pub archived: bool,
+    pub enabled: bool,
+    pub visibility: String,
+    pub secrets: Vec<String>,
+    pub connections: Vec<String>,
+    pub summary: Map<String, Value>,
+    pub detail: Map<String, Value>,
+    pub files: Vec<WorkerFile>,
+}
+
+/// Read and parse worker `id`; None when its folder is gone or holds no `worker.yml`.
+pub fn derive(workers_dir: &Path, id: &str) -> Option<DerivedWorker> {
+    let dir = workers_dir.join(id);
+    let (sig, stats) = stat_folder(&dir)?;
+    let files: Vec<WorkerFile> = stats.iter().map(|s| read_file(&dir, s)).collect();
+    let created = stats.iter().map(|s| s.mtime_ns).min().unwrap_or(0);
+    let updated = stats.iter().map(|s| s.mtime_ns).max().unwrap_or(0);
+    let manifest_text = files
+        .iter()
+        .find(|f| f.path == MANIFEST)
+        .and_then(|f| f.content.clone());
+    let parsed = if !manifest::is_safe_segment(id) {
+        Err(format!(
+            "the folder name `{id}` is not a valid worker id (letters, digits, '-', '_', '.')"
+        ))
+    } else {
+        match &manifest_text {
+            None => Err(format!("{MANIFEST} is not a UTF-8 text file under 512 KiB")),
+            Some(text) => manifest::parse(id, text).map_err(|e| format!("{MANIFEST}: {e}")),
+        }
+    };
+    let mut summary = Map::new();
+    let mut detail = Map::new();
+    summary.insert("id".into(), json!(id));
+    let row = match parsed {
+        Ok(config) => {
+            fill(&mut summary, &mut detail, id, &config, &files);
+            DerivedWorker {
+                id: id.to_string(),
+                sig,
+                error: None,
+                title: config.title.clone(),
+                description: config.description.clone(),
+                system: config.system_worker,
+                archived: config.archived,
+                enabled: config.enabled,
+                visibility: config.visibility.as_str().into(),
+                secrets: config.required_secrets(),
+                connections: config.required_connections(),
+                summary,
+                detail,
+                files,
+            }
+        }
+        Err(problem) => {
+            let description = format!("Failed to load: workers/{id}/{problem}");
+            fill_broken(&mut summary, &mut detail, id, &description);
+            DerivedWorker {
+                id: id.to_string(),
+                sig,
+                error: Some(description.clone()),
+                title: id.to_string(),
+                description,
+                system: false,
+                archived: false,
+                enabled: false,
+                visibility: "private".into(),
+                secrets: Vec::new(),
+                connections: Vec::new(),
+                summary,
+                detail,
+                files,
+            }
+        }
+    };
+    let mut row = row;
+    row.summary
+        .insert("created_at".into(), json!(iso_from_ns(created)));
+    row.summary
+        .insert("updated_at".into(), json!(iso_from_ns(updated)));
+    row.detail.insert("manifest_yaml".into(), json!(manifest_text));
+    Some(row)
+}
+
+fn iso_from_ns(ns: i64) -> String {
+    iso_timestamp(chrono::DateTime::from_timestamp_nanos(ns))
+}
+
+fn read_file(dir: &Path, stat: &FileStat) -> WorkerFile {
+    let (binary, content) = if stat.size > MAX_CONTENT {
+        (false, None)
+    } else {
+        match std::fs::read(dir.join(&stat.path)) {
+            Ok(bytes) if bytes.contains(&0) => (true, None),
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => (false, Some(text)),
+                Err(_) => (true, None),
+            },
+            Err(_) => (false, None),
+        }
+    };
+    WorkerFile {
+        path: stat.path.clone(),
+        size: stat.size,
+        binary,
+        content,
+    }
+}
+
+/// The fixed fields of a worker that loads.
+fn fill(
+    summary: &mut Map<String, Value>,
+    detail: &mut Map<String, Value>,
+    id: &str,
+    c: &WorkerConfig,
+    files: &[WorkerFile],
+) {
+    let first = c.triggers.first();
+    let content_of = |p: &str| {
+        files
+            .iter()
+            .find(|f| f.path == p)
+            .and_then(|f| f.content.clone())
+    };
+    summary.extend([
+        ("name".into(), json!(c.title)),
+        ("description".into(), json!(c.description)),
+        ("status".into(), json!("healthy")),
+        (
+            "trigger_type".into(),
+            json!(first.map_or("manual", |t| t.kind.as_str())),
+        ),
+        ("runner".into(), json!(c.exec.runner.as_str())),
+        ("archived".into(), json!(c.archived)),
+        ("system".into(), json!(c.system_worker)),
+        ("tags".into(), json!(c.tags)),
+        ("folder".into(), json!(c.folder)),
+        (
+            "triggers".into(),
+            json!(c.triggers.iter().map(|t| t.label()).collect::<Vec<_>>()),
+        ),
+        ("triggers_spec".into(), json!(c.triggers)),
+        ("connections".into(), json!(c.required_connections())),
+        ("inputs".into(), json!(c.exec.inputs)),
+        ("runtime".into(), json!(c.exec.runtime.family())),
+        ("visibility".into(), json!(c.visibility.as_str())),
+        ("version".into(), json!(c.version)),
+        ("long_description".into(), json!(c.long_description)),
+        ("use_cases".into(), json!(c.use_cases)),
+        ("example_input".into(), json!(c.example_input)),
+        ("example_output".into(), json!(c.example_output)),
+        ("how_it_works".into(), json!(c.how_it_works)),
+    ]);
+    let script = (c.exec.mode == Mode::PureScript).then_some(c.exec.entry.as_str());
+    let has_webhook = c
+        .triggers
+        .iter()
+        .any(|t| t.kind == manifest::model::TriggerKind::Webhook);
+    detail.extend([
+        ("is_example".into(), json!(c.is_example)),
+        ("enabled".into(), json!(c.enabled)),
+        ("archive_reason".into(), json!(c.archive_reason)),
+        ("config".into(), json!(c)),
+        ("run_py".into(), json!(script)),
+        ("run_py_content".into(), json!(script.and_then(content_of))),
+        (
+            "skill_md_content".into(),
+            json!(content_of(if c.exec.mode == Mode::Agent {
+                &c.exec.entry
+            } else {
+                "SKILL.md"
+            })),
+        ),
+        (
+            "webhook_url".into(),
+            json!(has_webhook.then(|| format!("/webhooks/{id}"))),
+        ),
+        ("warnings".into(), json!(c.warnings)),
+    ]);
+}
+
+/// A worker that does not load is still listed, saying why (upstream §2.5).
+fn fill_broken(
+    summary: &mut Map<String, Value>,
+    detail: &mut Map<String, Value>,
+    id: &str,
+    description: &str,
+) {
+    summary.extend([
+        ("name".into(), json!(id)),
+        ("description".into(), json!(description)),
+        ("status".into(), json!("error")),
+        ("trigger_type".into(), json!("manual")),
+        ("runner".into(), json!("e2b")),
+        ("archived".into(), json!(false)),
+        ("system".into(), json!(false)),
+        ("tags".into(), json!([])),
+        ("folder".into(), Value::Null),
+        ("triggers".into(), json!([])),
+        ("triggers_spec".into(), json!([])),
+        ("connections".into(), json!([])),
+        ("inputs".into(), json!([])),
+        ("runtime".into(), Value::Null),
+        ("visibility".into(), json!("private")),
+        ("version".into(), Value::Null),
+        ("long_description".into(), Value::Null),
+        ("use_cases".into(), json!([])),
+        ("example_input".into(), Value::Null),
+        ("example_output".into(), Value::Null),
+        ("how_it_works".into(), Value::Null),
+    ]);
+    detail.extend([
+        ("is_example".into(), json!(false)),
+        ("enabled".into(), json!(false)),
+        ("archive_reason".into(), Value::Null),
+        ("config".into(), json!({})),
+        ("run_py".into(), Value::Null),
+        ("run_py_content".into(), Value::Null),
+        ("skill_md_content".into(), Value::Null),
+        ("webhook_url".into(), Value::Null),
+        ("warnings".into(), json!([])),
+    ]);
+}
+
+/// The language a file's name suggests, for the detail's file list.
+pub fn language(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, e)| e) {
+        Some("yml" | "yaml") => "yaml",
+        Some("md") => "markdown",
+        Some("py") => "python",
+        Some("js" | "mjs" | "cjs") => "javascript",
+        Some("ts") => "typescript",
+        Some("sh") => "bash",
+        Some("json") => "json",
+        Some("csv") => "csv",
+        Some("toml") => "toml",
+        Some("html") => "html",
+        Some("css") => "css",
+        _ => "text",
+    }
+}
