@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
 use crate::auth::SharedSecret;
+use crate::vault::KeySource;
 
 /// Where the data lives: flags and env vars shared by every subcommand.
 #[derive(Args, Debug, Clone, Default)]
@@ -29,6 +30,13 @@ pub struct DataArgs {
     /// Clone this remote into an empty workspace folder, and push to it after each commit.
     #[arg(long, env = "WORKEROS_GIT_REMOTE")]
     pub git_remote: Option<String>,
+    /// The secret vault's key: base64 of 32 bytes. Unset: the key file.
+    #[arg(long, env = "FLOOM_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<String>,
+    /// The vault key file (32 raw bytes, mode 600, created on first use), outside the
+    /// workspace. Default: `~/.config/workeros/secrets.key`, as upstream.
+    #[arg(long, env = "FLOOM_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 /// Who may call: the shared secret and the role it grants.
@@ -78,6 +86,7 @@ pub struct Paths {
     pub db: PathBuf,
     pub index_db: PathBuf,
     pub git_remote: Option<String>,
+    pub vault_key: KeySource,
 }
 
 impl Paths {
@@ -126,7 +135,16 @@ impl Paths {
                 "FLOOM_INDEX_DB must differ from WORKEROS_DB: the index is disposable, the store is not"
             );
         }
+        let vault_key = match (&args.secrets_key, &args.secrets_key_file) {
+            (Some(k), _) if !k.is_empty() => KeySource::Env(k.clone()),
+            (_, Some(file)) => KeySource::File(file.clone()),
+            _ => KeySource::File(match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+                Some(home) => PathBuf::from(home).join(".config/workeros/secrets.key"),
+                None => data_dir.join("secrets.key"),
+            }),
+        };
         Ok(Paths {
+            vault_key,
             data_dir,
             workspace,
             workers,
@@ -179,6 +197,7 @@ impl Config {
     pub fn under(dir: &Path) -> Self {
         let data = DataArgs {
             data_dir: dir.to_path_buf(),
+            secrets_key_file: Some(dir.join("secrets.key")),
             ..Default::default()
         };
         let auth = AuthArgs {

@@ -6,11 +6,16 @@
 
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod http;
 pub mod index;
 pub mod issues;
+pub mod secrets;
+pub mod store;
+pub mod vault;
+pub mod workers;
 pub mod workspace;
 
 use std::ops::Deref;
@@ -20,14 +25,20 @@ use crate::config::{Config, Paths};
 use crate::index::Index;
 use crate::index::query::TotalCache;
 use crate::issues::IssueService;
+use crate::store::Store;
+use crate::vault::Vault;
 use crate::workspace::Workspace;
 
 pub use crate::http::app;
 
-/// Create the folders, open the workspace (creating, cloning or recovering it) and its
-/// index; the index is not reconciled yet.
+/// Create the folders, open the workspace (creating it with the example workers,
+/// cloning or recovering it) and its index; the index is not reconciled yet.
 pub async fn open_stores(paths: &Paths) -> anyhow::Result<(Workspace, Index)> {
+    let fresh = paths.git_remote.is_none() && workspace::examples::is_new(&paths.workspace);
     paths.create_dirs()?;
+    if fresh {
+        workspace::examples::seed(&paths.workers)?;
+    }
     let p = paths.clone();
     let workspace =
         tokio::task::spawn_blocking(move || Workspace::open(&p.workspace, p.git_remote.as_deref()))
@@ -43,6 +54,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub index: Arc<Index>,
+    pub store: Store,
+    pub vault: Vault,
     pub issues: IssueService,
     pub totals: TotalCache,
 }
@@ -63,6 +76,8 @@ impl AppState {
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> anyhow::Result<Self> {
         let (workspace, index) = open_stores(&config.paths).await?;
+        let vault = Vault::open(workspace.root(), config.paths.vault_key.clone())?;
+        let store = Store::open(&config.paths.db).await?;
         let index = Arc::new(index);
         let workers = index.reconcile_workers(false).await?;
         tracing::info!(
@@ -84,8 +99,33 @@ impl AppState {
         Ok(AppState(Arc::new(Inner {
             config,
             index,
+            store,
+            vault,
             issues,
             totals: TotalCache::default(),
         })))
+    }
+}
+
+impl AppState {
+    pub fn workers(&self) -> workers::Workers<'_> {
+        workers::Workers {
+            index: &self.index,
+            vault: &self.vault,
+            store: &self.store,
+            owner_id: &self.config.user_id,
+        }
+    }
+
+    pub fn secrets(&self) -> secrets::Secrets<'_> {
+        secrets::Secrets {
+            vault: &self.vault,
+            store: &self.store,
+            index: &self.index,
+        }
+    }
+
+    pub fn connections(&self) -> connections::Connections<'_> {
+        connections::Connections { store: &self.store }
     }
 }

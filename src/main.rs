@@ -111,9 +111,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     // Let the write in progress finish, stage what was committed, close the index
-    // (checkpointing its WAL); the writer stays held so nothing starts after.
+    // and the store (checkpointing their WALs); the writer stays held so nothing starts after.
     let _writer = state.issues.workspace.quiesce().await?;
     state.index.close().await;
+    state.store.close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

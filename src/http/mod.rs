@@ -1,8 +1,12 @@
 //! HTTP on top: one router per resource, merged here with the OpenAPI document.
 
+mod connections;
 mod docs;
 mod issues;
+mod json_doc;
+mod secrets;
 mod system;
+mod workers;
 
 use std::time::Duration;
 
@@ -28,6 +32,9 @@ pub fn app(state: AppState) -> Router {
     let router = ApiRouter::new()
         .merge(system::router())
         .merge(issues::router())
+        .merge(workers::router())
+        .merge(secrets::router())
+        .merge(connections::router())
         .finish_api_with(&mut api, describe);
     let spec = serde_json::to_vec_pretty(&api).expect("the OpenAPI document serializes");
     router

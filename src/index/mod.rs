@@ -137,7 +137,9 @@ impl Index {
 
     /// The workers folder, relative to the workspace root.
     pub fn workers_rel(&self) -> &Path {
-        self.workers_dir.strip_prefix(&self.root).unwrap_or(&self.workers_dir)
+        self.workers_dir
+            .strip_prefix(&self.root)
+            .unwrap_or(&self.workers_dir)
     }
 
     /// Forget everything, then reconcile: a full rebuild from the workspace.

@@ -7,11 +7,14 @@
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::workers::{WorkerExtra, WorkerSummary};
 use crate::workspace::issue_file::iso_timestamp;
-use crate::workspace::manifest::{self, WorkerConfig, model::Mode};
+use crate::workspace::manifest::{
+    self,
+    model::{Mode, TriggerKind},
+};
 
 pub const MANIFEST: &str = "worker.yml";
 /// Text files larger than this are listed without their content.
@@ -145,16 +148,13 @@ pub struct DerivedWorker {
     pub id: String,
     pub sig: String,
     pub error: Option<String>,
-    pub title: String,
-    pub description: String,
     pub system: bool,
     pub archived: bool,
     pub enabled: bool,
-    pub visibility: String,
     pub secrets: Vec<String>,
     pub connections: Vec<String>,
-    pub summary: Map<String, Value>,
-    pub detail: Map<String, Value>,
+    pub summary: WorkerSummary,
+    pub extra: WorkerExtra,
     pub files: Vec<WorkerFile>,
 }
 
@@ -165,71 +165,118 @@ pub fn derive(workers_dir: &Path, id: &str) -> Option<DerivedWorker> {
     let files: Vec<WorkerFile> = stats.iter().map(|s| read_file(&dir, s)).collect();
     let created = stats.iter().map(|s| s.mtime_ns).min().unwrap_or(0);
     let updated = stats.iter().map(|s| s.mtime_ns).max().unwrap_or(0);
-    let manifest_text = files
-        .iter()
-        .find(|f| f.path == MANIFEST)
-        .and_then(|f| f.content.clone());
+    let content_of = |p: &str| {
+        files
+            .iter()
+            .find(|f| f.path == p)
+            .and_then(|f| f.content.clone())
+    };
+    let manifest_yaml = content_of(MANIFEST);
     let parsed = if !manifest::is_safe_segment(id) {
         Err(format!(
             "the folder name `{id}` is not a valid worker id (letters, digits, '-', '_', '.')"
         ))
     } else {
-        match &manifest_text {
+        match &manifest_yaml {
             None => Err(format!("{MANIFEST} is not a UTF-8 text file under 512 KiB")),
             Some(text) => manifest::parse(id, text).map_err(|e| format!("{MANIFEST}: {e}")),
         }
     };
-    let mut summary = Map::new();
-    let mut detail = Map::new();
-    summary.insert("id".into(), json!(id));
-    let row = match parsed {
-        Ok(config) => {
-            fill(&mut summary, &mut detail, id, &config, &files);
+    let created_at = iso_from_ns(created);
+    let updated_at = iso_from_ns(updated);
+    Some(match parsed {
+        Ok(c) => {
+            let script = (c.exec.mode == Mode::PureScript).then(|| c.exec.entry.clone());
+            let skill = if c.exec.mode == Mode::Agent {
+                c.exec.entry.as_str()
+            } else {
+                "SKILL.md"
+            };
+            let has_webhook = c.triggers.iter().any(|t| t.kind == TriggerKind::Webhook);
             DerivedWorker {
                 id: id.to_string(),
                 sig,
                 error: None,
-                title: config.title.clone(),
-                description: config.description.clone(),
-                system: config.system_worker,
-                archived: config.archived,
-                enabled: config.enabled,
-                visibility: config.visibility.as_str().into(),
-                secrets: config.required_secrets(),
-                connections: config.required_connections(),
-                summary,
-                detail,
+                system: c.system_worker,
+                archived: c.archived,
+                enabled: c.enabled,
+                secrets: c.required_secrets(),
+                connections: c.required_connections(),
+                summary: WorkerSummary {
+                    id: id.to_string(),
+                    name: c.title.clone(),
+                    description: c.description.clone(),
+                    trigger_type: c
+                        .triggers
+                        .first()
+                        .map_or("manual", |t| t.kind.as_str())
+                        .into(),
+                    runner: c.exec.runner.as_str().into(),
+                    archived: c.archived,
+                    system: c.system_worker,
+                    tags: c.tags.clone(),
+                    folder: c.folder.clone(),
+                    triggers: c.triggers.iter().map(|t| t.label()).collect(),
+                    triggers_spec: c.triggers.clone(),
+                    connections: c.required_connections(),
+                    inputs: c.exec.inputs.clone(),
+                    runtime: Some(c.exec.runtime.family().into()),
+                    visibility: c.visibility.as_str().into(),
+                    version: c.version.clone(),
+                    long_description: c.long_description.clone(),
+                    use_cases: c.use_cases.clone(),
+                    example_input: c.example_input.clone(),
+                    example_output: c.example_output.clone(),
+                    how_it_works: c.how_it_works.clone(),
+                    created_at,
+                    updated_at,
+                },
+                extra: WorkerExtra {
+                    is_example: c.is_example,
+                    enabled: c.enabled,
+                    archive_reason: c.archive_reason.clone(),
+                    run_py_content: script.as_deref().and_then(content_of),
+                    run_py: script,
+                    skill_md_content: content_of(skill),
+                    webhook_url: has_webhook.then(|| format!("/webhooks/{id}")),
+                    warnings: c.warnings.clone(),
+                    manifest_yaml,
+                    config: Some(Box::new(c)),
+                },
                 files,
             }
         }
         Err(problem) => {
+            // A worker that does not load is still listed, saying why (upstream §2.5).
             let description = format!("Failed to load: workers/{id}/{problem}");
-            fill_broken(&mut summary, &mut detail, id, &description);
             DerivedWorker {
                 id: id.to_string(),
                 sig,
                 error: Some(description.clone()),
-                title: id.to_string(),
-                description,
                 system: false,
                 archived: false,
                 enabled: false,
-                visibility: "private".into(),
                 secrets: Vec::new(),
                 connections: Vec::new(),
-                summary,
-                detail,
+                summary: WorkerSummary {
+                    id: id.to_string(),
+                    name: id.to_string(),
+                    description,
+                    trigger_type: "manual".into(),
+                    runner: "e2b".into(),
+                    visibility: "private".into(),
+                    created_at,
+                    updated_at,
+                    ..WorkerSummary::default()
+                },
+                extra: WorkerExtra {
+                    manifest_yaml,
+                    ..WorkerExtra::default()
+                },
                 files,
             }
         }
-    };
-    let mut row = row;
-    row.summary
-        .insert("created_at".into(), json!(iso_from_ns(created)));
-    row.summary
-        .insert("updated_at".into(), json!(iso_from_ns(updated)));
-    row.detail.insert("manifest_yaml".into(), json!(manifest_text));
-    Some(row)
+    })
 }
 
 fn iso_from_ns(ns: i64) -> String {
@@ -255,121 +302,6 @@ fn read_file(dir: &Path, stat: &FileStat) -> WorkerFile {
         binary,
         content,
     }
-}
-
-/// The fixed fields of a worker that loads.
-fn fill(
-    summary: &mut Map<String, Value>,
-    detail: &mut Map<String, Value>,
-    id: &str,
-    c: &WorkerConfig,
-    files: &[WorkerFile],
-) {
-    let first = c.triggers.first();
-    let content_of = |p: &str| {
-        files
-            .iter()
-            .find(|f| f.path == p)
-            .and_then(|f| f.content.clone())
-    };
-    summary.extend([
-        ("name".into(), json!(c.title)),
-        ("description".into(), json!(c.description)),
-        ("status".into(), json!("healthy")),
-        (
-            "trigger_type".into(),
-            json!(first.map_or("manual", |t| t.kind.as_str())),
-        ),
-        ("runner".into(), json!(c.exec.runner.as_str())),
-        ("archived".into(), json!(c.archived)),
-        ("system".into(), json!(c.system_worker)),
-        ("tags".into(), json!(c.tags)),
-        ("folder".into(), json!(c.folder)),
-        (
-            "triggers".into(),
-            json!(c.triggers.iter().map(|t| t.label()).collect::<Vec<_>>()),
-        ),
-        ("triggers_spec".into(), json!(c.triggers)),
-        ("connections".into(), json!(c.required_connections())),
-        ("inputs".into(), json!(c.exec.inputs)),
-        ("runtime".into(), json!(c.exec.runtime.family())),
-        ("visibility".into(), json!(c.visibility.as_str())),
-        ("version".into(), json!(c.version)),
-        ("long_description".into(), json!(c.long_description)),
-        ("use_cases".into(), json!(c.use_cases)),
-        ("example_input".into(), json!(c.example_input)),
-        ("example_output".into(), json!(c.example_output)),
-        ("how_it_works".into(), json!(c.how_it_works)),
-    ]);
-    let script = (c.exec.mode == Mode::PureScript).then_some(c.exec.entry.as_str());
-    let has_webhook = c
-        .triggers
-        .iter()
-        .any(|t| t.kind == manifest::model::TriggerKind::Webhook);
-    detail.extend([
-        ("is_example".into(), json!(c.is_example)),
-        ("enabled".into(), json!(c.enabled)),
-        ("archive_reason".into(), json!(c.archive_reason)),
-        ("config".into(), json!(c)),
-        ("run_py".into(), json!(script)),
-        ("run_py_content".into(), json!(script.and_then(content_of))),
-        (
-            "skill_md_content".into(),
-            json!(content_of(if c.exec.mode == Mode::Agent {
-                &c.exec.entry
-            } else {
-                "SKILL.md"
-            })),
-        ),
-        (
-            "webhook_url".into(),
-            json!(has_webhook.then(|| format!("/webhooks/{id}"))),
-        ),
-        ("warnings".into(), json!(c.warnings)),
-    ]);
-}
-
-/// A worker that does not load is still listed, saying why (upstream §2.5).
-fn fill_broken(
-    summary: &mut Map<String, Value>,
-    detail: &mut Map<String, Value>,
-    id: &str,
-    description: &str,
-) {
-    summary.extend([
-        ("name".into(), json!(id)),
-        ("description".into(), json!(description)),
-        ("status".into(), json!("error")),
-        ("trigger_type".into(), json!("manual")),
-        ("runner".into(), json!("e2b")),
-        ("archived".into(), json!(false)),
-        ("system".into(), json!(false)),
-        ("tags".into(), json!([])),
-        ("folder".into(), Value::Null),
-        ("triggers".into(), json!([])),
-        ("triggers_spec".into(), json!([])),
-        ("connections".into(), json!([])),
-        ("inputs".into(), json!([])),
-        ("runtime".into(), Value::Null),
-        ("visibility".into(), json!("private")),
-        ("version".into(), Value::Null),
-        ("long_description".into(), Value::Null),
-        ("use_cases".into(), json!([])),
-        ("example_input".into(), Value::Null),
-        ("example_output".into(), Value::Null),
-        ("how_it_works".into(), Value::Null),
-    ]);
-    detail.extend([
-        ("is_example".into(), json!(false)),
-        ("enabled".into(), json!(false)),
-        ("archive_reason".into(), Value::Null),
-        ("config".into(), json!({})),
-        ("run_py".into(), Value::Null),
-        ("run_py_content".into(), Value::Null),
-        ("skill_md_content".into(), Value::Null),
-        ("webhook_url".into(), Value::Null),
-        ("warnings".into(), json!([])),
-    ]);
 }
 
 /// The language a file's name suggests, for the detail's file list.

@@ -2,11 +2,73 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use serde_json::{Map, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::Index;
 use super::worker_scan::{self, DerivedWorker};
+use crate::workspace::manifest::WorkerConfig;
+use crate::workspace::manifest::model::{Field, Trigger};
+
+/// The fixed fields of a worker's list item, as derived from its folder.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct WorkerSummary {
+    /// The folder name.
+    pub id: String,
+    /// The display name (the manifest's `title`).
+    pub name: String,
+    pub description: String,
+    /// The first trigger's type: `manual`, `schedule`, `webhook` or `composio`.
+    pub trigger_type: String,
+    pub runner: String,
+    pub archived: bool,
+    pub system: bool,
+    pub tags: Vec<String>,
+    pub folder: Option<String>,
+    /// Labels: `Manual`, `Schedule: 0 9 * * MON (Europe/Berlin)`, `Webhook`, …
+    pub triggers: Vec<String>,
+    pub triggers_spec: Vec<Trigger>,
+    /// Connection slugs the worker declares.
+    pub connections: Vec<String>,
+    pub inputs: Vec<Field>,
+    /// `python`, `node`, `bash` or `agent`.
+    pub runtime: Option<String>,
+    pub visibility: String,
+    /// The manifest's semantic version.
+    pub version: Option<String>,
+    pub long_description: Option<String>,
+    pub use_cases: Vec<String>,
+    pub example_input: Option<Value>,
+    pub example_output: Option<String>,
+    pub how_it_works: Option<String>,
+    /// The oldest file's modification time.
+    pub created_at: String,
+    /// The newest file's modification time.
+    pub updated_at: String,
+}
+
+/// The detail's further fixed fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct WorkerExtra {
+    pub is_example: bool,
+    /// False when paused, archived or `enabled: false` (or not loadable).
+    pub enabled: bool,
+    pub archive_reason: Option<String>,
+    /// The parsed manifest; `{}` when it does not load.
+    pub config: Option<Box<WorkerConfig>>,
+    /// `worker.yml` as written.
+    pub manifest_yaml: Option<String>,
+    /// A script worker's entry file.
+    pub run_py: Option<String>,
+    pub run_py_content: Option<String>,
+    pub skill_md_content: Option<String>,
+    /// Present when the worker has a webhook trigger.
+    pub webhook_url: Option<String>,
+    /// Deprecated forms the manifest uses.
+    pub warnings: Vec<String>,
+}
 
 /// What a worker reconcile found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -41,11 +103,14 @@ pub struct WorkerRow {
     /// JSON arrays.
     pub secrets: String,
     pub connections: String,
-    /// JSON object: the list item's fixed fields.
+    /// JSON of [`WorkerSummary`].
     pub summary: String,
 }
 
 impl WorkerRow {
+    pub fn summary(&self) -> WorkerSummary {
+        serde_json::from_str(&self.summary).unwrap_or_default()
+    }
     pub fn required_secrets(&self) -> Vec<String> {
         serde_json::from_str(&self.secrets).unwrap_or_default()
     }
@@ -172,7 +237,7 @@ impl Index {
 
     /// One worker: its row and the detail's further fields. Ids alias `_` and `-`
     /// as upstream's do, an exact match first.
-    pub async fn worker(&self, id: &str) -> anyhow::Result<Option<(WorkerRow, Map<String, Value>)>> {
+    pub async fn worker(&self, id: &str) -> anyhow::Result<Option<(WorkerRow, WorkerExtra)>> {
         let alias = id.replace('_', "-");
         let alias2 = id.replace('-', "_");
         let row = sqlx::query!(
@@ -214,7 +279,9 @@ impl Index {
         )
         .fetch_all(&self.read)
         .await?;
-        rows.sort_by(|a, b| worker_scan::file_order(&a.path).cmp(&worker_scan::file_order(&b.path)));
+        rows.sort_by(|a, b| {
+            worker_scan::file_order(&a.path).cmp(&worker_scan::file_order(&b.path))
+        });
         Ok(rows)
     }
 
@@ -234,9 +301,14 @@ impl Index {
 async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Result<()> {
     let secrets = serde_json::to_string(&w.secrets).unwrap_or_default();
     let connections = serde_json::to_string(&w.connections).unwrap_or_default();
-    let summary = Value::Object(w.summary.clone()).to_string();
-    let detail = Value::Object(w.detail.clone()).to_string();
-    let status = if w.error.is_some() { "error" } else { "healthy" };
+    let summary = serde_json::to_string(&w.summary).unwrap_or_default();
+    let detail = serde_json::to_string(&w.extra).unwrap_or_default();
+    let (title, description) = (&w.summary.name, &w.summary.description);
+    let status = if w.error.is_some() {
+        "error"
+    } else {
+        "healthy"
+    };
     sqlx::query!(
         "INSERT INTO workers (id, sig, status, error, title, description, system, archived,
                               enabled, visibility, secrets, connections, summary, detail)
@@ -245,12 +317,12 @@ async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Res
         w.sig,
         status,
         w.error,
-        w.title,
-        w.description,
+        title,
+        description,
         w.system,
         w.archived,
         w.enabled,
-        w.visibility,
+        w.summary.visibility,
         secrets,
         connections,
         summary,
@@ -277,6 +349,8 @@ async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Res
 /// Forget every worker (a full rebuild).
 pub async fn clear(pool: &SqlitePool) -> sqlx::Result<()> {
     sqlx::query!("DELETE FROM workers").execute(pool).await?;
-    sqlx::query!("DELETE FROM worker_files").execute(pool).await?;
+    sqlx::query!("DELETE FROM worker_files")
+        .execute(pool)
+        .await?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The truth: the workspace git repository and the files in it. Every mutation goes
 //! through the one [`Repo`] behind [`Workspace::lock`], so writes are serialised.
 
+pub mod examples;
 pub mod git;
 pub mod issue_file;
 pub mod layout;

@@ -202,7 +202,23 @@ async fn check_command_reports_bad_files() {
     );
     let re = run(&["reindex"]);
     assert!(re.status.success());
-    assert!(String::from_utf8_lossy(&re.stdout).contains("indexed 1 issue files"));
+    let out = String::from_utf8_lossy(&re.stdout);
+    assert!(
+        out.contains("indexed 2 workers and 1 issue files"),
+        "the two example workers: {out}"
+    );
+
+    std::fs::remove_file(dir.join("ISSUE-0001.md")).unwrap();
+    let worker = data.path().join("workspace/workers/half-done");
+    std::fs::create_dir_all(&worker).unwrap();
+    std::fs::write(worker.join("worker.yml"), "schema_version: \"0.3\"\nname: half-done\n").unwrap();
+    let bad = run(&["check"]);
+    assert!(!bad.status.success());
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        out.contains("workers/half-done: Failed to load: workers/half-done/worker.yml: title: required; version: required"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// A worker, whichever manifest shape it was written in.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WorkerConfig {
     /// `"0.3"`, or `"legacy"` for the older `WorkerConfig` shape.
     pub schema_version: String,
@@ -131,7 +131,7 @@ impl Visibility {
 }
 
 /// How the worker runs.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Exec {
     pub mode: Mode,
     /// The entry file: `SKILL.md` (agent) or the script.

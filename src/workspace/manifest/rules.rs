@@ -129,7 +129,9 @@ pub fn contract(worker_id: &str, doc: ContractDoc) -> Result<WorkerConfig, Manif
         ("outputs", doc.outputs, &mut exec_doc.outputs),
     ] {
         if let Some(fields) = lifted {
-            warnings.push(format!("top-level `{key}` is deprecated; move it into `exec`"));
+            warnings.push(format!(
+                "top-level `{key}` is deprecated; move it into `exec`"
+            ));
             into.extend(fields);
         }
     }
@@ -358,7 +360,8 @@ pub fn legacy(worker_id: &str, doc: LegacyDoc) -> Result<WorkerConfig, ManifestE
 fn check_tags(p: &mut Problems, tags: &[String]) {
     p.check(tags.len() <= 8, "tags", "at most 8 tags");
     p.check(
-        tags.iter().all(|t| !t.contains('/') && !t.trim().is_empty()),
+        tags.iter()
+            .all(|t| !t.contains('/') && !t.trim().is_empty()),
         "tags",
         "tags must be non-empty and must not contain '/'",
     );
@@ -489,7 +492,10 @@ fn check_fields(p: &mut Problems, at: &str, fields: &mut [Field], folder: &str) 
         match f.kind {
             FieldKind::Scalar => {
                 if f.media_type.is_some() || f.path.is_some() {
-                    p.at(&here, "media_type and path are for file fields (kind: file)");
+                    p.at(
+                        &here,
+                        "media_type and path are for file fields (kind: file)",
+                    );
                 }
                 if f.ty == Some(ScalarType::Select)
                     && f.options.as_ref().is_none_or(Vec::is_empty)
@@ -544,13 +550,16 @@ fn check_triggers(
     let (at, mut triggers) = match (list, single) {
         (Some(l), _) if !l.is_empty() => ("triggers", l),
         (_, Some(t)) => ("trigger", vec![t]),
-        _ => ("trigger", vec![Trigger {
-            kind: TriggerKind::Manual,
-            cron: None,
-            timezone: None,
-            webhook: None,
-            composio: None,
-        }]),
+        _ => (
+            "trigger",
+            vec![Trigger {
+                kind: TriggerKind::Manual,
+                cron: None,
+                timezone: None,
+                webhook: None,
+                composio: None,
+            }],
+        ),
     };
     let many = triggers.len() > 1 || at == "triggers";
     for (i, t) in triggers.iter_mut().enumerate() {
@@ -687,7 +696,11 @@ fn check_common(
 fn check_connection(p: &mut Problems, here: &str, c: &ConnectionDecl) {
     let o = match c {
         ConnectionDecl::Slug(s) => {
-            p.check(is_safe_segment(s), here, "must be an app slug such as gmail");
+            p.check(
+                is_safe_segment(s),
+                here,
+                "must be an app slug such as gmail",
+            );
             return;
         }
         ConnectionDecl::Object(o) => o,

@@ -73,7 +73,10 @@ fn defaults_make_an_agent_worker() {
     assert_eq!(c.exec.entry, "SKILL.md");
     assert_eq!(c.exec.runtime, Runtime::Skill);
     assert_eq!(c.exec.command, None);
-    assert_eq!(c.description, "CSV Tagger", "blank description comes from the title");
+    assert_eq!(
+        c.description, "CSV Tagger",
+        "blank description comes from the title"
+    );
     assert_eq!(c.triggers[0].kind, TriggerKind::Manual);
     assert_eq!(c.approvals.label, "Approve action");
 }
@@ -83,13 +86,26 @@ fn derived_commands_and_coercions() {
     for (exec, command, runtime) in [
         ("{entry: job.sh}", Some("bash job.sh"), Runtime::Bash),
         ("{entry: index.js}", Some("node index.js"), Runtime::Node22),
-        ("{entry: index.js, runtime: node20}", Some("node index.js"), Runtime::Node22),
-        ("{mode: pure-script}", Some("python run.py"), Runtime::Python311),
+        (
+            "{entry: index.js, runtime: node20}",
+            Some("node index.js"),
+            Runtime::Node22,
+        ),
+        (
+            "{mode: pure-script}",
+            Some("python run.py"),
+            Runtime::Python311,
+        ),
         ("{mode: hybrid}", None, Runtime::Skill),
-        ("{entry: run.py, command: python3 -u run.py, runner: local}", Some("python3 -u run.py"), Runtime::Python311),
+        (
+            "{entry: run.py, command: python3 -u run.py, runner: local}",
+            Some("python3 -u run.py"),
+            Runtime::Python311,
+        ),
         ("{entry: SKILL.md, runtime: none}", None, Runtime::None),
     ] {
-        let c = parse("w", &with(&format!("exec: {exec}\n"))).unwrap_or_else(|e| panic!("{exec}: {e}"));
+        let c =
+            parse("w", &with(&format!("exec: {exec}\n"))).unwrap_or_else(|e| panic!("{exec}: {e}"));
         assert_eq!(c.exec.command.as_deref(), command, "{exec}");
         assert_eq!(c.exec.runtime, runtime, "{exec}");
     }
@@ -106,7 +122,10 @@ fn top_level_fields_are_lifted_with_a_warning() {
 #[test]
 fn paused_archived_and_disabled_workers_cannot_run() {
     for flag in ["paused: true", "archived: true", "enabled: false"] {
-        assert!(!parse("w", &with(&format!("{flag}\n"))).unwrap().enabled, "{flag}");
+        assert!(
+            !parse("w", &with(&format!("{flag}\n"))).unwrap().enabled,
+            "{flag}"
+        );
     }
 }
 
@@ -114,12 +133,36 @@ fn paused_archived_and_disabled_workers_cannot_run() {
 const BROKEN: &[(&str, &str, &str)] = &[
     ("- a\n- b\n", "", "mapping"),
     ("schema_version: \"0.3\"\nname: [\n", "", "line"),
-    ("schema_version: \"0.3\"\ntitle: T\nversion: 1.0.0\n", "name", "required"),
-    ("schema_version: \"0.3\"\nname: Bad_Name\ntitle: T\nversion: 1.0.0\n", "name", "slug"),
-    ("schema_version: \"0.3\"\nname: ab\ntitle: T\nversion: 1.0.0\n", "name", "slug"),
-    ("schema_version: \"0.3\"\nname: abc\nversion: 1.0.0\n", "title", "required"),
-    ("schema_version: \"0.3\"\nname: abc\ntitle: T\n", "version", "required"),
-    ("schema_version: \"0.3\"\nname: abc\ntitle: T\nversion: v1\n", "version", "semantic"),
+    (
+        "schema_version: \"0.3\"\ntitle: T\nversion: 1.0.0\n",
+        "name",
+        "required",
+    ),
+    (
+        "schema_version: \"0.3\"\nname: Bad_Name\ntitle: T\nversion: 1.0.0\n",
+        "name",
+        "slug",
+    ),
+    (
+        "schema_version: \"0.3\"\nname: ab\ntitle: T\nversion: 1.0.0\n",
+        "name",
+        "slug",
+    ),
+    (
+        "schema_version: \"0.3\"\nname: abc\nversion: 1.0.0\n",
+        "title",
+        "required",
+    ),
+    (
+        "schema_version: \"0.3\"\nname: abc\ntitle: T\n",
+        "version",
+        "required",
+    ),
+    (
+        "schema_version: \"0.3\"\nname: abc\ntitle: T\nversion: v1\n",
+        "version",
+        "semantic",
+    ),
 ];
 
 const BROKEN_FIELDS: &[(&str, &str, &str)] = &[
@@ -136,55 +179,223 @@ const BROKEN_FIELDS: &[(&str, &str, &str)] = &[
     ("example_input: [1]\n", "example_input", "mapping"),
     ("exec: {entry: run.rb}\n", "exec.entry", ".md"),
     ("exec: {entry: ../run.py}\n", "exec.entry", "relative"),
-    ("exec: {entry: run.py, mode: agent}\n", "exec.mode", "does not match"),
+    (
+        "exec: {entry: run.py, mode: agent}\n",
+        "exec.mode",
+        "does not match",
+    ),
     ("exec: {mode: turbo}\n", "exec.mode", "unknown variant"),
-    ("exec: {entry: run.py, runtime: skill}\n", "exec.runtime", "script worker"),
-    ("exec: {entry: SKILL.md, runtime: python311}\n", "exec.runtime", "agent worker"),
+    (
+        "exec: {entry: run.py, runtime: skill}\n",
+        "exec.runtime",
+        "script worker",
+    ),
+    (
+        "exec: {entry: SKILL.md, runtime: python311}\n",
+        "exec.runtime",
+        "agent worker",
+    ),
     ("exec: {runtime: ruby}\n", "exec.runtime", "unknown variant"),
     ("exec: {runner: docker}\n", "exec.runner", "unknown variant"),
-    ("exec: {entry: run.py, command: '  '}\n", "exec.command", "empty"),
-    ("exec: {inputs: [{name: 1bad}]}\n", "exec.inputs[0].name", "identifier"),
-    ("exec: {inputs: [{name: a, kind: blob}]}\n", "exec.inputs[0].kind", "unknown variant"),
-    ("exec: {inputs: [{name: a, type: date}]}\n", "exec.inputs[0].type", "unknown variant"),
-    ("exec: {inputs: [{name: a, type: select}]}\n", "exec.inputs[0].type", "options or enum"),
-    ("exec: {inputs: [{name: a, kind: file, type: string}]}\n", "exec.inputs[0].type", "media_type"),
-    ("exec: {inputs: [{name: a, media_type: text/csv}]}\n", "exec.inputs[0]", "file fields"),
-    ("exec: {inputs: [{name: a, kind: file, path: /etc/passwd}]}\n", "exec.inputs[0].path", "relative"),
-    ("exec: {inputs: [{name: a, kind: file, max_size_mb: 0}]}\n", "exec.inputs[0].max_size_mb", "greater than 0"),
-    ("exec: {inputs: [{name: a}, {name: a}]}\n", "exec.inputs[1]", "twice"),
-    ("exec: {outputs: [{name: a-b}]}\n", "exec.outputs[0].name", "identifier"),
-    ("exec: {secrets: [lower_key]}\n", "exec.secrets[0]", "secret names"),
-    ("capabilities: {secrets: [BAD-NAME]}\n", "capabilities.secrets[0]", "secret names"),
-    ("capabilities: {network: {egress: maybe}}\n", "capabilities.network.egress", "invalid type"),
-    ("limits: {timeout_seconds: 0}\n", "limits.timeout_seconds", "1 to 3600"),
-    ("limits: {timeout_seconds: 7200}\n", "limits.timeout_seconds", "1 to 3600"),
-    ("limits: {max_tool_iterations: 0}\n", "limits.max_tool_iterations", "at least 1"),
+    (
+        "exec: {entry: run.py, command: '  '}\n",
+        "exec.command",
+        "empty",
+    ),
+    (
+        "exec: {inputs: [{name: 1bad}]}\n",
+        "exec.inputs[0].name",
+        "identifier",
+    ),
+    (
+        "exec: {inputs: [{name: a, kind: blob}]}\n",
+        "exec.inputs[0].kind",
+        "unknown variant",
+    ),
+    (
+        "exec: {inputs: [{name: a, type: date}]}\n",
+        "exec.inputs[0].type",
+        "unknown variant",
+    ),
+    (
+        "exec: {inputs: [{name: a, type: select}]}\n",
+        "exec.inputs[0].type",
+        "options or enum",
+    ),
+    (
+        "exec: {inputs: [{name: a, kind: file, type: string}]}\n",
+        "exec.inputs[0].type",
+        "media_type",
+    ),
+    (
+        "exec: {inputs: [{name: a, media_type: text/csv}]}\n",
+        "exec.inputs[0]",
+        "file fields",
+    ),
+    (
+        "exec: {inputs: [{name: a, kind: file, path: /etc/passwd}]}\n",
+        "exec.inputs[0].path",
+        "relative",
+    ),
+    (
+        "exec: {inputs: [{name: a, kind: file, max_size_mb: 0}]}\n",
+        "exec.inputs[0].max_size_mb",
+        "greater than 0",
+    ),
+    (
+        "exec: {inputs: [{name: a}, {name: a}]}\n",
+        "exec.inputs[1]",
+        "twice",
+    ),
+    (
+        "exec: {outputs: [{name: a-b}]}\n",
+        "exec.outputs[0].name",
+        "identifier",
+    ),
+    (
+        "exec: {secrets: [lower_key]}\n",
+        "exec.secrets[0]",
+        "secret names",
+    ),
+    (
+        "capabilities: {secrets: [BAD-NAME]}\n",
+        "capabilities.secrets[0]",
+        "secret names",
+    ),
+    (
+        "capabilities: {network: {egress: maybe}}\n",
+        "capabilities.network.egress",
+        "invalid type",
+    ),
+    (
+        "limits: {timeout_seconds: 0}\n",
+        "limits.timeout_seconds",
+        "1 to 3600",
+    ),
+    (
+        "limits: {timeout_seconds: 7200}\n",
+        "limits.timeout_seconds",
+        "1 to 3600",
+    ),
+    (
+        "limits: {max_tool_iterations: 0}\n",
+        "limits.max_tool_iterations",
+        "at least 1",
+    ),
     ("resources: {memory_mb: 64}\n", "resources.memory_mb", "128"),
-    ("resources: {cpu_count: 0}\n", "resources.cpu_count", "at least 1"),
-    ("trigger: {type: sometimes}\n", "trigger.type", "unknown variant"),
+    (
+        "resources: {cpu_count: 0}\n",
+        "resources.cpu_count",
+        "at least 1",
+    ),
+    (
+        "trigger: {type: sometimes}\n",
+        "trigger.type",
+        "unknown variant",
+    ),
     ("trigger: {type: schedule}\n", "trigger.cron", "needs cron"),
-    ("trigger: {type: schedule, cron: '61 * * * *'}\n", "trigger.cron", "not valid"),
-    ("trigger: {type: schedule, cron: '0 9 * * *', timezone: Mars/Olympus}\n", "trigger.timezone", "IANA"),
-    ("triggers: [{type: manual}, {type: composio}]\n", "triggers[1].composio", "event"),
-    ("triggers: [{type: composio, composio: {event: ''}}]\n", "triggers[0].composio.event", "required"),
-    ("connections: [{app: gmail, mcp: {label: x, transport: stdio, command: y}}]\n", "connections[0]", "exactly one"),
-    ("connections: [{allowed_tools: [a]}]\n", "connections[0]", "exactly one"),
+    (
+        "trigger: {type: schedule, cron: '61 * * * *'}\n",
+        "trigger.cron",
+        "not valid",
+    ),
+    (
+        "trigger: {type: schedule, cron: '0 9 * * *', timezone: Mars/Olympus}\n",
+        "trigger.timezone",
+        "IANA",
+    ),
+    (
+        "triggers: [{type: manual}, {type: composio}]\n",
+        "triggers[1].composio",
+        "event",
+    ),
+    (
+        "triggers: [{type: composio, composio: {event: ''}}]\n",
+        "triggers[0].composio.event",
+        "required",
+    ),
+    (
+        "connections: [{app: gmail, mcp: {label: x, transport: stdio, command: y}}]\n",
+        "connections[0]",
+        "exactly one",
+    ),
+    (
+        "connections: [{allowed_tools: [a]}]\n",
+        "connections[0]",
+        "exactly one",
+    ),
     ("connections: ['../x']\n", "connections[0]", "slug"),
-    ("connections: [{mcp: {label: x, transport: pigeon}}]\n", "connections[0].mcp.transport", "unknown variant"),
-    ("connections: [{mcp: {label: x, transport: stdio}}]\n", "connections[0].mcp.command", "command"),
-    ("connections: [{mcp: {label: x, transport: streamable_http, url: 'ftp://x'}}]\n", "connections[0].mcp.url", "http"),
-    ("connections: [{mcp: {label: x, transport: stdio, command: y, env: {T: plain}}}]\n", "connections[0].mcp.env.T", "secret:NAME"),
-    ("connections: [{mcp: {label: x, transport: sse, url: 'http://h', auth: token}}]\n", "connections[0].mcp.auth", "bearer:"),
-    ("connections: [{mcp: {label: x, transport: stdio, command: y, require_approval: sometimes}}]\n", "connections[0].mcp.require_approval", "unknown variant"),
-    ("connections: [{app: gmail, scope: write}]\n", "connections[0].scope", "unknown variant"),
-    ("connections: [42]\n", "connections[0]", "app slug or a connection object"),
-    ("contexts: [{name: ../etc}]\n", "contexts[0].name", "folder name"),
-    ("contexts: [{name: c, source: s3://x}]\n", "contexts[0].source", "git+"),
-    ("contexts: [{name: c, when: {input: a}}]\n", "contexts[0].when", "exactly one"),
-    ("contexts: [{name: c, when: {input: a, eq: 1, truthy: true}}]\n", "contexts[0].when", "exactly one"),
+    (
+        "connections: [{mcp: {label: x, transport: pigeon}}]\n",
+        "connections[0].mcp.transport",
+        "unknown variant",
+    ),
+    (
+        "connections: [{mcp: {label: x, transport: stdio}}]\n",
+        "connections[0].mcp.command",
+        "command",
+    ),
+    (
+        "connections: [{mcp: {label: x, transport: streamable_http, url: 'ftp://x'}}]\n",
+        "connections[0].mcp.url",
+        "http",
+    ),
+    (
+        "connections: [{mcp: {label: x, transport: stdio, command: y, env: {T: plain}}}]\n",
+        "connections[0].mcp.env.T",
+        "secret:NAME",
+    ),
+    (
+        "connections: [{mcp: {label: x, transport: sse, url: 'http://h', auth: token}}]\n",
+        "connections[0].mcp.auth",
+        "bearer:",
+    ),
+    (
+        "connections: [{mcp: {label: x, transport: stdio, command: y, require_approval: sometimes}}]\n",
+        "connections[0].mcp.require_approval",
+        "unknown variant",
+    ),
+    (
+        "connections: [{app: gmail, scope: write}]\n",
+        "connections[0].scope",
+        "unknown variant",
+    ),
+    (
+        "connections: [42]\n",
+        "connections[0]",
+        "app slug or a connection object",
+    ),
+    (
+        "contexts: [{name: ../etc}]\n",
+        "contexts[0].name",
+        "folder name",
+    ),
+    (
+        "contexts: [{name: c, source: s3://x}]\n",
+        "contexts[0].source",
+        "git+",
+    ),
+    (
+        "contexts: [{name: c, when: {input: a}}]\n",
+        "contexts[0].when",
+        "exactly one",
+    ),
+    (
+        "contexts: [{name: c, when: {input: a, eq: 1, truthy: true}}]\n",
+        "contexts[0].when",
+        "exactly one",
+    ),
     ("memory: [1]\n", "memory", "true/false"),
-    ("approvals: {required: true, label: ''}\n", "approvals.label", "empty"),
-    ("approvals: {required: yes please}\n", "approvals.required", "invalid type"),
+    (
+        "approvals: {required: true, label: ''}\n",
+        "approvals.label",
+        "empty",
+    ),
+    (
+        "approvals: {required: yes please}\n",
+        "approvals.required",
+        "invalid type",
+    ),
     ("calls: [csv-tagger]\n", "calls[0]", "itself"),
     ("calls: ['a/../b']\n", "calls[0]", "worker id"),
 ];
@@ -197,7 +408,9 @@ fn every_rule_has_a_failing_case() {
         .collect();
     for (extra, field, word) in BROKEN_FIELDS {
         let text = match *extra {
-            "title_long" => BASE.replace("title: CSV Tagger", &format!("title: {}", "t".repeat(121))),
+            "title_long" => {
+                BASE.replace("title: CSV Tagger", &format!("title: {}", "t".repeat(121)))
+            }
             e => with(
                 &e.replace("DESC501", &"d".repeat(501))
                     .replace("LONG2001", &"l".repeat(2001)),
@@ -240,9 +453,15 @@ fn legacy_manifests_load_and_keep_their_own_rules() {
     for (text, word) in [
         ("id: x\n", "name: required"),
         ("name: N\nruntime: {type: cobol}\n", "runtime.type"),
-        ("name: N\ntrigger: {type: webhook, webhook: {secret: false}}\n", "trigger.webhook.secret"),
+        (
+            "name: N\ntrigger: {type: webhook, webhook: {secret: false}}\n",
+            "trigger.webhook.secret",
+        ),
         ("name: N\nretry: {max_attempts: 11}\n", "retry.max_attempts"),
-        ("name: N\nretry: {delay_seconds: 4000}\n", "retry.delay_seconds"),
+        (
+            "name: N\nretry: {delay_seconds: 4000}\n",
+            "retry.delay_seconds",
+        ),
         ("name: N\nid: ../x\n", "id:"),
         ("name: N\nversion: one\n", "version"),
     ] {

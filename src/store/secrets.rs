@@ -1,0 +1,46 @@
+//! Secret metadata: who set a secret and when. The values are in the vault.
+
+use super::{Store, now};
+
+#[derive(Debug, Clone)]
+pub struct SecretMeta {
+    pub name: String,
+    pub created_by: String,
+    pub last_used_at: Option<String>,
+    pub last_checked_at: Option<String>,
+    pub last_check_status: Option<String>,
+}
+
+impl Store {
+    pub async fn secret_saved(&self, name: &str, by: &str) -> sqlx::Result<()> {
+        let now = now();
+        sqlx::query!(
+            "INSERT INTO secrets (name, created_by, created_at, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at",
+            name,
+            by,
+            now,
+            now
+        )
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn secret_deleted(&self, name: &str) -> sqlx::Result<()> {
+        sqlx::query!("DELETE FROM secrets WHERE name = ?", name)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn secret_meta(&self) -> sqlx::Result<Vec<SecretMeta>> {
+        sqlx::query_as!(
+            SecretMeta,
+            "SELECT name, created_by, last_used_at, last_checked_at, last_check_status
+             FROM secrets ORDER BY name"
+        )
+        .fetch_all(&self.read)
+        .await
+    }
+}

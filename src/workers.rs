@@ -1,0 +1,245 @@
+//! Workers as callers see them: the index's fixed fields joined with what changes
+//! without the worker's files changing (secrets set, connections made, the caller).
+
+use std::collections::BTreeSet;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::auth::Caller;
+use crate::index::Index;
+use crate::index::worker_scan::language;
+use crate::index::workers::{WorkerExtra, WorkerFilter, WorkerRow, WorkerSummary};
+use crate::store::Store;
+use crate::vault::Vault;
+use crate::workspace::git::CommitInfo;
+
+/// What the caller may do with a worker.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Permissions {
+    pub is_owner: bool,
+    pub can_view: bool,
+    pub can_edit: bool,
+    pub can_run: bool,
+    pub can_delete: bool,
+    pub can_share: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+pub struct RecentStats {
+    pub runs_7d: u64,
+}
+
+/// A worker in `GET /workers` (upstream's WorkerListSummary).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct WorkerItem {
+    #[serde(flatten)]
+    pub summary: WorkerSummary,
+    /// `ready`, `healthy`, `needs_attention`, `missing_secret` or `error`.
+    pub status: String,
+    /// The latest run; null until the worker has run.
+    pub last_run: Option<Value>,
+    pub recent_stats: RecentStats,
+    /// Declared secrets the vault does not hold.
+    pub missing_secrets: Vec<String>,
+    /// Declared connections with no active connection of that slug.
+    pub missing_connections: Vec<String>,
+    pub public_link: Option<String>,
+    pub owner_id: String,
+    pub starred: bool,
+    pub permissions: Permissions,
+}
+
+/// A file of the worker's folder.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct WorkerFileOut {
+    pub path: String,
+    pub language: String,
+    /// Null for binary files and text over 512 KiB.
+    pub content: Option<String>,
+    pub binary: bool,
+    pub size: i64,
+}
+
+/// `GET /workers/{id}` (upstream's WorkerDetail).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct WorkerDetail {
+    #[serde(flatten)]
+    pub item: WorkerItem,
+    #[serde(flatten)]
+    pub extra: WorkerExtra,
+    /// `worker.yml` first, then `SKILL.md`, `run.py`, then alphabetical.
+    pub files: Vec<WorkerFileOut>,
+    /// Up to 10 runs, newest first.
+    pub recent_runs: Vec<Value>,
+    pub latest_output: Option<Value>,
+    pub latest_output_run_id: Option<String>,
+}
+
+/// The fields `shape=list` leaves out.
+const LIST_SHAPE_DROPS: &[&str] = &[
+    "long_description",
+    "use_cases",
+    "example_input",
+    "example_output",
+    "how_it_works",
+    "timeseries",
+];
+
+pub struct Workers<'a> {
+    pub index: &'a Index,
+    pub vault: &'a Vault,
+    pub store: &'a Store,
+    /// Who owns the workspace's workers (`WORKEROS_USER_ID`).
+    pub owner_id: &'a str,
+}
+
+/// What the vault and the connections offer right now.
+struct Available {
+    secrets: BTreeSet<String>,
+    connections: BTreeSet<String>,
+}
+
+impl Workers<'_> {
+    async fn available(&self) -> anyhow::Result<Available> {
+        Ok(Available {
+            secrets: self.vault.names().await.into_iter().collect(),
+            connections: self
+                .store
+                .active_connection_slugs()
+                .await?
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        filter: &WorkerFilter,
+    ) -> anyhow::Result<Vec<WorkerItem>> {
+        let available = self.available().await?;
+        let rows = self.index.workers(filter).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| self.item(caller, &available, r))
+            .collect())
+    }
+
+    /// The list in `shape=list`: long texts dropped, inputs as `{name, type}`.
+    pub fn list_shape(items: &[WorkerItem]) -> Vec<Value> {
+        items
+            .iter()
+            .map(|item| {
+                let mut v = serde_json::to_value(item).expect("plain data serializes");
+                if let Some(o) = v.as_object_mut() {
+                    for k in LIST_SHAPE_DROPS {
+                        o.remove(*k);
+                    }
+                    let inputs: Vec<Value> = item
+                        .summary
+                        .inputs
+                        .iter()
+                        .map(|f| serde_json::json!({"name": f.name, "type": f.display_type()}))
+                        .collect();
+                    o.insert("inputs".into(), Value::Array(inputs));
+                }
+                v
+            })
+            .collect()
+    }
+
+    pub async fn detail(&self, caller: &Caller, id: &str) -> anyhow::Result<Option<WorkerDetail>> {
+        let Some((row, extra)) = self.index.worker(id).await? else {
+            return Ok(None);
+        };
+        let files = self
+            .index
+            .worker_files(&row.id)
+            .await?
+            .into_iter()
+            .map(|f| WorkerFileOut {
+                language: language(&f.path).into(),
+                path: f.path,
+                content: f.content,
+                binary: f.binary,
+                size: f.size,
+            })
+            .collect();
+        let available = self.available().await?;
+        Ok(Some(WorkerDetail {
+            item: self.item(caller, &available, row),
+            extra,
+            files,
+            recent_runs: Vec::new(),
+            latest_output: None,
+            latest_output_run_id: None,
+        }))
+    }
+
+    fn item(&self, caller: &Caller, available: &Available, row: WorkerRow) -> WorkerItem {
+        let missing_secrets: Vec<String> = row
+            .required_secrets()
+            .into_iter()
+            .filter(|s| !available.secrets.contains(s))
+            .collect();
+        let missing_connections: Vec<String> = row
+            .required_connections()
+            .into_iter()
+            .filter(|c| !available.connections.contains(&c.to_ascii_lowercase()))
+            .collect();
+        let status = status_ladder(&row, !missing_secrets.is_empty());
+        let is_owner = caller.user_id == self.owner_id;
+        let manage = is_owner || caller.is_admin();
+        WorkerItem {
+            summary: row.summary(),
+            status: status.into(),
+            last_run: None,
+            recent_stats: RecentStats::default(),
+            missing_secrets,
+            missing_connections,
+            public_link: None,
+            owner_id: self.owner_id.to_string(),
+            starred: false,
+            permissions: Permissions {
+                is_owner,
+                can_view: true,
+                can_edit: manage,
+                can_run: true,
+                can_delete: manage,
+                can_share: manage,
+            },
+        }
+    }
+
+    /// Commits that touched the worker's folder, newest first.
+    pub async fn versions(
+        &self,
+        workspace: &crate::workspace::Workspace,
+        id: &str,
+        limit: usize,
+    ) -> anyhow::Result<Option<Vec<CommitInfo>>> {
+        let Some((row, _)) = self.index.worker(id).await? else {
+            return Ok(None);
+        };
+        let folder = format!("{}/{}", self.index.workers_rel().to_string_lossy(), row.id);
+        Ok(Some(workspace.history(vec![folder], limit).await?))
+    }
+}
+
+/// Upstream's status ladder (`_resolve_worker_status`) for a worker that has not run:
+/// a stored error stays an error, then a missing secret, then a disabled (paused or
+/// archived) worker needs attention; otherwise it is ready. (`healthy`, and
+/// `needs_attention` after a failed run, need run history.)
+fn status_ladder(row: &WorkerRow, missing_secret: bool) -> &'static str {
+    if row.status == "error" {
+        "error"
+    } else if missing_secret {
+        "missing_secret"
+    } else if !row.enabled {
+        "needs_attention"
+    } else {
+        "ready"
+    }
+}
