@@ -80,6 +80,7 @@ impl TestApp {
         drop((router, _watcher));
         let writer = state.issues.workspace.quiesce().await.unwrap();
         state.index.close().await;
+        state.store.close().await;
         drop((writer, state));
         Self::open(dir, |_| {}, watch).await
     }
@@ -134,6 +135,24 @@ impl TestApp {
 
     pub async fn patch(&self, uri: &str, body: Value) -> Reply {
         self.send(Method::PATCH, uri, Some(body), &[]).await
+    }
+
+    pub async fn delete(&self, uri: &str) -> Reply {
+        self.send(Method::DELETE, uri, None, &[]).await
+    }
+
+    /// Write `workers/<id>/<file>` on disk (not through the API).
+    pub fn write_worker_file(&self, id: &str, file: &str, text: &str) {
+        let path = self.ws().join("workers").join(id).join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Write a worker's manifest on disk and re-read the workers folder.
+    pub async fn add_worker(&self, id: &str, manifest: &str) {
+        self.write_worker_file(id, "worker.yml", manifest);
+        let r = self.post("/workers/reload", serde_json::json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     }
 
     /// Create an issue and return its id.
@@ -213,4 +232,9 @@ pub fn upstream_issue(id: &str, title: &str, status: &str, labels: &[&str]) -> S
     format!(
         "---\nid: {id}\nstatus: {status}\ntitle: {title}\n{labels}created_by: local-user\ncreated_at: '2026-06-21T19:00:00.000000+00:00'\nupdated_at: '2026-06-21T19:05:12.345678+00:00'\n---\n\nBody of {id}.\n"
     )
+}
+
+/// A valid 0.3 manifest with `extra` appended.
+pub fn manifest(name: &str, extra: &str) -> String {
+    format!("schema_version: \"0.3\"\nname: {name}\ntitle: {name} title\nversion: 1.0.0\n{extra}")
 }

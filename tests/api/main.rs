@@ -10,4 +10,5 @@ mod process;
 mod remote;
 mod system;
 mod watcher;
+mod workers;
 mod yaml_compat;

@@ -211,7 +211,11 @@ async fn check_command_reports_bad_files() {
     std::fs::remove_file(dir.join("ISSUE-0001.md")).unwrap();
     let worker = data.path().join("workspace/workers/half-done");
     std::fs::create_dir_all(&worker).unwrap();
-    std::fs::write(worker.join("worker.yml"), "schema_version: \"0.3\"\nname: half-done\n").unwrap();
+    std::fs::write(
+        worker.join("worker.yml"),
+        "schema_version: \"0.3\"\nname: half-done\n",
+    )
+    .unwrap();
     let bad = run(&["check"]);
     assert!(!bad.status.success());
     let out = String::from_utf8_lossy(&bad.stdout);
