@@ -1,14 +1,17 @@
 //! `/secrets` (and `/connections/secrets`): write-only values, readable metadata.
 
+use aide::OperationInput;
 use aide::axum::ApiRouter;
 use aide::axum::routing::{get_with, post_with};
-use axum::extract::State;
+use aide::generate::GenContext;
+use aide::openapi::Operation;
+use axum::extract::{FromRequest, Request, State};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{Json, Path};
 use crate::secrets::{SecretError, SecretInfo};
 
@@ -45,6 +48,32 @@ pub struct SecretValue {
     pub value: String,
 }
 
+/// The body of a secret write. serde's messages quote the input they reject, and
+/// here the input is a secret: every rejection says only what the shape must be.
+pub struct SecretBody(SecretValue);
+
+impl<S: Send + Sync> FromRequest<S> for SecretBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<SecretValue>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(SecretBody(v)),
+            Err(ApiError::Validation(_)) => Err(ApiError::Validation(vec![FieldError::new(
+                "body",
+                None,
+                "the body must be a JSON object {\"value\": \"...\"} and nothing else",
+            )])),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl OperationInput for SecretBody {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        Json::<SecretValue>::operation_input(ctx, operation);
+    }
+}
+
 /// Upstream's answer to a secret write.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct SecretSaved {
@@ -64,7 +93,7 @@ async fn save_secret(
     State(state): State<AppState>,
     caller: Caller,
     Path(SecretName { name }): Path<SecretName>,
-    Json(body): Json<SecretValue>,
+    SecretBody(body): SecretBody,
 ) -> ApiResult<axum::Json<SecretSaved>> {
     state.secrets().set(&caller, &name, &body.value).await?;
     tracing::info!(secret = %name, by = %caller.user_id, "secret saved");

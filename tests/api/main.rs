@@ -8,6 +8,7 @@ mod issues;
 mod issues_list;
 mod process;
 mod remote;
+mod secrets;
 mod system;
 mod watcher;
 mod workers;
