@@ -4,6 +4,7 @@ mod common;
 
 mod auth;
 mod concurrency;
+mod connections;
 mod issues;
 mod issues_list;
 mod process;
