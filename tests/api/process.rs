@@ -292,3 +292,63 @@ fn serve_refuses_a_public_address_without_a_secret() {
         "{err}"
     );
 }
+
+/// A secret's value never reaches the server's log, even at the most verbose level
+/// and when a request with it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_values_never_reach_the_log() {
+    const VALUE: &str = "ghp_0123456789-very-secret";
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(data.path().join("server.log")).unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .arg("--secrets-key-file")
+        .arg(data.path().join("vault.key"))
+        .env("FLOOM_LOG", "trace")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base).await;
+    for (name, body) in [
+        ("GOOD_KEY", json!({"value": VALUE})),
+        ("GOOD_KEY", json!(VALUE)),
+        ("GOOD_KEY", json!({"value": format!("{VALUE}\n")})),
+        ("bad name", json!({"value": VALUE})),
+        ("PATH", json!({"value": VALUE})),
+    ] {
+        let r = client
+            .post(format!("{base}/secrets/{name}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let text = r.text().await.unwrap();
+        assert!(!text.contains(VALUE), "{text}");
+    }
+    for path in ["/secrets", "/workers", "/connections/secrets"] {
+        let text = client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!text.contains(VALUE), "{path}: {text}");
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let log = std::fs::read_to_string(data.path().join("server.log")).unwrap();
+    assert!(log.contains("secret saved"), "the log is captured: {log}");
+    assert!(!log.contains(VALUE), "the value is in the log:\n{log}");
+}
