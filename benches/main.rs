@@ -3,8 +3,9 @@
 //! The naive approach (parse every issue file per list request, as upstream does) runs
 //! beside it and the ratio is printed.
 //!
-//! `cargo bench` runs every size; `FLOOM_BENCH_SIZES=1000,10000` picks sizes and
-//! `FLOOM_BENCH_SECONDS` sets the load duration per row (default 3).
+//! `cargo bench` runs every size; `FLOOM_BENCH_SIZES=1000,10000` picks sizes,
+//! `FLOOM_BENCH_WORKERS` the number of generated workers (default 1000, 0 skips them)
+//! and `FLOOM_BENCH_SECONDS` the load duration per row (default 3).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -208,7 +209,8 @@ impl ServerTimes {
 
 /// One line of the table.
 struct Row {
-    size: u64,
+    /// What the workspace holds: `10000 issues`, `1000 workers`.
+    size: String,
     work: &'static str,
     client: Option<Stats>,
     server: Option<Stats>,
@@ -274,7 +276,7 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
                    single: Option<Duration>,
                    note: String| {
         rows.push(Row {
-            size: n,
+            size: format!("{n} issues"),
             work,
             client,
             server,
@@ -464,6 +466,163 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     state.index.close().await;
 }
 
+/// A worker folder like an author's: a manifest with inputs, a secret, a schedule, and
+/// a script and a README beside it.
+fn worker_manifest(i: u64, note: &str) -> String {
+    format!(
+        "schema_version: \"0.3\"\nname: worker-{i:05}\ntitle: Worker {i}\ndescription: Tags {} rows {note}\nversion: 1.0.{i}\ntags: [{}]\nexec:\n  entry: run.py\n  inputs:\n    - {{name: table, kind: file, media_type: text/csv, required: true}}\n    - {{name: mode, type: select, enum: [fast, careful], default: fast}}\n  outputs:\n    - {{name: tagged, kind: file, media_type: text/csv, path: out/tagged.csv}}\n  secrets: [OPENAI_API_KEY]\ntriggers:\n  - {{type: schedule, cron: \"0 9 * * MON\", timezone: Europe/Berlin}}\nconnections: [gmail]\n",
+        WORDS[(i % 16) as usize],
+        LABELS[(i % 8) as usize],
+    )
+}
+
+fn generate_workers(workers: &Path, n: u64) {
+    for i in 0..n {
+        let dir = workers.join(format!("worker-{i:05}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("worker.yml"), worker_manifest(i, "")).unwrap();
+        std::fs::write(
+            dir.join("run.py"),
+            "import json\nprint(json.load(open('inputs.json')))\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("README.md"),
+            format!("# Worker {i}\n\nTags rows.\n"),
+        )
+        .unwrap();
+    }
+}
+
+async fn bench_workers(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
+    let mut row = |work: &'static str,
+                   client: Option<Stats>,
+                   server: Option<Stats>,
+                   single: Option<Duration>,
+                   note: String| {
+        rows.push(Row {
+            size: format!("{n} workers"),
+            work,
+            client,
+            server,
+            single,
+            note,
+        });
+    };
+    let config = Config::under(dir);
+    config.paths.create_dirs().unwrap();
+    Workspace::open(&config.paths.workspace, None).unwrap();
+    generate_workers(&config.paths.workers, n);
+    let ws = config.paths.workspace.clone();
+    let index = Index::open(
+        &config.paths.index_db,
+        &ws.canonicalize().unwrap(),
+        &config.paths.workers_rel,
+    )
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let stats_ = index.reconcile_workers(false).await.unwrap();
+    row(
+        "cold worker index (read + parse every folder)",
+        None,
+        None,
+        Some(t.elapsed()),
+        format!("{} loaded", stats_.loaded),
+    );
+    index.close().await;
+    drop(index);
+    let state = AppState::open(config.clone(), &|_, _| {}).await.unwrap();
+    let _watch = watcher::spawn(state.index.clone()).unwrap();
+    let times = ServerTimes::default();
+    let recorder = times.clone();
+    let app = floom::app(state.clone()).layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let recorder = recorder.clone();
+            async move {
+                let t = Instant::now();
+                let res = next.run(req).await;
+                recorder.0.lock().unwrap().push(t.elapsed());
+                res
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, app).into_future());
+
+    let b = base.clone();
+    let (c, s) = load(&times, CONCURRENCY, secs, move |c, _| {
+        c.get(format!("{b}/workers"))
+    })
+    .await;
+    let note = format!("{:.0} req/s, every worker, full shape", c.rps);
+    row("GET /workers", Some(c), Some(s), None, note);
+
+    let b = base.clone();
+    let (c, s) = load(&times, CONCURRENCY, secs, move |c, i| {
+        c.get(format!(
+            "{b}/workers?shape=list&limit=50&q={}",
+            WORDS[(i % 16) as usize]
+        ))
+    })
+    .await;
+    let note = format!("{:.0} req/s", c.rps);
+    row(
+        "GET /workers?q=…&shape=list&limit=50",
+        Some(c),
+        Some(s),
+        None,
+        note,
+    );
+
+    let b = base.clone();
+    let (c, s) = load(&times, CONCURRENCY, secs, move |c, i| {
+        c.get(format!("{b}/workers/worker-{:05}", i % n))
+    })
+    .await;
+    let note = format!("{:.0} req/s", c.rps);
+    row("GET /workers/{id}", Some(c), Some(s), None, note);
+
+    let client = reqwest::Client::new();
+    let mut lat = Vec::new();
+    for i in 0..20u64 {
+        let note = format!("edited {i}");
+        let path = config
+            .paths
+            .workers
+            .join(format!("worker-{i:05}/worker.yml"));
+        let t = Instant::now();
+        std::fs::write(&path, worker_manifest(i, &note)).unwrap();
+        loop {
+            let r: serde_json::Value = client
+                .get(format!("{base}/workers/worker-{i:05}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if r["description"]
+                .as_str()
+                .is_some_and(|d| d.ends_with(&note))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        lat.push(t.elapsed());
+    }
+    row(
+        "worker.yml edit visible in the detail",
+        Some(stats(lat, Duration::from_secs(1))),
+        None,
+        None,
+        "file write → GET shows it".into(),
+    );
+    state.index.close().await;
+}
+
 fn main() {
     let sizes: Vec<u64> = std::env::var("FLOOM_BENCH_SIZES")
         .unwrap_or_else(|_| "1000,10000,100000".into())
@@ -485,13 +644,21 @@ fn main() {
     for (n, dir) in sizes.iter().zip(&dirs) {
         rt.block_on(bench_size(*n, secs, &mut rows, dir.path()));
     }
+    let workers: u64 = std::env::var("FLOOM_BENCH_WORKERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let workers_dir = tempfile::tempdir().unwrap();
+    if workers > 0 {
+        rt.block_on(bench_workers(workers, secs, &mut rows, workers_dir.path()));
+    }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "floom benchmark: {cores} cores; reads with {CONCURRENCY} concurrent clients, writes with 1, on loopback, \
          {secs} s per row; client and server share the cores\n"
     );
     println!(
-        "| issues | work | client p50 | client p99 | server p50 | server p99 | single run | throughput / note |"
+        "| workspace | work | client p50 | client p99 | server p50 | server p99 | single run | throughput / note |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|---|");
     let opt =
