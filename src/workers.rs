@@ -31,11 +31,10 @@ pub struct RecentStats {
     pub runs_7d: u64,
 }
 
-/// A worker in `GET /workers` (upstream's WorkerListSummary).
+/// What a worker's list item says beyond its files: derived from the vault, the
+/// connections, runs and the caller.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct WorkerItem {
-    #[serde(flatten)]
-    pub summary: WorkerSummary,
+pub struct WorkerState {
     /// `ready`, `healthy`, `needs_attention`, `missing_secret` or `error`.
     pub status: String,
     /// The latest run; null until the worker has run.
@@ -49,6 +48,15 @@ pub struct WorkerItem {
     pub owner_id: String,
     pub starred: bool,
     pub permissions: Permissions,
+}
+
+/// A worker in `GET /workers` (upstream's WorkerListSummary).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct WorkerItem {
+    #[serde(flatten)]
+    pub summary: WorkerSummary,
+    #[serde(flatten)]
+    pub state: WorkerState,
 }
 
 /// A file of the worker's folder.
@@ -77,16 +85,6 @@ pub struct WorkerDetail {
     pub latest_output_run_id: Option<String>,
 }
 
-/// The fields `shape=list` leaves out.
-const LIST_SHAPE_DROPS: &[&str] = &[
-    "long_description",
-    "use_cases",
-    "example_input",
-    "example_output",
-    "how_it_works",
-    "timeseries",
-];
-
 pub struct Workers<'a> {
     pub index: &'a Index,
     pub vault: &'a Vault,
@@ -114,40 +112,39 @@ impl Workers<'_> {
         })
     }
 
-    pub async fn list(
+    /// The JSON array of `GET /workers`. Each item is the index's stored summary with
+    /// the caller's state spliced in, never parsed and re-serialised: at a thousand
+    /// workers that round trip was most of the request.
+    pub async fn list_json(
         &self,
         caller: &Caller,
         filter: &WorkerFilter,
-    ) -> anyhow::Result<Vec<WorkerItem>> {
+        starred_only: bool,
+    ) -> anyhow::Result<String> {
         let available = self.available().await?;
         let rows = self.index.workers(filter).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| self.item(caller, &available, r))
-            .collect())
-    }
-
-    /// The list in `shape=list`: long texts dropped, inputs as `{name, type}`.
-    pub fn list_shape(items: &[WorkerItem]) -> Vec<Value> {
-        items
-            .iter()
-            .map(|item| {
-                let mut v = serde_json::to_value(item).expect("plain data serializes");
-                if let Some(o) = v.as_object_mut() {
-                    for k in LIST_SHAPE_DROPS {
-                        o.remove(*k);
-                    }
-                    let inputs: Vec<Value> = item
-                        .summary
-                        .inputs
-                        .iter()
-                        .map(|f| serde_json::json!({"name": f.name, "type": f.display_type()}))
-                        .collect();
-                    o.insert("inputs".into(), Value::Array(inputs));
-                }
-                v
-            })
-            .collect()
+        let mut out = String::with_capacity(rows.iter().map(|r| r.summary.len() + 400).sum());
+        out.push('[');
+        for row in rows {
+            let state = self.state(caller, &available, &row);
+            if starred_only && !state.starred {
+                continue;
+            }
+            let state = serde_json::to_string(&state)?;
+            let (Some(fixed), Some(live)) =
+                (row.summary.strip_suffix('}'), state.strip_prefix('{'))
+            else {
+                anyhow::bail!("worker {} has a malformed summary in the index", row.id);
+            };
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str(fixed);
+            out.push(',');
+            out.push_str(live);
+        }
+        out.push(']');
+        Ok(out)
     }
 
     pub async fn detail(&self, caller: &Caller, id: &str) -> anyhow::Result<Option<WorkerDetail>> {
@@ -168,8 +165,12 @@ impl Workers<'_> {
             })
             .collect();
         let available = self.available().await?;
+        let state = self.state(caller, &available, &row);
         Ok(Some(WorkerDetail {
-            item: self.item(caller, &available, row),
+            item: WorkerItem {
+                summary: row.summary(),
+                state,
+            },
             extra,
             files,
             recent_runs: Vec::new(),
@@ -178,7 +179,7 @@ impl Workers<'_> {
         }))
     }
 
-    fn item(&self, caller: &Caller, available: &Available, row: WorkerRow) -> WorkerItem {
+    fn state(&self, caller: &Caller, available: &Available, row: &WorkerRow) -> WorkerState {
         let missing_secrets: Vec<String> = row
             .required_secrets()
             .into_iter()
@@ -189,11 +190,10 @@ impl Workers<'_> {
             .into_iter()
             .filter(|c| !available.connections.contains(&c.to_ascii_lowercase()))
             .collect();
-        let status = status_ladder(&row, !missing_secrets.is_empty());
+        let status = status_ladder(row, !missing_secrets.is_empty());
         let is_owner = caller.user_id == self.owner_id;
         let manage = is_owner || caller.is_admin();
-        WorkerItem {
-            summary: row.summary(),
+        WorkerState {
             status: status.into(),
             last_run: None,
             recent_stats: RecentStats::default(),

@@ -13,7 +13,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Path, Query};
 use crate::index::workers::WorkerFilter;
-use crate::workers::{WorkerDetail, WorkerItem, Workers};
+use crate::workers::{WorkerDetail, WorkerItem};
 use crate::workspace::git::CommitInfo;
 use crate::workspace::manifest::is_safe_segment;
 
@@ -131,17 +131,12 @@ async fn list_workers(
         q: p.q,
         limit: p.limit,
         offset: p.offset.unwrap_or(0),
+        list_shape,
     };
-    let mut items = state.workers().list(&caller, &filter).await?;
-    if p.starred == Some(true) {
-        items.retain(|i| i.starred);
-    }
-    let body = if list_shape {
-        serde_json::to_string(&Workers::list_shape(&items))
-    } else {
-        serde_json::to_string(&items)
-    }
-    .map_err(anyhow::Error::from)?;
+    let body = state
+        .workers()
+        .list_json(&caller, &filter, p.starred == Some(true))
+        .await?;
     Ok(JsonDoc::new(StatusCode::OK, None, body))
 }
 

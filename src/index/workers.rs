@@ -91,6 +91,8 @@ pub struct WorkerFilter {
     pub q: Option<String>,
     pub limit: Option<u32>,
     pub offset: u32,
+    /// `shape=list`: rows carry the short form of the summary.
+    pub list_shape: bool,
 }
 
 /// One worker as the index holds it.
@@ -103,7 +105,7 @@ pub struct WorkerRow {
     /// JSON arrays.
     pub secrets: String,
     pub connections: String,
-    /// JSON of [`WorkerSummary`].
+    /// JSON of [`WorkerSummary`] (its `shape=list` form when the filter asked for it).
     pub summary: String,
 }
 
@@ -206,9 +208,11 @@ impl Index {
 
     /// Workers matching `filter`, ordered by id.
     pub async fn workers(&self, filter: &WorkerFilter) -> anyhow::Result<Vec<WorkerRow>> {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT id, status, enabled, archived, secrets, connections, summary FROM workers WHERE 1",
-        );
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(if filter.list_shape {
+            "SELECT id, status, enabled, archived, secrets, connections, summary_list AS summary FROM workers WHERE 1"
+        } else {
+            "SELECT id, status, enabled, archived, secrets, connections, summary FROM workers WHERE 1"
+        });
         if !filter.include_system {
             qb.push(" AND system = 0");
         }
@@ -302,6 +306,7 @@ async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Res
     let secrets = serde_json::to_string(&w.secrets).unwrap_or_default();
     let connections = serde_json::to_string(&w.connections).unwrap_or_default();
     let summary = serde_json::to_string(&w.summary).unwrap_or_default();
+    let summary_list = list_shape(&w.summary).to_string();
     let detail = serde_json::to_string(&w.extra).unwrap_or_default();
     let (title, description) = (&w.summary.name, &w.summary.description);
     let status = if w.error.is_some() {
@@ -311,8 +316,8 @@ async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Res
     };
     sqlx::query!(
         "INSERT INTO workers (id, sig, status, error, title, description, system, archived,
-                              enabled, visibility, secrets, connections, summary, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                              enabled, visibility, secrets, connections, summary, summary_list, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         w.id,
         w.sig,
         status,
@@ -326,6 +331,7 @@ async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Res
         secrets,
         connections,
         summary,
+        summary_list,
         detail
     )
     .execute(&mut *tx)
@@ -344,6 +350,32 @@ async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Res
         .await?;
     }
     Ok(())
+}
+
+/// The fields `shape=list` leaves out (upstream's list shape).
+const LIST_SHAPE_DROPS: &[&str] = &[
+    "long_description",
+    "use_cases",
+    "example_input",
+    "example_output",
+    "how_it_works",
+];
+
+/// The summary in `shape=list`: long texts dropped, inputs as `{name, type}`.
+fn list_shape(summary: &WorkerSummary) -> Value {
+    let mut v = serde_json::to_value(summary).expect("plain data serializes");
+    if let Some(o) = v.as_object_mut() {
+        for k in LIST_SHAPE_DROPS {
+            o.remove(*k);
+        }
+        let inputs: Vec<Value> = summary
+            .inputs
+            .iter()
+            .map(|f| serde_json::json!({"name": f.name, "type": f.display_type()}))
+            .collect();
+        o.insert("inputs".into(), Value::Array(inputs));
+    }
+    v
 }
 
 /// Forget every worker (a full rebuild).

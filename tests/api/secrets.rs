@@ -152,7 +152,7 @@ async fn names_and_values_follow_upstream_rules() {
             assert_eq!(r.body["detail"], d);
         }
     }
-    let long = format!("{}", "x".repeat(64));
+    let long = "x".repeat(64);
     let r = app
         .post(&format!("/secrets/A{long}"), json!({"value": "v"}))
         .await;
