@@ -269,21 +269,47 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
-    let mut row = |work: &'static str,
-                   client: Option<Stats>,
-                   server: Option<Stats>,
-                   single: Option<Duration>,
-                   note: String| {
+/// A row writer for one workspace's part of the table.
+fn table(
+    rows: &mut Vec<Row>,
+    size: String,
+) -> impl FnMut(&'static str, Option<Stats>, Option<Stats>, Option<Duration>, String) + '_ {
+    move |work, client, server, single, note| {
         rows.push(Row {
-            size: format!("{n} issues"),
+            size: size.clone(),
             work,
             client,
             server,
             single,
             note,
-        });
-    };
+        })
+    }
+}
+
+/// Serve `state` on a loopback port, timing each request inside the router; the base
+/// URL and the recorded server times.
+async fn serve_recorded(state: &AppState) -> (String, ServerTimes) {
+    let times = ServerTimes::default();
+    let recorder = times.clone();
+    let app = floom::app(state.clone()).layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let recorder = recorder.clone();
+            async move {
+                let t = Instant::now();
+                let res = next.run(req).await;
+                recorder.0.lock().unwrap().push(t.elapsed());
+                res
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, app).into_future());
+    (base, times)
+}
+
+async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
+    let mut row = table(rows, format!("{n} issues"));
     let config = Config::under(dir);
     config.paths.create_dirs().unwrap();
     let t = Instant::now();
@@ -316,22 +342,7 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
         String::new(),
     );
     let _watch = watcher::spawn(state.index.clone()).unwrap();
-    let times = ServerTimes::default();
-    let recorder = times.clone();
-    let app = floom::app(state.clone()).layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let recorder = recorder.clone();
-            async move {
-                let t = Instant::now();
-                let res = next.run(req).await;
-                recorder.0.lock().unwrap().push(t.elapsed());
-                res
-            }
-        },
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(axum::serve(listener, app).into_future());
+    let (base, times) = serve_recorded(&state).await;
 
     let b = base.clone();
     let (c, s) = load(&times, CONCURRENCY, secs, move |c, _| {
@@ -495,20 +506,7 @@ fn generate_workers(workers: &Path, n: u64) {
 }
 
 async fn bench_workers(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
-    let mut row = |work: &'static str,
-                   client: Option<Stats>,
-                   server: Option<Stats>,
-                   single: Option<Duration>,
-                   note: String| {
-        rows.push(Row {
-            size: format!("{n} workers"),
-            work,
-            client,
-            server,
-            single,
-            note,
-        });
-    };
+    let mut row = table(rows, format!("{n} workers"));
     let config = Config::under(dir);
     config.paths.create_dirs().unwrap();
     Workspace::open(&config.paths.workspace, None).unwrap();
@@ -534,22 +532,7 @@ async fn bench_workers(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     drop(index);
     let state = AppState::open(config.clone(), &|_, _| {}).await.unwrap();
     let _watch = watcher::spawn(state.index.clone()).unwrap();
-    let times = ServerTimes::default();
-    let recorder = times.clone();
-    let app = floom::app(state.clone()).layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let recorder = recorder.clone();
-            async move {
-                let t = Instant::now();
-                let res = next.run(req).await;
-                recorder.0.lock().unwrap().push(t.elapsed());
-                res
-            }
-        },
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(axum::serve(listener, app).into_future());
+    let (base, times) = serve_recorded(&state).await;
 
     let b = base.clone();
     let (c, s) = load(&times, CONCURRENCY, secs, move |c, _| {

@@ -1,18 +1,8 @@
 use axum::http::{Method, StatusCode};
-use floom::auth::SharedSecret;
 use floom::config::{Role, check_bind};
 use serde_json::json;
 
 use crate::common::TestApp;
-
-async fn with_secret(secret: &str, role: Role) -> TestApp {
-    let secret = SharedSecret::parse(secret).unwrap();
-    TestApp::with(move |c| {
-        c.secret = Some(secret);
-        c.shared_secret_role = role;
-    })
-    .await
-}
 
 #[tokio::test]
 async fn without_a_secret_everyone_is_the_local_admin() {
@@ -24,7 +14,7 @@ async fn without_a_secret_everyone_is_the_local_admin() {
 
 #[tokio::test]
 async fn secret_is_required_on_issue_routes() {
-    let app = with_secret("s3cret", Role::Member).await;
+    let app = TestApp::with_secret("s3cret", Role::Member).await;
     for (method, uri) in [
         (Method::GET, "/workspace/issues"),
         (Method::POST, "/workspace/issues"),
@@ -50,7 +40,7 @@ async fn secret_is_required_on_issue_routes() {
 
 #[tokio::test]
 async fn members_may_use_every_issue_route() {
-    let app = with_secret("s3cret", Role::Member).await;
+    let app = TestApp::with_secret("s3cret", Role::Member).await;
     let h = [("X-Floom-Secret", "s3cret")];
     let r = app
         .send(
@@ -85,7 +75,7 @@ async fn members_may_use_every_issue_route() {
 
 #[tokio::test]
 async fn admin_role_works_the_same_on_issue_routes() {
-    let app = with_secret("s3cret", Role::Admin).await;
+    let app = TestApp::with_secret("s3cret", Role::Admin).await;
     let r = app
         .send(
             Method::GET,
@@ -99,7 +89,7 @@ async fn admin_role_works_the_same_on_issue_routes() {
 
 #[tokio::test]
 async fn exempt_routes_need_no_secret() {
-    let app = with_secret("s3cret", Role::Member).await;
+    let app = TestApp::with_secret("s3cret", Role::Member).await;
     for uri in ["/healthz", "/openapi.json", "/docs"] {
         assert_eq!(app.get(uri).await.status, StatusCode::OK, "{uri}");
     }
@@ -112,7 +102,7 @@ async fn argon2_hashed_secret_is_accepted() {
         .hash_password(b"letmein")
         .unwrap()
         .to_string();
-    let app = with_secret(&phc, Role::Member).await;
+    let app = TestApp::with_secret(&phc, Role::Member).await;
     let ok = app
         .send(
             Method::GET,
@@ -158,7 +148,7 @@ async fn admin_extractor_refuses_members() {
         (Role::Member, StatusCode::FORBIDDEN),
         (Role::Admin, StatusCode::OK),
     ] {
-        let app = with_secret("s3cret", role).await;
+        let app = TestApp::with_secret("s3cret", role).await;
         let router = axum::Router::new()
             .route(
                 "/admin-only",

@@ -8,7 +8,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use floom::AppState;
-use floom::config::Config;
+use floom::auth::SharedSecret;
+use floom::config::{Config, Role};
 use floom::index::watcher::{self, WatcherHandle};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -47,6 +48,16 @@ impl TestApp {
     pub async fn with(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         Self::open(dir, configure, false).await
+    }
+
+    /// A server that requires `secret` and grants shared-secret callers `role`.
+    pub async fn with_secret(secret: &str, role: Role) -> Self {
+        let secret = SharedSecret::parse(secret).unwrap();
+        Self::with(move |c| {
+            c.secret = Some(secret);
+            c.shared_secret_role = role;
+        })
+        .await
     }
 
     pub async fn watched() -> Self {

@@ -1,7 +1,7 @@
 //! `/connections`: MCP servers and app accounts, credentials only as secret references.
 
 use axum::http::{Method, StatusCode};
-use floom::auth::{Caller, SharedSecret};
+use floom::auth::Caller;
 use floom::config::Role;
 use floom::connections::{Kind, NewConnection};
 use serde_json::{Value, json};
@@ -295,12 +295,7 @@ async fn bad_connections_are_refused_with_what_is_wrong() {
 #[tokio::test]
 async fn members_change_only_their_own_connections() {
     for role in [Role::Member, Role::Admin] {
-        let secret = SharedSecret::parse("s3cret").unwrap();
-        let app = TestApp::with(move |c| {
-            c.secret = Some(secret);
-            c.shared_secret_role = role;
-        })
-        .await;
+        let app = TestApp::with_secret("s3cret", role).await;
         let h = [("x-floom-secret", "s3cret")];
         let other = Caller {
             user_id: "someone-else".into(),

@@ -4,7 +4,6 @@ use std::os::unix::fs::PermissionsExt;
 
 use axum::http::{Method, StatusCode};
 use floom::AppState;
-use floom::auth::SharedSecret;
 use floom::config::{Config, Role};
 use floom::vault::KeySource;
 use serde_json::{Value, json};
@@ -194,19 +193,10 @@ async fn names_and_values_follow_upstream_rules() {
     assert_eq!(app.get("/secrets").await.body.as_array().unwrap().len(), 1);
 }
 
-async fn with_role(role: Role) -> TestApp {
-    let secret = SharedSecret::parse("s3cret").unwrap();
-    TestApp::with(move |c| {
-        c.secret = Some(secret);
-        c.shared_secret_role = role;
-    })
-    .await
-}
-
 #[tokio::test]
 async fn members_cannot_change_another_users_secret() {
     for role in [Role::Member, Role::Admin] {
-        let app = with_role(role).await;
+        let app = TestApp::with_secret("s3cret", role).await;
         let h = [("x-floom-secret", "s3cret")];
         app.state.vault.set("SHARED_KEY", "theirs").await.unwrap();
         app.state

@@ -1,7 +1,6 @@
 //! `/workers`: the registry, its filters, broken manifests, the watcher, versions.
 
 use axum::http::{Method, StatusCode};
-use floom::auth::SharedSecret;
 use floom::config::Role;
 use serde_json::{Value, json};
 
@@ -430,12 +429,7 @@ async fn versions_are_the_commits_that_touched_the_folder() {
 #[tokio::test]
 async fn every_worker_route_needs_the_secret_and_serves_both_roles() {
     for role in [Role::Member, Role::Admin] {
-        let secret = SharedSecret::parse("s3cret").unwrap();
-        let app = TestApp::with(move |c| {
-            c.secret = Some(secret);
-            c.shared_secret_role = role;
-        })
-        .await;
+        let app = TestApp::with_secret("s3cret", role).await;
         for (method, uri) in [
             (Method::GET, "/workers"),
             (Method::GET, "/workers/hello-report"),
