@@ -307,7 +307,8 @@ fn exclude_from_git(root: &Path) -> anyhow::Result<()> {
     }
     let exclude = info.join("exclude");
     let current = std::fs::read_to_string(&exclude).unwrap_or_default();
-    let line = format!("/{VAULT_FILE}");
+    // With a `*`: the temporary file of an interrupted write is private too.
+    let line = format!("/{VAULT_FILE}*");
     if current.lines().any(|l| l.trim() == line) {
         return Ok(());
     }

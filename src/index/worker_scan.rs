@@ -50,7 +50,7 @@ pub fn scan(workers_dir: &Path) -> Vec<(String, String)> {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| {
             let id = e.file_name().to_str()?.to_string();
-            if id.starts_with('.') {
+            if !is_worker_folder_name(&id) {
                 return None;
             }
             let (sig, _) = stat_folder(&e.path())?;
@@ -59,6 +59,11 @@ pub fn scan(workers_dir: &Path) -> Vec<(String, String)> {
         .collect();
     out.sort();
     out
+}
+
+/// Hidden folders (`.trash`, an editor's `.swp` folder) are never workers.
+fn is_worker_folder_name(name: &str) -> bool {
+    !name.starts_with('.')
 }
 
 /// The signature and files of one worker folder; None when it holds no `worker.yml`.
@@ -160,6 +165,9 @@ pub struct DerivedWorker {
 
 /// Read and parse worker `id`; None when its folder is gone or holds no `worker.yml`.
 pub fn derive(workers_dir: &Path, id: &str) -> Option<DerivedWorker> {
+    if !is_worker_folder_name(id) {
+        return None;
+    }
     let dir = workers_dir.join(id);
     let (sig, stats) = stat_folder(&dir)?;
     let files: Vec<WorkerFile> = stats.iter().map(|s| read_file(&dir, s)).collect();

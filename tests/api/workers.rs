@@ -319,6 +319,22 @@ async fn edits_on_disk_show_without_a_reload() {
         || async { app.get("/workers/live").await.body["status"] == "error" },
     )
     .await;
+    app.write_worker_file(".hidden", "worker.yml", &manifest("hidden", ""));
+    app.write_worker_file(
+        "live",
+        "worker.yml",
+        &manifest("live", "description: Fixed\n"),
+    );
+    eventually("the fix is read", || async {
+        app.get("/workers/live").await.body["description"] == "Fixed"
+    })
+    .await;
+    assert_eq!(
+        app.get("/workers/.hidden").await.status,
+        StatusCode::BAD_REQUEST,
+        "hidden folders are never workers"
+    );
+    assert_eq!(ids(&app.get("/workers").await.body).len(), 3);
     std::fs::remove_dir_all(app.ws().join("workers/live")).unwrap();
     eventually("a deleted folder disappears", || async {
         app.get("/workers/live").await.status == StatusCode::NOT_FOUND
