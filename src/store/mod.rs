@@ -1,8 +1,12 @@
 //! The operational store (`WORKEROS_DB`): what is not in git and cannot be rebuilt
-//! from it: secret metadata, connections, and (later) runs, approvals, users. Durable:
+//! from it: secret metadata, connections, runs with their logs, artifacts, approvals
+//! and feedback. Durable:
 //! WAL with `synchronous=FULL`, so an acknowledged write survives a power cut too.
 
+pub mod approvals;
 pub mod connections;
+pub mod feedback;
+pub mod runs;
 pub mod secrets;
 
 use std::path::Path;

@@ -1,0 +1,138 @@
+//! Approval rows: a paused run waiting for a human's decision.
+
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::Store;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApprovalRecord {
+    pub id: String,
+    pub run_id: String,
+    pub worker_id: String,
+    pub owner_id: String,
+    pub kind: String,
+    pub status: String,
+    pub label: String,
+    pub preview: Option<String>,
+    pub preview_type: Option<String>,
+    pub preview_payload_json: Option<String>,
+    pub decision_input_json: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub expires_ts: i64,
+    pub decided_at: Option<String>,
+    pub decided_by: Option<String>,
+    pub reason: Option<String>,
+    pub edited_output_json: Option<String>,
+    pub annotations_json: Option<String>,
+    pub follow_up_run_id: Option<String>,
+}
+
+/// A decision to record.
+#[derive(Debug, Clone)]
+pub struct Decision<'a> {
+    pub status: &'a str,
+    pub decided_at: &'a str,
+    pub decided_by: &'a str,
+    pub reason: Option<&'a str>,
+    pub edited_output_json: Option<String>,
+    pub annotations_json: Option<String>,
+    pub follow_up_run_id: Option<&'a str>,
+}
+
+const COLUMNS: &str = "id, run_id, worker_id, owner_id, kind, status, label, preview, preview_type,
+    preview_payload_json, decision_input_json, created_at, expires_at, expires_ts, decided_at,
+    decided_by, reason, edited_output_json, annotations_json, follow_up_run_id";
+
+impl Store {
+    pub async fn insert_approval(&self, a: &ApprovalRecord) -> sqlx::Result<()> {
+        sqlx::query!(
+            "INSERT INTO approvals (id, run_id, worker_id, owner_id, kind, status, label, preview,
+                preview_type, preview_payload_json, decision_input_json, created_at, expires_at,
+                expires_ts)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            a.id,
+            a.run_id,
+            a.worker_id,
+            a.owner_id,
+            a.kind,
+            a.status,
+            a.label,
+            a.preview,
+            a.preview_type,
+            a.preview_payload_json,
+            a.decision_input_json,
+            a.created_at,
+            a.expires_at,
+            a.expires_ts
+        )
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest approval of a run.
+    pub async fn approval_of_run(&self, run_id: &str) -> sqlx::Result<Option<ApprovalRecord>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM approvals WHERE run_id = ? ORDER BY created_at DESC LIMIT 1"
+        )))
+        .bind(run_id)
+        .fetch_optional(&self.read)
+        .await
+    }
+
+    /// The approved approval whose follow-up is this run: it makes the run an execute phase.
+    pub async fn approval_followed_by(&self, run_id: &str) -> sqlx::Result<Option<ApprovalRecord>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM approvals WHERE follow_up_run_id = ? AND status = 'approved'"
+        )))
+        .bind(run_id)
+        .fetch_optional(&self.read)
+        .await
+    }
+
+    /// Approvals with `status`, newest first.
+    pub async fn approvals(&self, status: &str) -> sqlx::Result<Vec<ApprovalRecord>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM approvals WHERE status = ? ORDER BY created_at DESC, id"
+        )))
+        .bind(status)
+        .fetch_all(&self.read)
+        .await
+    }
+
+    pub async fn pending_approval_count(&self) -> sqlx::Result<i64> {
+        sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!: i64" FROM approvals WHERE status = 'pending'"#)
+            .fetch_one(&self.read)
+            .await
+    }
+
+    /// Record a decision on a pending approval; false when it was no longer pending.
+    pub async fn decide_approval(&self, id: &str, d: &Decision<'_>) -> sqlx::Result<bool> {
+        let done = sqlx::query!(
+            "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?, reason = ?,
+                edited_output_json = ?, annotations_json = ?, follow_up_run_id = ?
+             WHERE id = ? AND status = 'pending'",
+            d.status,
+            d.decided_at,
+            d.decided_by,
+            d.reason,
+            d.edited_output_json,
+            d.annotations_json,
+            d.follow_up_run_id,
+            id
+        )
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Pending approvals past their expiry.
+    pub async fn expired_approvals(&self, now_ts: i64) -> sqlx::Result<Vec<ApprovalRecord>> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {COLUMNS} FROM approvals WHERE status = 'pending' AND expires_ts <= "
+        ));
+        qb.push_bind(now_ts);
+        qb.build_query_as().fetch_all(&self.read).await
+    }
+}

@@ -1,0 +1,415 @@
+//! Runs, their logs and artifacts in the operational store.
+
+use serde_json::Value;
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::Store;
+
+/// A run row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunRecord {
+    pub seq: i64,
+    pub id: String,
+    pub worker_id: String,
+    pub worker_name: Option<String>,
+    pub status: String,
+    pub trigger_source: String,
+    pub trigger_ref: Option<String>,
+    pub runner: Option<String>,
+    pub input_json: String,
+    pub output_json: Option<String>,
+    pub approval_status: String,
+    pub error: Option<String>,
+    pub error_raw: Option<String>,
+    pub error_code: Option<String>,
+    pub created_at: String,
+    pub created_ts: i64,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub cancel_requested: bool,
+    pub retry_of_run_id: Option<String>,
+    pub retry_attempt: i64,
+    pub total_tokens: Option<i64>,
+    pub triggered_by: Option<String>,
+    pub trace_id: String,
+}
+
+impl RunRecord {
+    pub fn inputs(&self) -> Value {
+        serde_json::from_str(&self.input_json).unwrap_or_else(|_| Value::Object(Default::default()))
+    }
+    pub fn outputs(&self) -> Option<Value> {
+        self.output_json
+            .as_deref()
+            .and_then(|o| serde_json::from_str(o).ok())
+    }
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
+    }
+}
+
+/// A run to insert.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub worker_id: String,
+    pub worker_name: String,
+    pub trigger_source: String,
+    pub trigger_ref: Option<String>,
+    pub runner: String,
+    pub inputs: Value,
+    pub created_at: String,
+    pub created_ts: i64,
+    pub retry_of_run_id: Option<String>,
+    pub retry_attempt: i64,
+    pub triggered_by: Option<String>,
+    pub trace_id: String,
+}
+
+/// How a run ended (or paused).
+#[derive(Debug, Clone, Default)]
+pub struct RunEnd {
+    pub status: String,
+    pub outputs: Option<Value>,
+    pub error: Option<String>,
+    pub error_raw: Option<String>,
+    pub error_code: Option<String>,
+    pub approval_status: Option<String>,
+}
+
+/// Filters of `GET /runs`, applied in SQL.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub worker_ids: Option<Vec<String>>,
+    pub statuses: Vec<String>,
+    pub since_ts: Option<i64>,
+    pub until_ts: Option<i64>,
+    /// Only these trigger sources (None: all).
+    pub trigger_sources: Option<Vec<String>>,
+    /// Leave out these workers (system workers).
+    pub exclude_workers: Vec<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LogRecord {
+    pub id: i64,
+    pub run_id: String,
+    pub level: String,
+    pub message: String,
+    pub timestamp: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ArtifactRecord {
+    pub id: String,
+    pub run_id: String,
+    pub name: String,
+    #[sqlx(rename = "type")]
+    pub media_type: String,
+    pub relative_path: String,
+    pub path: String,
+    pub size_bytes: i64,
+    pub created_at: String,
+}
+
+const RUN_COLUMNS: &str = "seq, id, worker_id, worker_name, status, trigger_source, trigger_ref,
+    runner, input_json, output_json, approval_status, error, error_raw, error_code, created_at,
+    created_ts, started_at, completed_at, duration_ms, cancel_requested, retry_of_run_id,
+    retry_attempt, total_tokens, triggered_by, trace_id";
+
+fn push_filters(qb: &mut QueryBuilder<Sqlite>, f: &RunFilter) {
+    if let Some(ids) = &f.worker_ids {
+        qb.push(" AND worker_id IN (");
+        let mut sep = qb.separated(", ");
+        for id in ids {
+            sep.push_bind(id.clone());
+        }
+        if ids.is_empty() {
+            sep.push("NULL");
+        }
+        qb.push(")");
+    }
+    if !f.statuses.is_empty() {
+        qb.push(" AND status IN (");
+        let mut sep = qb.separated(", ");
+        for s in &f.statuses {
+            sep.push_bind(s.clone());
+        }
+        qb.push(")");
+    }
+    if let Some(t) = f.since_ts {
+        qb.push(" AND created_ts >= ").push_bind(t);
+    }
+    if let Some(t) = f.until_ts {
+        qb.push(" AND created_ts <= ").push_bind(t);
+    }
+    if let Some(sources) = &f.trigger_sources {
+        qb.push(" AND trigger_source IN (");
+        let mut sep = qb.separated(", ");
+        for s in sources {
+            sep.push_bind(s.clone());
+        }
+        qb.push(")");
+    }
+    if !f.exclude_workers.is_empty() {
+        qb.push(" AND worker_id NOT IN (");
+        let mut sep = qb.separated(", ");
+        for s in &f.exclude_workers {
+            sep.push_bind(s.clone());
+        }
+        qb.push(")");
+    }
+}
+
+impl Store {
+    pub async fn insert_run(&self, r: &NewRun) -> sqlx::Result<()> {
+        let inputs = r.inputs.to_string();
+        sqlx::query!(
+            "INSERT INTO runs (id, worker_id, worker_name, status, trigger_source, trigger_ref,
+                runner, input_json, created_at, created_ts, retry_of_run_id, retry_attempt,
+                triggered_by, trace_id)
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            r.id,
+            r.worker_id,
+            r.worker_name,
+            r.trigger_source,
+            r.trigger_ref,
+            r.runner,
+            inputs,
+            r.created_at,
+            r.created_ts,
+            r.retry_of_run_id,
+            r.retry_attempt,
+            r.triggered_by,
+            r.trace_id
+        )
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn run(&self, id: &str) -> sqlx::Result<Option<RunRecord>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+    }
+
+    /// The oldest queued run, now marked running.
+    pub async fn claim_next(&self, started_at: &str) -> sqlx::Result<Option<RunRecord>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE runs SET status = 'running', started_at = ?
+             WHERE seq = (SELECT seq FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1)
+             RETURNING {RUN_COLUMNS}"
+        )))
+        .bind(started_at)
+        .fetch_optional(&self.write)
+        .await
+    }
+
+    /// Record how a running run ended; false when it was no longer running (a cancel won).
+    pub async fn finish_run(&self, id: &str, end: &RunEnd, completed_at: &str) -> sqlx::Result<bool> {
+        let outputs = end.outputs.as_ref().map(Value::to_string);
+        let done = sqlx::query!(
+            "UPDATE runs SET status = ?, output_json = COALESCE(?, output_json), error = ?,
+                error_raw = ?, error_code = ?, approval_status = COALESCE(?, approval_status),
+                completed_at = CASE WHEN ? = 'pending_approval' THEN NULL ELSE ? END,
+                duration_ms = CAST((julianday(?) - julianday(COALESCE(started_at, created_at))) * 86400000 AS INTEGER)
+             WHERE id = ? AND status = 'running'",
+            end.status,
+            outputs,
+            end.error,
+            end.error_raw,
+            end.error_code,
+            end.approval_status,
+            end.status,
+            completed_at,
+            completed_at,
+            id
+        )
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Move a run from one status to another, with an error; false when it was not in `from`.
+    pub async fn transition(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        error: Option<&str>,
+        error_code: Option<&str>,
+        at: &str,
+    ) -> sqlx::Result<bool> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE runs SET status = ");
+        qb.push_bind(to.to_string())
+            .push(", error = COALESCE(")
+            .push_bind(error.map(str::to_string))
+            .push(", error), error_code = COALESCE(")
+            .push_bind(error_code.map(str::to_string))
+            .push(", error_code), completed_at = ")
+            .push_bind(at.to_string())
+            .push(", duration_ms = CASE WHEN started_at IS NULL THEN NULL ELSE CAST((julianday(")
+            .push_bind(at.to_string())
+            .push(") - julianday(started_at)) * 86400000 AS INTEGER) END WHERE id = ")
+            .push_bind(id.to_string())
+            .push(" AND status IN (");
+        let mut sep = qb.separated(", ");
+        for s in from {
+            sep.push_bind(s.to_string());
+        }
+        qb.push(")");
+        Ok(qb.build().execute(&self.write).await?.rows_affected() > 0)
+    }
+
+    pub async fn request_cancel(&self, id: &str) -> sqlx::Result<()> {
+        sqlx::query!("UPDATE runs SET cancel_requested = 1 WHERE id = ?", id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs a stopped server left `running`.
+    pub async fn interrupted_runs(&self) -> sqlx::Result<Vec<RunRecord>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' ORDER BY seq"
+        )))
+        .fetch_all(&self.read)
+        .await
+    }
+
+    /// 1-based place in the queue of a queued run.
+    pub async fn queue_position(&self, seq: i64) -> sqlx::Result<i64> {
+        let n: i64 = sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!: i64" FROM runs WHERE status = 'queued' AND seq < ?"#,
+            seq
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(n + 1)
+    }
+
+    /// A page of runs, newest first, and the total matching.
+    pub async fn runs(&self, f: &RunFilter) -> sqlx::Result<(Vec<RunRecord>, i64)> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE 1"
+        ));
+        push_filters(&mut qb, f);
+        qb.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(f.limit)
+            .push(" OFFSET ")
+            .push_bind(f.offset);
+        let rows = qb.build_query_as().fetch_all(&self.read).await?;
+        let mut count: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT COUNT(*) FROM runs WHERE 1");
+        push_filters(&mut count, f);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.read).await?;
+        Ok((rows, total))
+    }
+
+    /// The latest run of each of these workers.
+    pub async fn last_runs(&self, worker_ids: &[String]) -> sqlx::Result<Vec<RunRecord>> {
+        if worker_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE seq IN (SELECT MAX(seq) FROM runs WHERE worker_id IN ("
+        ));
+        let mut sep = qb.separated(", ");
+        for id in worker_ids {
+            sep.push_bind(id.clone());
+        }
+        qb.push(") GROUP BY worker_id)");
+        qb.build_query_as().fetch_all(&self.read).await
+    }
+
+    /// Runs per worker created since `since_ts`.
+    pub async fn run_counts_since(&self, since_ts: i64) -> sqlx::Result<Vec<(String, i64)>> {
+        Ok(sqlx::query!(
+            r#"SELECT worker_id, COUNT(*) AS "n!: i64" FROM runs WHERE created_ts >= ? GROUP BY worker_id"#,
+            since_ts
+        )
+        .fetch_all(&self.read)
+        .await?
+        .into_iter()
+        .map(|r| (r.worker_id, r.n))
+        .collect())
+    }
+
+    /// The newest completed run of a worker that has outputs.
+    pub async fn latest_output(&self, worker_id: &str) -> sqlx::Result<Option<RunRecord>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE worker_id = ? AND status = 'completed'
+             AND output_json IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        )))
+        .bind(worker_id)
+        .fetch_optional(&self.read)
+        .await
+    }
+
+    pub async fn insert_logs(&self, logs: &[(String, String, String, String)]) -> sqlx::Result<Vec<i64>> {
+        let mut tx = self.write.begin().await?;
+        let mut ids = Vec::with_capacity(logs.len());
+        for (run_id, level, message, ts) in logs {
+            let id = sqlx::query_scalar!(
+                "INSERT INTO logs (run_id, level, message, timestamp) VALUES (?, ?, ?, ?) RETURNING id",
+                run_id,
+                level,
+                message,
+                ts
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// A run's logs in order; `level` keeps only that level.
+    pub async fn logs(&self, run_id: &str, level: Option<&str>) -> sqlx::Result<Vec<LogRecord>> {
+        sqlx::query_as!(
+            LogRecord,
+            r#"SELECT id AS "id!", run_id, level, message, timestamp FROM logs
+               WHERE run_id = ? AND (? IS NULL OR level = ?) ORDER BY id"#,
+            run_id,
+            level,
+            level
+        )
+        .fetch_all(&self.read)
+        .await
+    }
+
+    pub async fn insert_artifact(&self, a: &ArtifactRecord) -> sqlx::Result<()> {
+        sqlx::query!(
+            "INSERT INTO artifacts (id, run_id, name, type, relative_path, path, size_bytes, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            a.id,
+            a.run_id,
+            a.name,
+            a.media_type,
+            a.relative_path,
+            a.path,
+            a.size_bytes,
+            a.created_at
+        )
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn artifacts(&self, run_id: &str) -> sqlx::Result<Vec<ArtifactRecord>> {
+        sqlx::query_as(
+            "SELECT id, run_id, name, type, relative_path, path, size_bytes, created_at
+             FROM artifacts WHERE run_id = ? ORDER BY relative_path",
+        )
+        .bind(run_id)
+        .fetch_all(&self.read)
+        .await
+    }
+}
