@@ -56,6 +56,14 @@ impl SharedSecret {
         Ok(SharedSecret::Plain(value.as_bytes().to_vec()))
     }
 
+    /// The key upstream signs approval review links with: `FLOOM_SECRET` as configured.
+    pub fn signing_key(&self) -> &[u8] {
+        match self {
+            SharedSecret::Plain(v) => v,
+            SharedSecret::Argon2 { phc, .. } => phc.as_bytes(),
+        }
+    }
+
     /// Constant-time for the plain form; argon2's own verification for the hashed form.
     pub fn verify(&self, presented: &[u8]) -> bool {
         match self {

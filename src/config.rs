@@ -60,6 +60,50 @@ pub enum Role {
     Admin,
 }
 
+/// How runs execute.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Runs executing at once; more wait in the queue (FIFO).
+    #[arg(long, env = "WORKEROS_MAX_CONCURRENT_RUNS", default_value_t = 6)]
+    pub max_concurrent_runs: usize,
+    /// `auto`: bubblewrap when installed; `on`: require it; `off`: run without isolation.
+    #[arg(long, env = "FLOOM_SANDBOX", value_enum, default_value_t = SandboxMode::Auto)]
+    pub sandbox: SandboxMode,
+    /// Timeout of a run whose manifest sets none, in seconds (capped at 3600).
+    #[arg(long, env = "FLOOM_RUN_TIMEOUT", default_value_t = 300)]
+    pub run_timeout: u64,
+    /// Most log output kept per run, in bytes; the rest is dropped with a note.
+    #[arg(long, env = "FLOOM_RUN_LOG_LIMIT", default_value_t = 1024 * 1024)]
+    pub run_log_limit: usize,
+    /// Hours a pending approval waits before it expires (fractions allowed).
+    #[arg(long, env = "APPROVAL_TTL_HOURS", default_value_t = 24.0)]
+    pub approval_ttl_hours: f64,
+    /// The address workers call back (`WORKEROS_API_URL` in a run). Default: the bind address.
+    #[arg(long, env = "WORKEROS_API_URL")]
+    pub api_url: Option<String>,
+}
+
+impl Default for RunArgs {
+    fn default() -> Self {
+        RunArgs {
+            max_concurrent_runs: 6,
+            sandbox: SandboxMode::Auto,
+            run_timeout: 300,
+            run_log_limit: 1024 * 1024,
+            approval_ttl_hours: 24.0,
+            api_url: None,
+        }
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SandboxMode {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
 /// `floom serve` flags.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -73,6 +117,8 @@ pub struct ServeArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub runs: RunArgs,
 }
 
 /// Where each store lives, resolved from [`DataArgs`].
@@ -177,10 +223,17 @@ pub struct Config {
     pub secret: Option<SharedSecret>,
     pub shared_secret_role: Role,
     pub user_id: String,
+    pub runs: RunArgs,
 }
 
 impl Config {
-    pub fn from_args(data: &DataArgs, auth: &AuthArgs) -> anyhow::Result<Self> {
+    pub fn from_args(data: &DataArgs, auth: &AuthArgs, runs: &RunArgs) -> anyhow::Result<Self> {
+        if runs.max_concurrent_runs == 0 {
+            bail!("WORKEROS_MAX_CONCURRENT_RUNS must be at least 1");
+        }
+        if !runs.approval_ttl_hours.is_finite() || runs.approval_ttl_hours <= 0.0 {
+            bail!("APPROVAL_TTL_HOURS must be a positive number of hours");
+        }
         let secret = match auth.secret.as_deref() {
             None | Some("") => None,
             Some(s) => Some(SharedSecret::parse(s).context("FLOOM_SECRET")?),
@@ -190,6 +243,7 @@ impl Config {
             secret,
             shared_secret_role: auth.shared_secret_role,
             user_id: auth.user_id.clone(),
+            runs: runs.clone(),
         })
     }
 
@@ -204,7 +258,7 @@ impl Config {
             user_id: "local-user".into(),
             ..Default::default()
         };
-        Config::from_args(&data, &auth).expect("default paths are valid")
+        Config::from_args(&data, &auth, &RunArgs::default()).expect("default paths are valid")
     }
 }
 

@@ -235,23 +235,6 @@ fn validate(c: &Connection) -> Result<(), ConnectionError> {
     }
 }
 
-/// A random id in UUID v4 form (upstream's connection ids are UUIDs).
-fn new_id() -> anyhow::Result<String> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    ))
-}
-
 pub struct Connections<'a> {
     pub store: &'a Store,
 }
@@ -291,7 +274,7 @@ impl Connections<'_> {
         .unwrap_or_default()
         .to_ascii_lowercase();
         let c = Connection {
-            id: new_id()?,
+            id: crate::ids::uuid_v4(),
             app_name,
             status: normalise_status(new.status.as_deref().unwrap_or("active")),
             created_at: now.clone(),

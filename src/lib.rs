@@ -10,8 +10,10 @@ pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod ids;
 pub mod index;
 pub mod issues;
+pub mod runs;
 pub mod secrets;
 pub mod store;
 pub mod vault;
@@ -25,6 +27,7 @@ use crate::config::{Config, Paths};
 use crate::index::Index;
 use crate::index::query::TotalCache;
 use crate::issues::IssueService;
+use crate::runs::Engine;
 use crate::store::Store;
 use crate::vault::Vault;
 use crate::workspace::Workspace;
@@ -54,8 +57,9 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub index: Arc<Index>,
-    pub store: Store,
-    pub vault: Vault,
+    pub store: Arc<Store>,
+    pub vault: Arc<Vault>,
+    pub engine: Arc<Engine>,
     pub issues: IssueService,
     pub totals: TotalCache,
 }
@@ -76,8 +80,11 @@ impl AppState {
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> anyhow::Result<Self> {
         let (workspace, index) = open_stores(&config.paths).await?;
-        let vault = Vault::open(workspace.root(), config.paths.vault_key.clone())?;
-        let store = Store::open(&config.paths.db).await?;
+        let vault = Arc::new(Vault::open(
+            workspace.root(),
+            config.paths.vault_key.clone(),
+        )?);
+        let store = Arc::new(Store::open(&config.paths.db).await?);
         let index = Arc::new(index);
         let workers = index.reconcile_workers(false).await?;
         tracing::info!(
@@ -92,6 +99,16 @@ impl AppState {
             reindexed = stats.changed_issues,
             "index reconciled"
         );
+        let engine = Engine::new(
+            Arc::clone(&store),
+            Arc::clone(&index),
+            Arc::clone(&vault),
+            config.runs.clone(),
+            &config.paths.data_dir,
+            config.user_id.clone(),
+            config.secret.as_ref().map(|s| s.signing_key().to_vec()),
+        )?;
+        engine.start().await?;
         let issues = IssueService {
             workspace,
             index: Arc::clone(&index),
@@ -101,6 +118,7 @@ impl AppState {
             index,
             store,
             vault,
+            engine,
             issues,
             totals: TotalCache::default(),
         })))

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use floom::AppState;
-use floom::config::{AuthArgs, Config, DataArgs, ServeArgs, check_bind};
+use floom::config::{AuthArgs, Config, DataArgs, RunArgs, ServeArgs, check_bind};
 use floom::index::Index;
 use floom::index::watcher;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -90,7 +90,10 @@ fn progress_reporter(what: &'static str) -> impl Fn(usize, usize) + Sync {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::from_args(&args.data, &args.auth)?;
+    let mut config = Config::from_args(&args.data, &args.auth, &args.runs)?;
+    if config.runs.api_url.is_none() {
+        config.runs.api_url = Some(format!("http://{}", args.bind));
+    }
     check_bind(&args.bind, config.secret.is_some(), args.insecure)?;
     tracing::info!(
         workspace = %config.paths.workspace.display(),
@@ -112,6 +115,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await?;
     // Let the write in progress finish, stage what was committed, close the index
     // and the store (checkpointing their WALs); the writer stays held so nothing starts after.
+    state.engine.shutdown().await;
     let _writer = state.issues.workspace.quiesce().await?;
     state.index.close().await;
     state.store.close().await;
@@ -140,7 +144,7 @@ async fn shutdown_signal() {
 }
 
 async fn open_index(data: &DataArgs) -> anyhow::Result<Index> {
-    let config = Config::from_args(data, &AuthArgs::default())?;
+    let config = Config::from_args(data, &AuthArgs::default(), &RunArgs::default())?;
     Ok(floom::open_stores(&config.paths).await?.1)
 }
 

@@ -13,6 +13,7 @@ CREATE TABLE workers (
     visibility  TEXT NOT NULL,
     secrets     TEXT NOT NULL,               -- JSON array: secret names it needs
     connections TEXT NOT NULL,               -- JSON array: connection slugs it needs
+    schedules   TEXT NOT NULL,               -- JSON array: its schedule triggers [{position, cron, timezone}]
     summary     TEXT NOT NULL,               -- JSON: the list item's fixed fields
     summary_list TEXT NOT NULL,              -- JSON: the same in `shape=list`
     detail      TEXT NOT NULL                -- JSON: the detail's further fixed fields

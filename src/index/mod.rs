@@ -135,6 +135,11 @@ impl Index {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// The workers folder.
+    pub fn workers_dir(&self) -> &Path {
+        &self.workers_dir
+    }
+
     /// The workers folder, relative to the workspace root.
     pub fn workers_rel(&self) -> &Path {
         self.workers_dir

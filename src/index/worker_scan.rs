@@ -9,7 +9,7 @@ use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 
-use super::workers::{WorkerExtra, WorkerSummary};
+use super::workers::{ScheduleSpec, WorkerExtra, WorkerSummary};
 use crate::workspace::issue_file::iso_timestamp;
 use crate::workspace::manifest::{
     self,
@@ -158,6 +158,7 @@ pub struct DerivedWorker {
     pub enabled: bool,
     pub secrets: Vec<String>,
     pub connections: Vec<String>,
+    pub schedules: Vec<ScheduleSpec>,
     pub summary: WorkerSummary,
     pub extra: WorkerExtra,
     pub files: Vec<WorkerFile>,
@@ -210,6 +211,19 @@ pub fn derive(workers_dir: &Path, id: &str) -> Option<DerivedWorker> {
                 enabled: c.enabled,
                 secrets: c.required_secrets(),
                 connections: c.required_connections(),
+                schedules: c
+                    .triggers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| t.kind == TriggerKind::Schedule)
+                    .filter_map(|(position, t)| {
+                        Some(ScheduleSpec {
+                            position,
+                            cron: t.cron.clone()?,
+                            timezone: t.timezone.clone(),
+                        })
+                    })
+                    .collect(),
                 summary: WorkerSummary {
                     id: id.to_string(),
                     name: c.title.clone(),
@@ -266,6 +280,7 @@ pub fn derive(workers_dir: &Path, id: &str) -> Option<DerivedWorker> {
                 enabled: false,
                 secrets: Vec::new(),
                 connections: Vec::new(),
+                schedules: Vec::new(),
                 summary: WorkerSummary {
                     id: id.to_string(),
                     name: id.to_string(),

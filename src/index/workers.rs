@@ -49,6 +49,16 @@ pub struct WorkerSummary {
     pub updated_at: String,
 }
 
+/// A schedule trigger of a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ScheduleSpec {
+    /// Its place in the manifest's trigger list (`trg_<worker>_<position>`).
+    pub position: usize,
+    pub cron: String,
+    /// IANA name; UTC when absent.
+    pub timezone: Option<String>,
+}
+
 /// The detail's further fixed fields.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct WorkerExtra {
@@ -289,6 +299,44 @@ impl Index {
         Ok(rows)
     }
 
+    /// Enabled workers with schedule triggers, and their schedules.
+    pub async fn schedules(&self) -> anyhow::Result<Vec<(String, Vec<ScheduleSpec>)>> {
+        Ok(sqlx::query!(
+            "SELECT id, schedules FROM workers WHERE enabled = 1 AND schedules != '[]' ORDER BY id"
+        )
+        .fetch_all(&self.read)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, serde_json::from_str(&r.schedules).unwrap_or_default()))
+        .collect())
+    }
+
+    /// Ids of the workers that declare connection `slug` (case-insensitively).
+    pub async fn workers_using_connection(&self, slug: &str) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query!("SELECT id, connections FROM workers WHERE connections != '[]'")
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| {
+                serde_json::from_str::<Vec<String>>(&r.connections)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(slug))
+            })
+            .map(|r| r.id)
+            .collect())
+    }
+
+    /// Ids of the system workers (hidden from lists unless asked for).
+    pub async fn system_workers(&self) -> anyhow::Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar!("SELECT id FROM workers WHERE system = 1")
+                .fetch_all(&self.read)
+                .await?,
+        )
+    }
+
     /// Workers that do not load, with what is wrong.
     pub async fn worker_problems(&self) -> anyhow::Result<Vec<(String, String)>> {
         Ok(sqlx::query!(
@@ -305,6 +353,7 @@ impl Index {
 async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Result<()> {
     let secrets = serde_json::to_string(&w.secrets).unwrap_or_default();
     let connections = serde_json::to_string(&w.connections).unwrap_or_default();
+    let schedules = serde_json::to_string(&w.schedules).unwrap_or_default();
     let summary = serde_json::to_string(&w.summary).unwrap_or_default();
     let summary_list = list_shape(&w.summary).to_string();
     let detail = serde_json::to_string(&w.extra).unwrap_or_default();
@@ -316,8 +365,9 @@ async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Res
     };
     sqlx::query!(
         "INSERT INTO workers (id, sig, status, error, title, description, system, archived,
-                              enabled, visibility, secrets, connections, summary, summary_list, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                              enabled, visibility, secrets, connections, schedules, summary,
+                              summary_list, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         w.id,
         w.sig,
         status,
@@ -330,6 +380,7 @@ async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Res
         w.summary.visibility,
         secrets,
         connections,
+        schedules,
         summary,
         summary_list,
         detail

@@ -102,9 +102,11 @@ impl Store {
     }
 
     pub async fn pending_approval_count(&self) -> sqlx::Result<i64> {
-        sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!: i64" FROM approvals WHERE status = 'pending'"#)
-            .fetch_one(&self.read)
-            .await
+        sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!: i64" FROM approvals WHERE status = 'pending'"#
+        )
+        .fetch_one(&self.read)
+        .await
     }
 
     /// Record a decision on a pending approval; false when it was no longer pending.

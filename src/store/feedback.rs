@@ -56,9 +56,13 @@ impl Store {
     }
 
     pub async fn set_feedback_issue(&self, id: &str, issue_id: &str) -> sqlx::Result<()> {
-        sqlx::query!("UPDATE run_feedback SET issue_id = ? WHERE id = ?", issue_id, id)
-            .execute(&self.write)
-            .await?;
+        sqlx::query!(
+            "UPDATE run_feedback SET issue_id = ? WHERE id = ?",
+            issue_id,
+            id
+        )
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 }

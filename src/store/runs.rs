@@ -213,7 +213,12 @@ impl Store {
     }
 
     /// Record how a running run ended; false when it was no longer running (a cancel won).
-    pub async fn finish_run(&self, id: &str, end: &RunEnd, completed_at: &str) -> sqlx::Result<bool> {
+    pub async fn finish_run(
+        &self,
+        id: &str,
+        end: &RunEnd,
+        completed_at: &str,
+    ) -> sqlx::Result<bool> {
         let outputs = end.outputs.as_ref().map(Value::to_string);
         let done = sqlx::query!(
             "UPDATE runs SET status = ?, output_json = COALESCE(?, output_json), error = ?,
@@ -297,16 +302,16 @@ impl Store {
 
     /// A page of runs, newest first, and the total matching.
     pub async fn runs(&self, f: &RunFilter) -> sqlx::Result<(Vec<RunRecord>, i64)> {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE 1"
-        ));
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1"));
         push_filters(&mut qb, f);
         qb.push(" ORDER BY seq DESC LIMIT ")
             .push_bind(f.limit)
             .push(" OFFSET ")
             .push_bind(f.offset);
         let rows = qb.build_query_as().fetch_all(&self.read).await?;
-        let mut count: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT COUNT(*) FROM runs WHERE 1");
+        let mut count: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT COUNT(*) FROM runs WHERE 1");
         push_filters(&mut count, f);
         let total: i64 = count.build_query_scalar().fetch_one(&self.read).await?;
         Ok((rows, total))
@@ -352,7 +357,10 @@ impl Store {
         .await
     }
 
-    pub async fn insert_logs(&self, logs: &[(String, String, String, String)]) -> sqlx::Result<Vec<i64>> {
+    pub async fn insert_logs(
+        &self,
+        logs: &[(String, String, String, String)],
+    ) -> sqlx::Result<Vec<i64>> {
         let mut tx = self.write.begin().await?;
         let mut ids = Vec::with_capacity(logs.len());
         for (run_id, level, message, ts) in logs {

@@ -89,6 +89,7 @@ impl TestApp {
             _watcher,
         } = self;
         drop((router, _watcher));
+        state.engine.shutdown().await;
         let writer = state.issues.workspace.quiesce().await.unwrap();
         state.index.close().await;
         state.store.close().await;

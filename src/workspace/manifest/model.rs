@@ -246,6 +246,22 @@ pub struct Field {
 }
 
 impl Field {
+    /// Where a file field lives in the run folder when it does not say: `inputs/<name>`
+    /// for an input, `out/<name>.<ext>` for an output (the extension from the media type).
+    pub fn default_path(&self, output: bool) -> String {
+        if !output {
+            return format!("inputs/{}", self.name);
+        }
+        let ext = match self.media_type.as_deref() {
+            Some("text/markdown") => "md",
+            Some("text/csv") => "csv",
+            Some("application/json") => "json",
+            Some("text/plain") => "txt",
+            _ => "bin",
+        };
+        format!("out/{}.{ext}", self.name)
+    }
+
     /// The type a list shows: the scalar type, or for files what their media type says.
     pub fn display_type(&self) -> &'static str {
         match self.kind {
@@ -315,7 +331,9 @@ pub struct Limits {
     pub max_output_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_total_tokens: Option<u64>,
-    pub timeout_seconds: u64,
+    /// Unset: the server's default (`FLOOM_RUN_TIMEOUT`, 300 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_monthly_cost_usd: Option<f64>,
 }
@@ -326,7 +344,7 @@ impl Default for Limits {
             max_tool_iterations: 12,
             max_output_tokens: None,
             max_total_tokens: None,
-            timeout_seconds: 300,
+            timeout_seconds: None,
             max_monthly_cost_usd: None,
         }
     }

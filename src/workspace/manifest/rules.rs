@@ -444,8 +444,8 @@ fn check_exec(p: &mut Problems, doc: ExecDoc, default_entry: &str) -> Exec {
     };
     let mut inputs = doc.inputs;
     let mut outputs = doc.outputs;
-    check_fields(p, "exec.inputs", &mut inputs, "inputs");
-    check_fields(p, "exec.outputs", &mut outputs, "out");
+    check_fields(p, "exec.inputs", &mut inputs, false);
+    check_fields(p, "exec.outputs", &mut outputs, true);
     for (i, s) in doc.secrets.iter().enumerate() {
         p.check(
             SECRET_NAME.is_match(s),
@@ -479,7 +479,7 @@ fn mode_name(m: Mode) -> &'static str {
 }
 
 /// Check inputs or outputs, and fill in the defaults of file fields.
-fn check_fields(p: &mut Problems, at: &str, fields: &mut [Field], folder: &str) {
+fn check_fields(p: &mut Problems, at: &str, fields: &mut [Field], output: bool) {
     let mut seen: Vec<&str> = Vec::new();
     for (i, f) in fields.iter_mut().enumerate() {
         let here = format!("{at}[{i}]");
@@ -525,7 +525,7 @@ fn check_fields(p: &mut Problems, at: &str, fields: &mut [Field], folder: &str) 
                         "must be a relative path inside the run folder",
                     ),
                     Some(_) => {}
-                    None => f.path = Some(format!("{folder}/{}", f.name)),
+                    None => f.path = Some(f.default_path(output)),
                 }
             }
         }
@@ -627,11 +627,13 @@ fn check_common(
     calls: &[String],
     approvals: &Approvals,
 ) {
-    p.check(
-        (1..=MAX_RUN_TIMEOUT_SECONDS).contains(&limits.timeout_seconds),
-        "limits.timeout_seconds",
-        &format!("must be 1 to {MAX_RUN_TIMEOUT_SECONDS}"),
-    );
+    if let Some(t) = limits.timeout_seconds {
+        p.check(
+            (1..=MAX_RUN_TIMEOUT_SECONDS).contains(&t),
+            "limits.timeout_seconds",
+            &format!("must be 1 to {MAX_RUN_TIMEOUT_SECONDS}"),
+        );
+    }
     p.check(
         limits.max_tool_iterations >= 1,
         "limits.max_tool_iterations",

@@ -60,7 +60,10 @@ triggers:
     assert_eq!(c.contexts.last().unwrap().name, "memory-csv-tagger");
     assert!(c.contexts.last().unwrap().writeable);
     assert_eq!(c.targets, ["generic"]);
-    assert_eq!(c.limits.timeout_seconds, 300);
+    assert_eq!(
+        c.limits.timeout_seconds, None,
+        "the server's default applies"
+    );
     assert!(c.approvals.required);
     assert!(c.enabled);
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);

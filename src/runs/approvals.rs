@@ -1,0 +1,466 @@
+//! Approvals: a run paused for a human. Approving starts the follow-up run with the
+//! decision; rejecting or letting it expire cancels the paused run. Who decided, when
+//! and why is kept on the approval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, KeyInit, Mac};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use super::outcome::DecisionRequest;
+use super::{Engine, Origin, RunError};
+use crate::store::approvals::{ApprovalRecord, Decision};
+use crate::store::runs::RunRecord;
+use crate::workspace::issue_file::{iso_timestamp, timestamp_micros};
+use crate::workspace::manifest::WorkerConfig;
+
+/// Longest synthesised preview (upstream truncates the outputs' JSON here).
+const PREVIEW_CHARS: usize = 2000;
+/// Largest annotations payload, serialised.
+const MAX_ANNOTATIONS: usize = 256 * 1024;
+
+/// `POST /runs/{id}/approve`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    /// Replaces the proposed output given to the follow-up run.
+    #[serde(default)]
+    pub edited_output: Option<Value>,
+    /// `{text: [{quote, comment}], images: [{url, caption, pins: [{x, y, comment}]}]}`.
+    #[serde(default)]
+    pub annotations: Option<Value>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /runs/{id}/reject`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub annotations: Option<Value>,
+}
+
+/// An approval as `GET /approvals` shows it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ApprovalItem {
+    pub id: String,
+    pub run_id: String,
+    pub worker_id: String,
+    pub worker_name: Option<String>,
+    pub owner_id: String,
+    pub kind: String,
+    /// `pending`, `approved`, `rejected` or `expired`.
+    pub status: String,
+    pub label: String,
+    pub preview: Option<String>,
+    pub preview_type: Option<String>,
+    pub preview_payload: Option<Value>,
+    pub decision_input_json: Option<Value>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub decided_at: Option<String>,
+    pub decided_by: Option<String>,
+    pub reason: Option<String>,
+    pub edited_output_json: Option<Value>,
+    pub annotations: Option<Value>,
+    pub follow_up_run_id: Option<String>,
+    pub artifacts: Vec<crate::runs::ArtifactOut>,
+    /// A signed review link; null when the server has no `FLOOM_SECRET` to sign with.
+    pub public_link: Option<String>,
+}
+
+/// The decision's answer: `{"status": "approved"|"rejected", "run_id": ...}`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DecisionOut {
+    pub status: String,
+    /// Approve: the follow-up run. Reject: the paused run.
+    pub run_id: String,
+}
+
+impl Engine {
+    /// Pause `run` for a decision: the approval row.
+    pub(super) async fn open_approval(
+        &self,
+        run: &RunRecord,
+        config: &WorkerConfig,
+        asked: DecisionRequest,
+        outputs: &Value,
+        decision_inputs: Map<String, Value>,
+    ) -> anyhow::Result<ApprovalRecord> {
+        let now = chrono::Utc::now();
+        let ttl = Duration::from_secs_f64(self.settings.approval_ttl_hours * 3600.0);
+        let expires = now + chrono::Duration::from_std(ttl)?;
+        let label = asked.label.unwrap_or_else(|| {
+            if config.approvals.required {
+                config.approvals.label.clone()
+            } else {
+                "Approve to complete".into()
+            }
+        });
+        let preview = asked.preview.or_else(|| {
+            let pretty = serde_json::to_string_pretty(outputs).unwrap_or_default();
+            Some(pretty.chars().take(PREVIEW_CHARS).collect())
+        });
+        let expires_at = iso_timestamp(expires);
+        let a = ApprovalRecord {
+            id: crate::ids::prefixed("apr_"),
+            run_id: run.id.clone(),
+            worker_id: run.worker_id.clone(),
+            owner_id: self.owner_id.clone(),
+            kind: "normal".into(),
+            status: "pending".into(),
+            label,
+            preview,
+            preview_type: asked.preview_type,
+            preview_payload_json: asked.preview_payload.map(|p| p.to_string()),
+            decision_input_json: Value::Object(decision_inputs).to_string(),
+            created_at: iso_timestamp(now),
+            expires_ts: timestamp_micros(Some(&expires_at)),
+            expires_at,
+            decided_at: None,
+            decided_by: None,
+            reason: None,
+            edited_output_json: None,
+            annotations_json: None,
+            follow_up_run_id: None,
+        };
+        self.store.insert_approval(&a).await?;
+        Ok(a)
+    }
+
+    /// The run and its pending approval, with upstream's errors in upstream's order.
+    async fn awaiting(&self, run_id: &str) -> Result<(RunRecord, ApprovalRecord), RunError> {
+        let run = self
+            .store
+            .run(run_id)
+            .await?
+            .ok_or(RunError::NotFound("Run not found"))?;
+        if run.status != "pending_approval" {
+            return Err(RunError::Conflict("Run is not awaiting approval".into()));
+        }
+        let approval = self
+            .store
+            .approval_of_run(run_id)
+            .await?
+            .ok_or(RunError::NotFound("Approval record not found"))?;
+        if approval.status != "pending" {
+            return Err(RunError::Conflict("Approval already decided".into()));
+        }
+        if approval.kind == "agent_tool" {
+            return Err(RunError::BadRequest(format!(
+                "This approval is for an agent's tool call: use POST /approvals/{}/approve",
+                approval.id
+            )));
+        }
+        Ok((run, approval))
+    }
+
+    /// Approve: the follow-up run starts with the decision; the paused run completes.
+    pub async fn approve(
+        &self,
+        run_id: &str,
+        by: &str,
+        body: ApproveBody,
+    ) -> Result<DecisionOut, RunError> {
+        let annotations = sanitize_annotations(body.annotations)?;
+        let (run, approval) = self.awaiting(run_id).await?;
+        let config = match self.index.worker(&run.worker_id).await? {
+            Some((_, extra)) => extra.config,
+            None => None,
+        }
+        .ok_or_else(|| {
+            RunError::Conflict(format!(
+                "Worker {} is missing or does not load",
+                run.worker_id
+            ))
+        })?;
+        let now = crate::store::now();
+        let follow_up_id = crate::ids::prefixed("run_");
+        // Record the decision first: it is what makes the follow-up an execute phase,
+        // and only one decision can win.
+        let decided = self
+            .store
+            .decide_approval(
+                &approval.id,
+                &Decision {
+                    status: "approved",
+                    decided_at: &now,
+                    decided_by: by,
+                    reason: body.reason.as_deref(),
+                    edited_output_json: body.edited_output.as_ref().map(Value::to_string),
+                    annotations_json: annotations.map(|a| a.to_string()),
+                    follow_up_run_id: Some(&follow_up_id),
+                },
+            )
+            .await?;
+        if !decided {
+            return Err(RunError::Conflict("Approval already decided".into()));
+        }
+        let mut inputs: Map<String, Value> =
+            serde_json::from_str(&approval.decision_input_json).unwrap_or_default();
+        inputs.insert("decision".into(), "approved".into());
+        inputs.insert(
+            "approved_output".into(),
+            body.edited_output
+                .or_else(|| run.outputs())
+                .unwrap_or(Value::Null),
+        );
+        let follow_up = self
+            .enqueue(
+                follow_up_id.clone(),
+                &run.worker_id,
+                run.worker_name.as_deref().unwrap_or(&run.worker_id),
+                &config,
+                inputs,
+                Origin {
+                    source: "approval".into(),
+                    reference: None,
+                    by: Some(by.to_string()),
+                },
+                None,
+                0,
+            )
+            .await?;
+        self.store
+            .transition(run_id, &["pending_approval"], "completed", None, None, &now)
+            .await?;
+        self.publish_status(run_id, "completed", None);
+        Ok(DecisionOut {
+            status: "approved".into(),
+            run_id: follow_up.id,
+        })
+    }
+
+    /// Reject: the paused run is cancelled with `approval_rejected`.
+    pub async fn reject(
+        &self,
+        run_id: &str,
+        by: &str,
+        body: RejectBody,
+    ) -> Result<DecisionOut, RunError> {
+        let annotations = sanitize_annotations(body.annotations)?;
+        let (_, approval) = self.awaiting(run_id).await?;
+        let now = crate::store::now();
+        let decided = self
+            .store
+            .decide_approval(
+                &approval.id,
+                &Decision {
+                    status: "rejected",
+                    decided_at: &now,
+                    decided_by: by,
+                    reason: body.reason.as_deref(),
+                    edited_output_json: None,
+                    annotations_json: annotations.map(|a| a.to_string()),
+                    follow_up_run_id: None,
+                },
+            )
+            .await?;
+        if !decided {
+            return Err(RunError::Conflict("Approval already decided".into()));
+        }
+        let why = match body.reason.as_deref().filter(|r| !r.trim().is_empty()) {
+            Some(r) => format!("Rejected by {by}: {r}"),
+            None => format!("Rejected by {by}"),
+        };
+        self.store
+            .transition(
+                run_id,
+                &["pending_approval"],
+                "cancelled",
+                Some(&why),
+                Some("approval_rejected"),
+                &now,
+            )
+            .await?;
+        self.publish_status(run_id, "cancelled", Some("approval_rejected"));
+        Ok(DecisionOut {
+            status: "rejected".into(),
+            run_id: run_id.to_string(),
+        })
+    }
+
+    /// Expire approvals past `expires_at`: the approval `expired`, its run cancelled.
+    pub async fn expire_approvals(&self) -> anyhow::Result<usize> {
+        let now = crate::store::now();
+        let expired = self
+            .store
+            .expired_approvals(timestamp_micros(Some(&now)))
+            .await?;
+        let mut n = 0;
+        for a in expired {
+            let decided = self
+                .store
+                .decide_approval(
+                    &a.id,
+                    &Decision {
+                        status: "expired",
+                        decided_at: &now,
+                        decided_by: "system",
+                        reason: Some("No decision before the approval expired"),
+                        edited_output_json: None,
+                        annotations_json: None,
+                        follow_up_run_id: None,
+                    },
+                )
+                .await?;
+            if decided
+                && self
+                    .store
+                    .transition(
+                        &a.run_id,
+                        &["pending_approval"],
+                        "cancelled",
+                        Some(&format!("Approval expired at {}", a.expires_at)),
+                        Some("approval_expired"),
+                        &now,
+                    )
+                    .await?
+            {
+                self.publish_status(&a.run_id, "cancelled", Some("approval_expired"));
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    pub(super) async fn sweep_approvals(self: Arc<Self>) {
+        let mut stop = self.stop.subscribe();
+        loop {
+            match self.expire_approvals().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "expired pending approvals"),
+                Err(e) => tracing::error!(error = %e, "expiring approvals"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// Approvals with `status`, newest first, as the API shows them.
+    pub async fn approvals(&self, status: &str) -> anyhow::Result<Vec<ApprovalItem>> {
+        let mut out = Vec::new();
+        for a in self.store.approvals(status).await? {
+            let run = self.store.run(&a.run_id).await?;
+            let artifacts = self
+                .store
+                .artifacts(&a.run_id)
+                .await?
+                .into_iter()
+                .map(crate::runs::ArtifactOut::from)
+                .collect();
+            let json = |s: &Option<String>| s.as_deref().and_then(|t| serde_json::from_str(t).ok());
+            out.push(ApprovalItem {
+                public_link: self.review_link(&a),
+                worker_name: run.and_then(|r| r.worker_name),
+                preview_payload: json(&a.preview_payload_json),
+                decision_input_json: serde_json::from_str(&a.decision_input_json).ok(),
+                edited_output_json: json(&a.edited_output_json),
+                annotations: json(&a.annotations_json),
+                artifacts,
+                id: a.id,
+                run_id: a.run_id,
+                worker_id: a.worker_id,
+                owner_id: a.owner_id,
+                kind: a.kind,
+                status: a.status,
+                label: a.label,
+                preview: a.preview,
+                preview_type: a.preview_type,
+                created_at: a.created_at,
+                expires_at: a.expires_at,
+                decided_at: a.decided_at,
+                decided_by: a.decided_by,
+                reason: a.reason,
+                follow_up_run_id: a.follow_up_run_id,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Upstream's signed review link: hex HMAC-SHA256 of `id.run_id.owner_id`.
+    fn review_link(&self, a: &ApprovalRecord) -> Option<String> {
+        let key = self.signing_key.as_deref()?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
+        mac.update(format!("{}.{}.{}", a.id, a.run_id, a.owner_id).as_bytes());
+        let token = crate::ids::hex(&mac.finalize().into_bytes());
+        Some(format!("/approvals/review?id={}&token={token}", a.id))
+    }
+}
+
+/// Upstream's annotation rules: at most 200 text notes and 30 images of 50 pins each,
+/// strings of at most 8,000 characters without control characters, pins inside the
+/// image (0..1), image urls from `/uploads/`; empty means none; over 256 KB is refused.
+pub fn sanitize_annotations(v: Option<Value>) -> Result<Option<Value>, RunError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    if v.to_string().len() > MAX_ANNOTATIONS {
+        return Err(RunError::BadRequest(
+            "Annotations payload is too large".into(),
+        ));
+    }
+    let Value::Object(o) = v else {
+        return Err(RunError::BadRequest("annotations must be an object".into()));
+    };
+    let clean = |s: Option<&Value>| -> Value {
+        let s = s.and_then(Value::as_str).unwrap_or("");
+        Value::String(
+            s.chars()
+                .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+                .take(8000)
+                .collect(),
+        )
+    };
+    let list = |key: &str, max: usize| -> Vec<Map<String, Value>> {
+        o.get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_object().cloned())
+            .take(max)
+            .collect()
+    };
+    let text: Vec<Value> = list("text", 200)
+        .into_iter()
+        .map(|t| serde_json::json!({"quote": clean(t.get("quote")), "comment": clean(t.get("comment"))}))
+        .collect();
+    let mut images = Vec::new();
+    for img in list("images", 30) {
+        let url = img.get("url").and_then(Value::as_str).unwrap_or("");
+        if !url.starts_with("/uploads/") {
+            return Err(RunError::BadRequest(
+                "annotation image urls must be /uploads/<sha256>".into(),
+            ));
+        }
+        let pins: Vec<Value> = img
+            .get("pins")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object)
+            .take(50)
+            .map(|p| {
+                let coord = |k: &str| {
+                    let x = p.get(k).and_then(Value::as_f64).unwrap_or(0.0).clamp(0.0, 1.0);
+                    (x * 10_000.0).round() / 10_000.0
+                };
+                serde_json::json!({"x": coord("x"), "y": coord("y"), "comment": clean(p.get("comment"))})
+            })
+            .collect();
+        images.push(serde_json::json!({"url": clean(img.get("url")), "caption": clean(img.get("caption")), "pins": pins}));
+    }
+    if text.is_empty() && images.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(serde_json::json!({"text": text, "images": images})))
+}

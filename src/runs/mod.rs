@@ -1,0 +1,750 @@
+//! Executing workers: the queue, the run pipeline, approvals, schedules.
+//!
+//! A run is a row in the operational store. `create` checks and queues it; a dispatcher
+//! claims queued rows FIFO (at most `WORKEROS_MAX_CONCURRENT_RUNS` at once) and runs
+//! each; every change of status is stored first and published second.
+
+pub mod approvals;
+pub mod events;
+mod exec;
+mod logs;
+pub mod outcome;
+pub mod sandbox;
+pub mod schedule;
+pub mod view;
+
+pub use view::{ArtifactOut, RunDetail, RunSummary};
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::config::RunArgs;
+use crate::index::Index;
+use crate::store::Store;
+use crate::store::runs::{NewRun, RunEnd, RunRecord};
+use crate::vault::Vault;
+use crate::workspace::issue_file::timestamp_micros;
+use crate::workspace::manifest::WorkerConfig;
+use crate::workspace::manifest::model::{FieldKind, Mode};
+use events::{Events, RunEvent};
+use exec::{Ended, Prepared};
+use logs::RunLog;
+use outcome::Failure;
+use sandbox::Isolation;
+
+/// Input keys only the engine sets.
+const PHASE_KEY: &str = "_workeros_approval_phase";
+
+/// Which half of an approval a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No approval involved.
+    Plain,
+    /// Propose: its result pauses for a decision.
+    Propose,
+    /// Execute: the follow-up of an approved decision.
+    Execute,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for RunError {
+    fn from(e: sqlx::Error) -> Self {
+        RunError::Internal(e.into())
+    }
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// `manual`, `schedule`, `approval`, `restart_retry`, ...
+    pub source: String,
+    /// The trigger (`trg_<worker>_<position>`) for schedules.
+    pub reference: Option<String>,
+    /// The caller who asked.
+    pub by: Option<String>,
+}
+
+/// `POST /workers/{id}/runs`.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub inputs: Map<String, Value>,
+    pub origin: Origin,
+}
+
+pub struct Engine {
+    pub store: Arc<Store>,
+    pub index: Arc<Index>,
+    pub vault: Arc<Vault>,
+    pub events: Arc<Events>,
+    pub settings: RunArgs,
+    pub isolation: Isolation,
+    pub runs_dir: PathBuf,
+    pub artifacts_dir: PathBuf,
+    /// Who owns the workspace's workers and their approvals.
+    pub owner_id: String,
+    /// Shared secret, for signing approval review links.
+    pub signing_key: Option<Vec<u8>>,
+    wake: Notify,
+    slots: Arc<Semaphore>,
+    /// Cancel signals of the runs executing now.
+    live: Mutex<HashMap<String, Arc<Notify>>>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    pub schedule: schedule::NextFires,
+}
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<Store>,
+        index: Arc<Index>,
+        vault: Arc<Vault>,
+        settings: RunArgs,
+        data_dir: &std::path::Path,
+        owner_id: String,
+        signing_key: Option<Vec<u8>>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let isolation = Isolation::detect(settings.sandbox, data_dir)?;
+        match &isolation {
+            Isolation::Bubblewrap { .. } => tracing::info!("runs are sandboxed with bubblewrap"),
+            Isolation::Process { reason, .. } => {
+                tracing::warn!(%reason, "runs are NOT sandboxed")
+            }
+        }
+        let runs_dir = data_dir.join("runs");
+        let artifacts_dir = data_dir.join("artifacts");
+        std::fs::create_dir_all(&runs_dir)?;
+        std::fs::create_dir_all(&artifacts_dir)?;
+        Ok(Arc::new(Engine {
+            store,
+            index,
+            vault,
+            events: Arc::new(Events::default()),
+            slots: Arc::new(Semaphore::new(settings.max_concurrent_runs)),
+            settings,
+            isolation,
+            runs_dir,
+            artifacts_dir,
+            owner_id,
+            signing_key,
+            wake: Notify::new(),
+            live: Mutex::new(HashMap::new()),
+            stop: watch::channel(false).0,
+            tasks: Mutex::new(Vec::new()),
+            schedule: schedule::NextFires::default(),
+        }))
+    }
+
+    /// Re-queue what a stopped server left running, then start the dispatcher, the
+    /// approval sweeper and the scheduler.
+    pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
+        self.recover().await?;
+        let mut tasks = self.tasks.lock().expect("tasks");
+        for task in [
+            tokio::spawn(Arc::clone(self).dispatch()),
+            tokio::spawn(Arc::clone(self).sweep_approvals()),
+            tokio::spawn(Arc::clone(self).run_schedules()),
+        ] {
+            tasks.push(task);
+        }
+        Ok(())
+    }
+
+    /// Stop taking runs; kill the ones executing (they stay `running`, so the next
+    /// start re-queues them once) and wait for their tasks.
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().expect("tasks"));
+        for t in tasks {
+            let _ = t.await;
+        }
+        // Executions end as they see the stop flag; wait until every slot is back.
+        let all = self.settings.max_concurrent_runs as u32;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.slots.acquire_many(all)).await;
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Check and queue a run (upstream's checks, in upstream's order).
+    pub async fn create(&self, worker_id: &str, req: RunRequest) -> Result<RunRecord, RunError> {
+        let Some((row, extra)) = self.index.worker(worker_id).await? else {
+            return Err(RunError::NotFound("Worker not found"));
+        };
+        let Some(config) = extra.config.as_deref() else {
+            return Err(RunError::Conflict(format!(
+                "Worker {} does not load: {}",
+                row.id,
+                row.summary().description
+            )));
+        };
+        if !config.enabled {
+            return Err(RunError::Conflict(format!(
+                "Worker {} is disabled (paused or archived); enable it in worker.yml before running",
+                row.id
+            )));
+        }
+        let stored = self.vault.names().await;
+        let missing: Vec<String> = config
+            .required_secrets()
+            .into_iter()
+            .filter(|s| !stored.contains(s))
+            .collect();
+        if !missing.is_empty() {
+            return Err(RunError::Unprocessable(format!(
+                "Cannot run: missing required secret(s): {}. Add them at /connections/secrets before running.",
+                missing.join(", ")
+            )));
+        }
+        let missing = self.missing_connections(config).await?;
+        if !missing.is_empty() {
+            return Err(RunError::Unprocessable(format!(
+                "Cannot run: missing required connection(s): {}. Connect them at /connections before running.",
+                missing.join(", ")
+            )));
+        }
+        let inputs = merge_inputs(config, req.inputs);
+        let missing = missing_inputs(config, &inputs);
+        if !missing.is_empty() {
+            return Err(RunError::BadRequest(format!(
+                "Missing required inputs: {}",
+                missing.join(", ")
+            )));
+        }
+        for f in config
+            .exec
+            .inputs
+            .iter()
+            .filter(|f| f.kind == FieldKind::File)
+        {
+            if let Some(v) = inputs.get(&f.name).filter(|v| !v.is_null())
+                && let Err(e) = exec::file_input_bytes(v)
+            {
+                return Err(RunError::BadRequest(format!("Input `{}`: {e}", f.name)));
+            }
+        }
+        let run = self
+            .enqueue(
+                crate::ids::prefixed("run_"),
+                &row.id,
+                &config.title,
+                config,
+                inputs,
+                req.origin,
+                None,
+                0,
+            )
+            .await?;
+        Ok(run)
+    }
+
+    /// Insert a queued run and wake the dispatcher.
+    #[allow(clippy::too_many_arguments)]
+    async fn enqueue(
+        &self,
+        id: String,
+        worker_id: &str,
+        worker_name: &str,
+        config: &WorkerConfig,
+        inputs: Map<String, Value>,
+        origin: Origin,
+        retry_of: Option<&str>,
+        attempt: i64,
+    ) -> Result<RunRecord, RunError> {
+        let now = chrono::Utc::now();
+        let created_at = crate::workspace::issue_file::iso_timestamp(now);
+        let new = NewRun {
+            id,
+            worker_id: worker_id.to_string(),
+            worker_name: worker_name.to_string(),
+            trigger_source: origin.source,
+            trigger_ref: origin.reference,
+            runner: config.exec.runner.as_str().into(),
+            inputs: Value::Object(inputs),
+            created_ts: timestamp_micros(Some(&created_at)),
+            created_at,
+            retry_of_run_id: retry_of.map(str::to_string),
+            retry_attempt: attempt,
+            triggered_by: origin.by,
+            trace_id: format!("trace_{}", crate::ids::random_hex(8)),
+        };
+        self.store.insert_run(&new).await?;
+        self.publish_status(&new.id, "queued", None);
+        self.wake.notify_one();
+        Ok(self
+            .store
+            .run(&new.id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("run {} vanished", new.id))?)
+    }
+
+    async fn missing_connections(&self, config: &WorkerConfig) -> anyhow::Result<Vec<String>> {
+        let active = self.store.active_connection_slugs().await?;
+        Ok(config
+            .required_connections()
+            .into_iter()
+            .filter(|c| !active.contains(&c.to_ascii_lowercase()))
+            .collect())
+    }
+
+    /// Cancel a queued or running run.
+    pub async fn cancel(&self, run_id: &str) -> Result<RunRecord, RunError> {
+        let run = self
+            .store
+            .run(run_id)
+            .await?
+            .ok_or(RunError::NotFound("Run not found"))?;
+        let now = crate::store::now();
+        match run.status.as_str() {
+            "queued" => {
+                if self
+                    .store
+                    .transition(
+                        run_id,
+                        &["queued"],
+                        "cancelled",
+                        Some("Cancelled before it started"),
+                        Some("cancelled_queued"),
+                        &now,
+                    )
+                    .await?
+                {
+                    self.publish_status(run_id, "cancelled", Some("cancelled_queued"));
+                } else {
+                    // Claimed meanwhile: cancel it as a running run.
+                    return Box::pin(self.cancel(run_id)).await;
+                }
+            }
+            "running" => {
+                self.store.request_cancel(run_id).await?;
+                let signal = self.live.lock().expect("live").get(run_id).cloned();
+                if let Some(s) = signal {
+                    s.notify_one();
+                }
+            }
+            "pending_approval" => {
+                return Err(RunError::Conflict(
+                    "Run is awaiting approval: reject it instead".into(),
+                ));
+            }
+            _ => return Err(RunError::Conflict("Run already finished".into())),
+        }
+        Ok(self.store.run(run_id).await?.unwrap_or(run))
+    }
+
+    fn publish_status(&self, run_id: &str, status: &str, error_code: Option<&str>) {
+        self.events.publish(RunEvent::Status {
+            run_id: run_id.to_string(),
+            status: status.to_string(),
+            error_code: error_code.map(str::to_string),
+        });
+    }
+
+    /// Claim queued runs while there are free slots; sleep until woken.
+    async fn dispatch(self: Arc<Self>) {
+        let mut stop = self.stop.subscribe();
+        loop {
+            while !self.stopping() {
+                let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
+                    break;
+                };
+                match self.store.claim_next(&crate::store::now()).await {
+                    Ok(Some(run)) => {
+                        let cancel = Arc::new(Notify::new());
+                        self.live
+                            .lock()
+                            .expect("live")
+                            .insert(run.id.clone(), cancel.clone());
+                        self.publish_status(&run.id, "running", None);
+                        let engine = Arc::clone(&self);
+                        tokio::spawn(async move {
+                            engine.run_one(run, cancel).await;
+                            drop(permit);
+                            engine.wake.notify_one();
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "claiming a queued run");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// The whole life of one claimed run.
+    async fn run_one(self: &Arc<Self>, run: RunRecord, cancel: Arc<Notify>) {
+        let id = run.id.clone();
+        let end = self.prepare_and_execute(&run, &cancel).await;
+        self.live.lock().expect("live").remove(&id);
+        let end = match end {
+            Ok(Some(end)) => end,
+            Ok(None) => return, // the server is stopping
+            Err(e) => {
+                tracing::error!(run = %id, error = ?e, "run failed inside floom");
+                failed(Failure::new(
+                    "internal_error",
+                    format!("floom could not run the worker: {e}"),
+                ))
+            }
+        };
+        match self.store.finish_run(&id, &end, &crate::store::now()).await {
+            Ok(true) => self.publish_status(&id, &end.status, end.error_code.as_deref()),
+            Ok(false) => {}
+            Err(e) => tracing::error!(run = %id, error = %e, "recording the end of a run"),
+        }
+    }
+
+    /// Check the run again as it starts (things change while it waits), then execute.
+    async fn prepare_and_execute(
+        self: &Arc<Self>,
+        run: &RunRecord,
+        cancel: &Arc<Notify>,
+    ) -> anyhow::Result<Option<RunEnd>> {
+        let config = match self.index.worker(&run.worker_id).await? {
+            Some((_, extra)) => extra.config,
+            None => None,
+        };
+        let Some(config) = config else {
+            return Ok(Some(failed(Failure::new(
+                "invalid_worker",
+                format!("Worker {} is missing or does not load", run.worker_id),
+            ))));
+        };
+        let config = *config;
+        if !config.enabled {
+            return Ok(Some(failed(Failure::new(
+                "worker_disabled",
+                format!("Worker {} is disabled", run.worker_id),
+            ))));
+        }
+        let required = config.required_secrets();
+        let secrets = self.vault.values(&required).await;
+        let missing: Vec<&String> = required
+            .iter()
+            .filter(|s| !secrets.contains_key(*s))
+            .collect();
+        if !missing.is_empty() {
+            return Ok(Some(failed(Failure::new(
+                "missing_secret",
+                format!(
+                    "Missing required secret(s): {}",
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ))));
+        }
+        let missing = self.missing_connections(&config).await?;
+        if !missing.is_empty() {
+            return Ok(Some(failed(Failure::new(
+                "missing_connection",
+                format!("Missing required connection(s): {}", missing.join(", ")),
+            ))));
+        }
+        let Value::Object(mut inputs) = run.inputs() else {
+            unreachable!("runs store objects")
+        };
+        let missing = missing_inputs(&config, &inputs);
+        if !missing.is_empty() {
+            return Ok(Some(failed(Failure::new(
+                "missing_required_input",
+                format!("Missing required inputs: {}", missing.join(", ")),
+            ))));
+        }
+        let phase = self.stamp_phase(run, &config, &mut inputs).await?;
+        let secret_pairs: Vec<(String, String)> = secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let log = RunLog::new(
+            &run.id,
+            self.store.clone(),
+            self.events.clone(),
+            &secret_pairs,
+            self.settings.run_log_limit,
+        );
+        if config.exec.mode == Mode::Agent {
+            log.line(
+                "error",
+                "agent-mode workers (an .md entry) need a model; this server runs script workers only",
+            )
+            .await;
+            log.flush().await;
+            return Ok(Some(failed(Failure::new(
+                "llm_not_configured",
+                "Agent-mode workers are not supported by this server yet: give the worker a script entry (run.py, run.sh, index.js)",
+            ))));
+        }
+        let connections = self.connection_ids(&config).await?;
+        let prepared = Prepared {
+            config,
+            secrets,
+            connections,
+            inputs,
+            phase,
+        };
+        let ended = self.execute(run, &prepared, &log, cancel).await;
+        let ended = match ended {
+            Ok(e) => e,
+            Err(e) => {
+                let msg = log.redact(&format!("{e:#}"));
+                log.line("error", &msg).await;
+                log.flush().await;
+                return Ok(Some(failed(Failure::new("execution_error", msg))));
+            }
+        };
+        let end = match ended {
+            Ended::Abandoned => return Ok(None),
+            Ended::Cancelled => RunEnd {
+                status: "cancelled".into(),
+                error: Some("Cancelled while running".into()),
+                error_code: Some("user_cancel".into()),
+                ..RunEnd::default()
+            },
+            Ended::Judged(Err(mut f)) => {
+                f.message = log.redact(&f.message);
+                f.raw = f.raw.map(|r| log.redact(&r));
+                log.line("error", &format!("{}: {}", f.code, f.message))
+                    .await;
+                log.flush().await;
+                failed(f)
+            }
+            Ended::Judged(Ok(success)) => self.after_success(run, &prepared, success, &log).await?,
+        };
+        Ok(Some(end))
+    }
+
+    /// The connection each declared slug resolves to, for `connections.json`.
+    async fn connection_ids(
+        &self,
+        config: &WorkerConfig,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let all = self.store.connections().await?;
+        Ok(config
+            .required_connections()
+            .into_iter()
+            .filter_map(|slug| {
+                all.iter()
+                    .find(|c| c.status == "active" && c.app_name.eq_ignore_ascii_case(&slug))
+                    .map(|c| (slug, c.id.clone()))
+            })
+            .collect())
+    }
+
+    /// Decide the run's approval phase from the store (never from its inputs, so a caller
+    /// cannot fake an approval), and stamp it into the inputs.
+    async fn stamp_phase(
+        &self,
+        run: &RunRecord,
+        config: &WorkerConfig,
+        inputs: &mut Map<String, Value>,
+    ) -> anyhow::Result<Phase> {
+        inputs.remove(PHASE_KEY);
+        let root = self.retry_root(run).await?;
+        if let Some(approval) = self.store.approval_followed_by(&root).await? {
+            let decided: Map<String, Value> =
+                serde_json::from_str(&approval.decision_input_json).unwrap_or_default();
+            let approved_output = match approval.edited_output_json.as_deref() {
+                Some(e) => serde_json::from_str(e).unwrap_or(Value::Null),
+                None => self
+                    .store
+                    .run(&approval.run_id)
+                    .await?
+                    .and_then(|r| r.outputs())
+                    .unwrap_or(Value::Null),
+            };
+            *inputs = decided;
+            inputs.insert("decision".into(), "approved".into());
+            inputs.insert("approved_output".into(), approved_output);
+            inputs.insert(PHASE_KEY.into(), "execute".into());
+            return Ok(Phase::Execute);
+        }
+        inputs.remove("approved_output");
+        if config.approvals.required {
+            inputs.insert("decision".into(), "proposed".into());
+            inputs.insert(PHASE_KEY.into(), "propose".into());
+            return Ok(Phase::Propose);
+        }
+        Ok(Phase::Plain)
+    }
+
+    /// The first run of a chain of retries.
+    async fn retry_root(&self, run: &RunRecord) -> anyhow::Result<String> {
+        let mut id = run.id.clone();
+        let mut parent = run.retry_of_run_id.clone();
+        while let Some(p) = parent {
+            id = p;
+            parent = self.store.run(&id).await?.and_then(|r| r.retry_of_run_id);
+        }
+        Ok(id)
+    }
+
+    /// A run that succeeded completes, or pauses for a decision.
+    async fn after_success(
+        &self,
+        run: &RunRecord,
+        p: &Prepared,
+        success: outcome::Success,
+        log: &RunLog,
+    ) -> anyhow::Result<RunEnd> {
+        let outputs = Value::Object(success.outputs.clone());
+        let pause =
+            p.phase == Phase::Propose || (p.phase == Phase::Plain && success.decision.is_some());
+        if !pause {
+            log.line("info", "run completed").await;
+            log.flush().await;
+            return Ok(RunEnd {
+                status: "completed".into(),
+                outputs: Some(outputs),
+                approval_status: (p.phase == Phase::Execute).then(|| "approved".into()),
+                ..RunEnd::default()
+            });
+        }
+        let mut decision_inputs = p.inputs.clone();
+        for k in ["decision", "approved_output", PHASE_KEY] {
+            decision_inputs.remove(k);
+        }
+        let approval = self
+            .open_approval(
+                run,
+                &p.config,
+                success.decision.unwrap_or_default(),
+                &outputs,
+                decision_inputs,
+            )
+            .await?;
+        log.line(
+            "info",
+            &format!(
+                "waiting for approval {} until {}",
+                approval.id, approval.expires_at
+            ),
+        )
+        .await;
+        log.flush().await;
+        Ok(RunEnd {
+            status: "pending_approval".into(),
+            outputs: Some(outputs),
+            approval_status: Some("pending".into()),
+            ..RunEnd::default()
+        })
+    }
+
+    /// Runs a stopped server left `running`: failed, and re-queued once.
+    async fn recover(&self) -> anyhow::Result<()> {
+        for run in self.store.interrupted_runs().await? {
+            let now = crate::store::now();
+            let retry = run.retry_attempt == 0;
+            let note = if retry {
+                "Interrupted by a server restart; re-queued"
+            } else {
+                "Interrupted by a server restart again; not re-queued"
+            };
+            self.store
+                .transition(
+                    &run.id,
+                    &["running"],
+                    "failed",
+                    Some(note),
+                    Some("server_restart"),
+                    &now,
+                )
+                .await?;
+            if !retry {
+                continue;
+            }
+            let config = match self.index.worker(&run.worker_id).await? {
+                Some((_, extra)) => extra.config,
+                None => None,
+            };
+            let Some(config) = config else { continue };
+            let Value::Object(inputs) = run.inputs() else {
+                continue;
+            };
+            let origin = Origin {
+                source: "restart_retry".into(),
+                reference: run.trigger_ref.clone(),
+                by: run.triggered_by.clone(),
+            };
+            let again = self
+                .enqueue(
+                    crate::ids::prefixed("run_"),
+                    &run.worker_id,
+                    run.worker_name.as_deref().unwrap_or(&run.worker_id),
+                    &config,
+                    inputs,
+                    origin,
+                    Some(&run.id),
+                    run.retry_attempt + 1,
+                )
+                .await?;
+            tracing::info!(run = %run.id, retry = %again.id, "re-queued a run interrupted by a restart");
+        }
+        Ok(())
+    }
+}
+
+fn failed(f: Failure) -> RunEnd {
+    RunEnd {
+        status: "failed".into(),
+        error: Some(f.message),
+        error_raw: f.raw,
+        error_code: Some(f.code),
+        ..RunEnd::default()
+    }
+}
+
+/// Request inputs over the manifest's defaults.
+fn merge_inputs(config: &WorkerConfig, mut inputs: Map<String, Value>) -> Map<String, Value> {
+    for f in &config.exec.inputs {
+        let absent = inputs.get(&f.name).is_none_or(Value::is_null);
+        if absent && let Some(d) = &f.default {
+            inputs.insert(f.name.clone(), d.clone());
+        }
+    }
+    inputs
+}
+
+/// Required inputs that are absent, null or empty.
+fn missing_inputs(config: &WorkerConfig, inputs: &Map<String, Value>) -> Vec<String> {
+    config
+        .exec
+        .inputs
+        .iter()
+        .filter(|f| f.required)
+        .filter(|f| match inputs.get(&f.name) {
+            None | Some(Value::Null) => true,
+            Some(Value::String(s)) => s.is_empty(),
+            _ => false,
+        })
+        .map(|f| f.name.clone())
+        .collect()
+}
