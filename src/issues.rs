@@ -227,6 +227,30 @@ impl IssueService {
         author: Author,
         input: NewIssue,
     ) -> Result<(IssueJson, String), IssueError> {
+        self.create_with(author, input, Vec::new()).await
+    }
+
+    /// Create an issue whose front matter carries further keys: `(key, value)`, written
+    /// as PyYAML would (run feedback keeps its `feedback_id` there, so the mapping
+    /// survives in git).
+    pub async fn create_with(
+        &self,
+        author: Author,
+        input: NewIssue,
+        extra: Vec<(String, String)>,
+    ) -> Result<(IssueJson, String), IssueError> {
+        let extra: Vec<(String, String)> = extra
+            .into_iter()
+            .map(|(k, v)| {
+                let mut text = String::new();
+                crate::workspace::pyyaml::write_entry(
+                    &mut text,
+                    &k,
+                    crate::workspace::pyyaml::Value::Str(&v),
+                );
+                (k, text)
+            })
+            .collect();
         let title = py_strip(&input.title).to_string();
         if title.is_empty() {
             return Err(IssueError::Invalid("title is required".into()));
@@ -257,7 +281,7 @@ impl IssueService {
                     created_by: Some(author.user_id.clone()),
                     created_at: Some(ts.clone()),
                     updated_at: Some(ts),
-                    extra: Vec::new(),
+                    extra,
                 },
                 body,
             };

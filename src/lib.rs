@@ -9,6 +9,7 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod extract;
+pub mod feedback;
 pub mod http;
 pub mod ids;
 pub mod index;
@@ -62,6 +63,8 @@ pub struct Inner {
     pub engine: Arc<Engine>,
     pub issues: IssueService,
     pub totals: TotalCache,
+    /// Serialises filing run feedback as issues (one issue per `feedback_id`).
+    pub feedback_filing: tokio::sync::Mutex<()>,
 }
 
 impl Deref for AppState {
@@ -121,6 +124,7 @@ impl AppState {
             engine,
             issues,
             totals: TotalCache::default(),
+            feedback_filing: tokio::sync::Mutex::new(()),
         })))
     }
 }
@@ -140,6 +144,14 @@ impl AppState {
             vault: &self.vault,
             store: &self.store,
             index: &self.index,
+        }
+    }
+
+    pub fn feedback(&self) -> feedback::RunFeedback<'_> {
+        feedback::RunFeedback {
+            store: &self.store,
+            issues: &self.issues,
+            filing: &self.feedback_filing,
         }
     }
 

@@ -4,7 +4,9 @@ mod connections;
 mod docs;
 mod issues;
 mod json_doc;
+mod runs;
 mod secrets;
+mod stream;
 mod system;
 mod workers;
 
@@ -35,6 +37,7 @@ pub fn app(state: AppState) -> Router {
         .merge(workers::router())
         .merge(secrets::router())
         .merge(connections::router())
+        .merge(runs::router())
         .finish_api_with(&mut api, describe);
     let spec = serde_json::to_vec_pretty(&api).expect("the OpenAPI document serializes");
     router

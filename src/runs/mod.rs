@@ -9,6 +9,7 @@ pub mod events;
 mod exec;
 mod logs;
 pub mod outcome;
+pub mod read;
 pub mod sandbox;
 pub mod schedule;
 pub mod view;

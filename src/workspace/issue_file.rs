@@ -38,6 +38,19 @@ pub struct IssueMeta {
     pub extra: Vec<(String, String)>,
 }
 
+impl IssueMeta {
+    /// A scalar value of a key floom does not interpret.
+    pub fn extra_str(&self, key: &str) -> Option<String> {
+        let (_, text) = self.extra.iter().find(|(k, _)| k == key)?;
+        let map: yaml_serde::Mapping = yaml_serde::from_str(text).ok()?;
+        match map.get(key)? {
+            yaml_serde::Value::String(s) => Some(s.clone()),
+            yaml_serde::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IssueDoc {
     pub meta: IssueMeta,

@@ -1,0 +1,635 @@
+//! Runs: trigger, read, follow, cancel, decide, download, and feedback.
+
+use std::convert::Infallible;
+
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::response::sse::Event;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::stream::{Download, EventStream};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, OptionalJson, Path, Query};
+use crate::feedback::{FeedbackError, FeedbackIssue, FeedbackIssueRequest, NewFeedback};
+use crate::issues::Author;
+use crate::runs::approvals::{ApproveBody, DecisionOut, RejectBody};
+use crate::runs::read::RunQuery;
+use crate::runs::{Origin, RunDetail, RunError, RunRequest, RunSummary};
+use crate::store::feedback::Feedback;
+
+const MAX_LIMIT: i64 = 200;
+
+impl From<RunError> for ApiError {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::NotFound(m) => ApiError::NotFound(m.into()),
+            RunError::Conflict(m) => ApiError::Conflict(m),
+            RunError::Unprocessable(m) => ApiError::Unprocessable(m),
+            RunError::BadRequest(m) => ApiError::BadRequest(m),
+            RunError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<FeedbackError> for ApiError {
+    fn from(e: FeedbackError) -> Self {
+        match e {
+            e @ FeedbackError::RunNotFound => ApiError::NotFound(e.to_string()),
+            FeedbackError::Invalid(m) => ApiError::Unprocessable(m),
+            FeedbackError::Issue(e) => e.into(),
+            FeedbackError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+/// `POST /workers/{id}/runs`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunCreate {
+    /// Over the manifest's defaults.
+    #[serde(default)]
+    pub inputs: Map<String, Value>,
+    /// Stored as given: `manual` (default), `schedule`, `webhook`, ...
+    #[serde(default)]
+    pub trigger_source: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RunStarted {
+    /// `running`, as upstream says (the run may wait in the queue first).
+    pub status: String,
+    pub run_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct WorkerId {
+    pub id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RunId {
+    pub id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ArtifactPath {
+    pub id: String,
+    pub artifact_id: String,
+}
+
+/// Query of `GET /runs`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    /// Comma list of `queued`, `running`, `completed`, `failed`, `cancelled`,
+    /// `pending_approval`; aliases `success` (completed), `error` (failed), and
+    /// `running` (running and queued).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// ISO-8601: runs created at or after.
+    #[serde(default)]
+    pub since: Option<String>,
+    /// ISO-8601: runs created at or before.
+    #[serde(default)]
+    pub until: Option<String>,
+    /// 1 to 200 (default 50).
+    #[serde(default)]
+    pub limit: Option<i64>,
+    #[serde(default)]
+    pub offset: Option<i64>,
+    /// Also runs of system workers and of internal trigger sources.
+    #[serde(default)]
+    pub include_system: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    /// Only this level (`info`, `warning`, `error`, ...).
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Cancelled {
+    /// The run's status after the request (`cancelled`, or `running` while its process
+    /// is being killed).
+    pub status: String,
+    pub run_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityParams {
+    /// 1 to 200 (default 50).
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalParams {
+    /// `pending` (default), `approved`, `rejected` or `expired`.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PendingCount {
+    pub pending: i64,
+}
+
+fn check_limit(limit: Option<i64>) -> ApiResult<i64> {
+    match limit.unwrap_or(50) {
+        n @ 1..=MAX_LIMIT => Ok(n),
+        _ => Err(ApiError::validation(
+            "query",
+            Some("limit"),
+            format!("must be between 1 and {MAX_LIMIT}"),
+        )),
+    }
+}
+
+/// Upstream's status tokens and aliases.
+fn parse_statuses(s: &str) -> ApiResult<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for tok in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let add: &[&str] = match tok {
+            "success" | "completed" => &["completed"],
+            "error" | "failed" => &["failed"],
+            "running" => &["running", "queued"],
+            "queued" => &["queued"],
+            "cancelled" => &["cancelled"],
+            "pending_approval" => &["pending_approval"],
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "Invalid status filter: {other}"
+                )));
+            }
+        };
+        for a in add {
+            if !out.iter().any(|o| o == a) {
+                out.push(a.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// ISO-8601 as Python's `fromisoformat` reads it: with an offset (UTC if none), or a date.
+fn parse_instant(v: &str) -> Option<i64> {
+    let v = v.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&v.replace(' ', "T").replace("Z", "+00:00"))
+    {
+        return Some(t.timestamp_micros());
+    }
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(v, f) {
+            return Some(t.and_utc().timestamp_micros());
+        }
+    }
+    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_micros())
+}
+
+async fn create_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(WorkerId { id }): Path<WorkerId>,
+    Json(body): Json<RunCreate>,
+) -> ApiResult<axum::Json<RunStarted>> {
+    let source = body.trigger_source.unwrap_or_else(|| "manual".into());
+    if source.is_empty()
+        || source.len() > 40
+        || !source
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
+        return Err(ApiError::validation(
+            "body",
+            Some("trigger_source"),
+            "lower-case letters, digits, '_' and '-', at most 40",
+        ));
+    }
+    let run = state
+        .engine
+        .create(
+            &id,
+            RunRequest {
+                inputs: body.inputs,
+                origin: Origin {
+                    source,
+                    reference: None,
+                    by: Some(caller.user_id.clone()),
+                },
+            },
+        )
+        .await?;
+    tracing::info!(run = %run.id, worker = %run.worker_id, "run queued");
+    Ok(axum::Json(RunStarted {
+        status: "running".into(),
+        run_id: run.id,
+    }))
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(p): Query<ListParams>,
+) -> ApiResult<WithTotal<Vec<RunSummary>>> {
+    let limit = check_limit(p.limit)?;
+    let offset = p.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::validation(
+            "query",
+            Some("offset"),
+            "must be 0 or more",
+        ));
+    }
+    let statuses = match &p.status {
+        Some(s) => parse_statuses(s)?,
+        None => Vec::new(),
+    };
+    let parse = |v: &Option<String>, what: &str| -> ApiResult<Option<i64>> {
+        v.as_deref()
+            .map(|s| {
+                parse_instant(s)
+                    .ok_or_else(|| ApiError::BadRequest(format!("Invalid {what} value")))
+            })
+            .transpose()
+    };
+    let since_ts = parse(&p.since, "since")?;
+    let until_ts = parse(&p.until, "until")?;
+    if let (Some(s), Some(u)) = (since_ts, until_ts)
+        && s > u
+    {
+        return Err(ApiError::BadRequest("since must be before until".into()));
+    }
+    let (runs, total) = state
+        .engine
+        .list_runs(&RunQuery {
+            worker_id: p.worker_id,
+            statuses,
+            since_ts,
+            until_ts,
+            limit,
+            offset,
+            include_system: p.include_system,
+        })
+        .await?;
+    Ok(WithTotal(total, axum::Json(runs)))
+}
+
+/// A JSON list with `X-Total-Count`.
+pub struct WithTotal<T>(i64, axum::Json<T>);
+
+impl<T: Serialize> IntoResponse for WithTotal<T> {
+    fn into_response(self) -> axum::response::Response {
+        let mut res = self.1.into_response();
+        res.headers_mut()
+            .insert("x-total-count", HeaderValue::from(self.0));
+        res
+    }
+}
+
+impl<T: JsonSchema> aide::OperationOutput for WithTotal<T> {
+    type Inner = T;
+    fn operation_response(
+        ctx: &mut aide::generate::GenContext,
+        op: &mut aide::openapi::Operation,
+    ) -> Option<aide::openapi::Response> {
+        axum::Json::<T>::operation_response(ctx, op)
+    }
+    fn inferred_responses(
+        ctx: &mut aide::generate::GenContext,
+        op: &mut aide::openapi::Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, aide::openapi::Response)> {
+        axum::Json::<T>::inferred_responses(ctx, op)
+    }
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(RunId { id }): Path<RunId>,
+) -> ApiResult<axum::Json<RunDetail>> {
+    Ok(axum::Json(state.engine.run_detail(&id).await?))
+}
+
+fn wants_events(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"))
+}
+
+async fn event_stream(state: &AppState, id: &str, level: Option<String>) -> ApiResult<EventStream> {
+    let rx = state.engine.follow(id, level).await?;
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let e = rx.recv().await?;
+        let data = serde_json::to_string(&e).unwrap_or_default();
+        let event = Event::default().event(e.name()).data(data);
+        Some((Ok::<_, Infallible>(event), rx))
+    });
+    Ok(EventStream(Box::pin(stream)))
+}
+
+/// `GET /runs/{id}/logs`: JSON, or events when the client accepts `text/event-stream`.
+async fn run_logs(
+    State(state): State<AppState>,
+    _caller: Caller,
+    headers: HeaderMap,
+    Path(RunId { id }): Path<RunId>,
+    Query(p): Query<LogParams>,
+) -> ApiResult<axum::response::Response> {
+    if wants_events(&headers) {
+        return Ok(event_stream(&state, &id, p.level).await?.into_response());
+    }
+    if state.store.run(&id).await?.is_none() {
+        return Err(ApiError::NotFound("Run not found".into()));
+    }
+    let logs: Vec<crate::runs::view::LogOut> = state
+        .store
+        .logs(&id, p.level.as_deref())
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(axum::Json(logs).into_response())
+}
+
+async fn run_events(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(RunId { id }): Path<RunId>,
+) -> ApiResult<EventStream> {
+    event_stream(&state, &id, None).await
+}
+
+async fn cancel_run(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(RunId { id }): Path<RunId>,
+) -> ApiResult<axum::Json<Cancelled>> {
+    let run = state.engine.cancel(&id).await?;
+    Ok(axum::Json(Cancelled {
+        status: run.status,
+        run_id: run.id,
+    }))
+}
+
+async fn download_artifact(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(ArtifactPath { id, artifact_id }): Path<ArtifactPath>,
+) -> ApiResult<Download> {
+    let (a, path) = state.engine.artifact(&id, &artifact_id).await?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ApiError::NotFound("Artifact file is gone".into()))?;
+    let len = file.metadata().await.map_err(anyhow::Error::from)?.len();
+    Ok(Download {
+        media_type: a.media_type,
+        file_name: a.name,
+        file,
+        len,
+    })
+}
+
+async fn approve_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(RunId { id }): Path<RunId>,
+    OptionalJson(body): OptionalJson<ApproveBody>,
+) -> ApiResult<axum::Json<DecisionOut>> {
+    let body = body.unwrap_or_default();
+    let out = state.engine.approve(&id, &caller.user_id, body).await?;
+    tracing::info!(run = %id, follow_up = %out.run_id, by = %caller.user_id, "approved");
+    Ok(axum::Json(out))
+}
+
+async fn reject_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(RunId { id }): Path<RunId>,
+    OptionalJson(body): OptionalJson<RejectBody>,
+) -> ApiResult<axum::Json<DecisionOut>> {
+    let body = body.unwrap_or_default();
+    let out = state.engine.reject(&id, &caller.user_id, body).await?;
+    tracing::info!(run = %id, by = %caller.user_id, "rejected");
+    Ok(axum::Json(out))
+}
+
+async fn list_approvals(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(p): Query<ApprovalParams>,
+) -> ApiResult<axum::Json<Vec<crate::runs::approvals::ApprovalItem>>> {
+    let status = p.status.unwrap_or_else(|| "pending".into());
+    if !matches!(
+        status.as_str(),
+        "pending" | "approved" | "rejected" | "expired"
+    ) {
+        return Err(ApiError::validation(
+            "query",
+            Some("status"),
+            "must be pending, approved, rejected or expired",
+        ));
+    }
+    Ok(axum::Json(state.engine.approvals(&status).await?))
+}
+
+async fn count_approvals(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> ApiResult<axum::Json<PendingCount>> {
+    Ok(axum::Json(PendingCount {
+        pending: state.store.pending_approval_count().await?,
+    }))
+}
+
+async fn add_feedback(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(RunId { id }): Path<RunId>,
+    Json(body): Json<NewFeedback>,
+) -> ApiResult<(StatusCode, axum::Json<Feedback>)> {
+    let f = state.feedback().add(&id, &caller.user_id, body).await?;
+    Ok((StatusCode::CREATED, axum::Json(f)))
+}
+
+async fn list_feedback(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(RunId { id }): Path<RunId>,
+) -> ApiResult<axum::Json<Vec<Feedback>>> {
+    Ok(axum::Json(state.feedback().list(&id).await?))
+}
+
+async fn feedback_issue(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(RunId { id }): Path<RunId>,
+    Json(body): Json<FeedbackIssueRequest>,
+) -> ApiResult<(StatusCode, axum::Json<FeedbackIssue>)> {
+    if body.feedback_text.as_deref() == Some("") {
+        return Err(ApiError::validation(
+            "body",
+            Some("feedback_text"),
+            "must be at least 1 character",
+        ));
+    }
+    let out = state
+        .feedback()
+        .file_issue(&id, Author::from(&caller), body)
+        .await?;
+    let status = if out.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(out)))
+}
+
+async fn connection_activity(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(RunId { id }): Path<RunId>,
+    Query(p): Query<ActivityParams>,
+) -> ApiResult<axum::Json<Vec<RunSummary>>> {
+    let limit = check_limit(p.limit)?;
+    let c = state.connections().get(&id).await?;
+    Ok(axum::Json(
+        state.engine.connection_activity(&c.app_name, limit).await?,
+    ))
+}
+
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/workers/{id}/runs",
+            post_with(create_run, |op| {
+                op.tag("runs")
+                    .summary("Run a worker")
+                    .description("Checks, in upstream's order: the worker exists (404), is enabled (409), has its secrets and connections (422), and gets its required inputs (400); then queues the run. File inputs take the file's text, or `{\"content_base64\": \"...\"}`.")
+            }),
+        )
+        .api_route(
+            "/runs",
+            get_with(list_runs, |op| {
+                op.tag("runs")
+                    .summary("List runs")
+                    .description("Newest first; `X-Total-Count` carries the number matching. Runs of system workers and of internal trigger sources are left out unless `include_system`.")
+            }),
+        )
+        .api_route(
+            "/runs/{id}",
+            get_with(get_run, |op| {
+                op.tag("runs")
+                    .summary("One run")
+                    .description("Logs, artifacts, outputs with their declared schema, the approval trail, error fields, and the queue position while queued. Absent values are left out.")
+            }),
+        )
+        .api_route(
+            "/runs/{id}/logs",
+            get_with(run_logs, |op| {
+                op.tag("runs")
+                    .summary("A run's log lines")
+                    .description("JSON; with `Accept: text/event-stream`, the same as `/events` (filtered by `level`).")
+                    .response::<200, axum::Json<Vec<crate::runs::view::LogOut>>>()
+            }),
+        )
+        .api_route(
+            "/runs/{id}/events",
+            get_with(run_events, |op| {
+                op.tag("runs")
+                    .summary("Follow a run")
+                    .description("Server-Sent Events: the stored log lines and status, then live ones, until the run ends.")
+            }),
+        )
+        .api_route(
+            "/runs/{id}/stream",
+            get_with(run_events, |op| op.tag("runs").summary("Follow a run (alias of /events)")),
+        )
+        .api_route(
+            "/runs/{id}/cancel",
+            post_with(cancel_run, |op| {
+                op.tag("runs")
+                    .summary("Cancel a run")
+                    .description("A queued run is cancelled (`cancelled_queued`); a running one has its whole process tree killed (`user_cancel`). 409 for a finished or paused run.")
+            }),
+        )
+        .api_route(
+            "/runs/{id}/artifacts/{artifact_id}",
+            get_with(download_artifact, |op| op.tag("runs").summary("Download an artifact")),
+        )
+        .api_route(
+            "/runs/{id}/approve",
+            post_with(approve_run, |op| {
+                op.tag("approvals")
+                    .summary("Approve a paused run")
+                    .description("Starts the follow-up run with `decision: \"approved\"` and `approved_output` (the edited output, or the proposal); the paused run completes. Answers with the follow-up's id.")
+            }),
+        )
+        .api_route(
+            "/runs/{id}/reject",
+            post_with(reject_run, |op| {
+                op.tag("approvals")
+                    .summary("Reject a paused run")
+                    .description("The run is cancelled with `error_code: \"approval_rejected\"`.")
+            }),
+        )
+        .api_route(
+            "/approvals",
+            get_with(list_approvals, |op| {
+                op.tag("approvals")
+                    .summary("List approvals")
+                    .description("By status (default `pending`), newest first. `public_link` is a signed review link, or null when the server has no `FLOOM_SECRET`.")
+            }),
+        )
+        .api_route(
+            "/approvals/count",
+            get_with(count_approvals, |op| op.tag("approvals").summary("Pending approvals")),
+        )
+        .api_route(
+            "/runs/{id}/feedback",
+            get_with(list_feedback, |op| op.tag("runs").summary("A run's feedback"))
+                .post_with(add_feedback, |op| {
+                    op.tag("runs")
+                        .summary("Leave feedback on a run")
+                        .description("Stored with the run; it becomes an issue only through `/feedback/issue`.")
+                        .response::<201, axum::Json<Feedback>>()
+                }),
+        )
+        .api_route(
+            "/runs/{id}/feedback/issue",
+            post_with(feedback_issue, |op| {
+                op.tag("runs")
+                    .summary("File run feedback as a workspace issue")
+                    .description("Creates an issue bound to the run (`asset_type: run`, `source: run_feedback`, label `run-feedback`), 201. A repeated `feedback_id` answers 200 with `created: false` and the same issue.")
+                    .response::<201, axum::Json<FeedbackIssue>>()
+            }),
+        )
+        .api_route(
+            "/connections/{id}/activity",
+            get_with(connection_activity, |op| {
+                op.tag("connections")
+                    .summary("Recent runs of the workers that declare this connection")
+            }),
+        )
+}
