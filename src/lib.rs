@@ -136,6 +136,7 @@ impl AppState {
             vault: &self.vault,
             store: &self.store,
             owner_id: &self.config.user_id,
+            schedule: &self.engine.schedule,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Workers as callers see them: the index's fixed fields joined with what changes
 //! without the worker's files changing (secrets set, connections made, the caller).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -11,9 +11,13 @@ use crate::auth::Caller;
 use crate::index::Index;
 use crate::index::worker_scan::language;
 use crate::index::workers::{WorkerExtra, WorkerFilter, WorkerRow, WorkerSummary};
+use crate::runs::RunSummary;
+use crate::runs::schedule::NextFires;
 use crate::store::Store;
+use crate::store::runs::{RunFilter, RunRecord};
 use crate::vault::Vault;
 use crate::workspace::git::CommitInfo;
+use crate::workspace::issue_file::iso_timestamp;
 
 /// What the caller may do with a worker.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -28,7 +32,8 @@ pub struct Permissions {
 
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 pub struct RecentStats {
-    pub runs_7d: u64,
+    /// Runs created in the last 7 days.
+    pub runs_7d: i64,
 }
 
 /// What a worker's list item says beyond its files: derived from the vault, the
@@ -38,8 +43,10 @@ pub struct WorkerState {
     /// `ready`, `healthy`, `needs_attention`, `missing_secret` or `error`.
     pub status: String,
     /// The latest run; null until the worker has run.
-    pub last_run: Option<Value>,
+    pub last_run: Option<RunSummary>,
     pub recent_stats: RecentStats,
+    /// When a schedule trigger fires next.
+    pub next_run_at: Option<String>,
     /// Declared secrets the vault does not hold.
     pub missing_secrets: Vec<String>,
     /// Declared connections with no active connection of that slug.
@@ -80,7 +87,8 @@ pub struct WorkerDetail {
     /// `worker.yml` first, then `SKILL.md`, `run.py`, then alphabetical.
     pub files: Vec<WorkerFileOut>,
     /// Up to 10 runs, newest first.
-    pub recent_runs: Vec<Value>,
+    pub recent_runs: Vec<RunSummary>,
+    /// The outputs of the newest completed run.
     pub latest_output: Option<Value>,
     pub latest_output_run_id: Option<String>,
 }
@@ -91,17 +99,35 @@ pub struct Workers<'a> {
     pub store: &'a Store,
     /// Who owns the workspace's workers (`WORKEROS_USER_ID`).
     pub owner_id: &'a str,
+    pub schedule: &'a NextFires,
 }
 
-/// What the vault and the connections offer right now.
+/// What the vault, the connections and the run history say right now.
 struct Available {
     secrets: BTreeSet<String>,
     connections: BTreeSet<String>,
+    last_runs: HashMap<String, RunRecord>,
+    runs_7d: HashMap<String, i64>,
 }
 
 impl Workers<'_> {
-    async fn available(&self) -> anyhow::Result<Available> {
+    /// What the workers `ids` need besides their own rows.
+    async fn available(&self, ids: &[String]) -> anyhow::Result<Available> {
+        let week_ago = chrono::Utc::now() - chrono::Duration::days(7);
         Ok(Available {
+            last_runs: self
+                .store
+                .last_runs(ids)
+                .await?
+                .into_iter()
+                .map(|r| (r.worker_id.clone(), r))
+                .collect(),
+            runs_7d: self
+                .store
+                .run_counts_since(week_ago.timestamp_micros())
+                .await?
+                .into_iter()
+                .collect(),
             secrets: self.vault.names().await.into_iter().collect(),
             connections: self
                 .store
@@ -121,8 +147,9 @@ impl Workers<'_> {
         filter: &WorkerFilter,
         starred_only: bool,
     ) -> anyhow::Result<String> {
-        let available = self.available().await?;
         let rows = self.index.workers(filter).await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let available = self.available(&ids).await?;
         let mut out = String::with_capacity(rows.iter().map(|r| r.summary.len() + 400).sum());
         out.push('[');
         for row in rows {
@@ -164,8 +191,17 @@ impl Workers<'_> {
                 size: f.size,
             })
             .collect();
-        let available = self.available().await?;
+        let available = self.available(std::slice::from_ref(&row.id)).await?;
         let state = self.state(caller, &available, &row);
+        let (recent, _) = self
+            .store
+            .runs(&RunFilter {
+                worker_ids: Some(vec![row.id.clone()]),
+                limit: 10,
+                ..RunFilter::default()
+            })
+            .await?;
+        let latest = self.store.latest_output(&row.id).await?;
         Ok(Some(WorkerDetail {
             item: WorkerItem {
                 summary: row.summary(),
@@ -173,9 +209,9 @@ impl Workers<'_> {
             },
             extra,
             files,
-            recent_runs: Vec::new(),
-            latest_output: None,
-            latest_output_run_id: None,
+            recent_runs: recent.iter().map(RunSummary::from).collect(),
+            latest_output: latest.as_ref().and_then(RunRecord::outputs),
+            latest_output_run_id: latest.map(|r| r.id),
         }))
     }
 
@@ -190,13 +226,21 @@ impl Workers<'_> {
             .into_iter()
             .filter(|c| !available.connections.contains(&c.to_ascii_lowercase()))
             .collect();
-        let status = status_ladder(row, !missing_secrets.is_empty());
+        let last = available.last_runs.get(&row.id);
+        let status = status_ladder(
+            row,
+            !missing_secrets.is_empty(),
+            last.map(|r| r.status.as_str()),
+        );
         let is_owner = caller.user_id == self.owner_id;
         let manage = is_owner || caller.is_admin();
         WorkerState {
             status: status.into(),
-            last_run: None,
-            recent_stats: RecentStats::default(),
+            last_run: last.map(RunSummary::from),
+            recent_stats: RecentStats {
+                runs_7d: available.runs_7d.get(&row.id).copied().unwrap_or(0),
+            },
+            next_run_at: self.schedule.of(&row.id).map(iso_timestamp),
             missing_secrets,
             missing_connections,
             public_link: None,
@@ -228,18 +272,20 @@ impl Workers<'_> {
     }
 }
 
-/// Upstream's status ladder (`_resolve_worker_status`) for a worker that has not run:
-/// a stored error stays an error, then a missing secret, then a disabled (paused or
-/// archived) worker needs attention; otherwise it is ready. (`healthy`, and
-/// `needs_attention` after a failed run, need run history.)
-fn status_ladder(row: &WorkerRow, missing_secret: bool) -> &'static str {
+/// Upstream's status ladder (`_resolve_worker_status`): a manifest that does not load
+/// is an error; then a missing secret; then a worker (not archived) whose last run
+/// failed, or a disabled one (paused or archived), needs attention; one that never ran
+/// is ready; otherwise healthy.
+fn status_ladder(row: &WorkerRow, missing_secret: bool, last_run: Option<&str>) -> &'static str {
     if row.status == "error" {
         "error"
     } else if missing_secret {
         "missing_secret"
-    } else if !row.enabled {
+    } else if (!row.archived && last_run == Some("failed")) || !row.enabled {
         "needs_attention"
-    } else {
+    } else if last_run.is_none() {
         "ready"
+    } else {
+        "healthy"
     }
 }

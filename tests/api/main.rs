@@ -9,6 +9,7 @@ mod issues;
 mod issues_list;
 mod process;
 mod remote;
+mod runs;
 mod secrets;
 mod system;
 mod watcher;
