@@ -2,9 +2,11 @@
 
 mod common;
 
+mod approvals;
 mod auth;
 mod concurrency;
 mod connections;
+mod feedback;
 mod issues;
 mod issues_list;
 mod process;

@@ -728,3 +728,132 @@ async fn every_run_route_needs_the_secret() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn schedules_fire_while_the_server_runs() {
+    let app = TestApp::new().await;
+    script_worker(
+        &app,
+        "cron",
+        "import json\nopen('result.json','w').write(json.dumps({'outputs': {}}))\n",
+        "  inputs: [{name: who, default: robot}]\ntriggers:\n  - {type: manual}\n  - {type: schedule, cron: '* * * * * *', timezone: Europe/Berlin}\n",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let run = loop {
+        let runs = app.get("/runs?worker_id=cron").await.body;
+        if let Some(r) = runs.as_array().unwrap().first() {
+            break r.clone();
+        }
+        assert!(Instant::now() < deadline, "the schedule never fired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(run["trigger_source"], "schedule");
+    assert_eq!(
+        run["inputs"],
+        json!({"who": "robot"}),
+        "the manifest's defaults"
+    );
+    let detail = app
+        .get(&format!("/runs/{}", run["id"].as_str().unwrap()))
+        .await
+        .body;
+    assert_eq!(detail["trigger_ref"], "trg_cron_1");
+    let next = app.get("/workers/cron").await.body["next_run_at"].clone();
+    assert!(next.is_string(), "the next fire is shown: {next}");
+    // Paused in the manifest: no more fires.
+    app.add_worker(
+        "cron",
+        &crate::common::manifest(
+            "cron",
+            "paused: true\nexec:\n  entry: run.py\ntriggers:\n  - {type: schedule, cron: '* * * * * *'}\n",
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let count = app
+        .get("/runs?worker_id=cron")
+        .await
+        .body
+        .as_array()
+        .unwrap()
+        .len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        app.get("/runs?worker_id=cron")
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        count,
+        "a paused worker does not fire"
+    );
+    assert_eq!(
+        app.get("/workers/cron").await.body["next_run_at"],
+        Value::Null
+    );
+}
+
+#[tokio::test]
+async fn a_connection_shows_the_runs_of_the_workers_that_use_it() {
+    let app = TestApp::new().await;
+    let c = app
+        .post("/connections", json!({"kind": "app", "app_name": "gmail"}))
+        .await
+        .body;
+    let other = app
+        .post("/connections", json!({"kind": "app", "app_name": "slack"}))
+        .await
+        .body;
+    script_worker(
+        &app,
+        "mailer",
+        "import json\nprint(open('connections.json').read())\nopen('result.json','w').write(json.dumps({'outputs': {}}))\n",
+        "connections: [{app: Gmail}]\n",
+    )
+    .await;
+    let id = start(&app, "mailer", json!({})).await;
+    let run = settle(&app, &id).await;
+    assert!(
+        log_text(&run).contains(&format!("{{\"Gmail\":\"{}\"}}", c["id"].as_str().unwrap())),
+        "connections.json names the connection: {}",
+        log_text(&run)
+    );
+    start(&app, "hello-report", json!({"name": "x"})).await;
+    let activity = app
+        .get(&format!(
+            "/connections/{}/activity",
+            c["id"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    let ids: Vec<&str> = activity
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+    let none = app
+        .get(&format!(
+            "/connections/{}/activity",
+            other["id"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    assert_eq!(none, json!([]));
+    assert_eq!(
+        app.get("/connections/nope/activity").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!(
+            "/connections/{}/activity?limit=0",
+            c["id"].as_str().unwrap()
+        ))
+        .await
+        .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}

@@ -1,0 +1,309 @@
+//! Approvals: pause, approve (with an edited output), reject, expire, survive restarts.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::TestApp;
+use crate::runs::{script_worker, settle, start};
+
+async fn paused(app: &TestApp, note: &str) -> (String, Value) {
+    let id = start(
+        app,
+        "send-digest",
+        json!({"recipient": "team@example.com", "note": note, "decision": "approved", "approved_output": {"draft": "FORGED"}, "_workeros_approval_phase": "execute"}),
+    )
+    .await;
+    let run = settle(app, &id).await;
+    assert_eq!(run["status"], "pending_approval", "{run}");
+    (id, run)
+}
+
+#[tokio::test]
+async fn approve_runs_the_follow_up_with_the_edited_output() {
+    let app = TestApp::new().await;
+    let (id, run) = paused(&app, "weekly").await;
+    // A caller cannot approve by writing the decision into the inputs.
+    assert!(run["outputs"]["draft"].as_str().unwrap().contains("weekly"));
+    let trail = &run["approval_trail"];
+    assert_eq!(trail["status"], "pending");
+    assert_eq!(trail["label"], "Send this digest to team@example.com?");
+    assert!(run.get("completed_at").is_none());
+
+    let list = app.get("/approvals").await.body;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let a = &list[0];
+    assert_eq!(a["run_id"], id.as_str());
+    assert_eq!(a["worker_name"], "Send Digest");
+    assert_eq!(a["preview_type"], "markdown");
+    assert_eq!(
+        a["public_link"],
+        Value::Null,
+        "no FLOOM_SECRET to sign with"
+    );
+    assert_eq!(
+        a["decision_input_json"],
+        json!({"recipient": "team@example.com", "note": "weekly"}),
+        "the engine's own keys are not part of the decision's inputs"
+    );
+    assert_eq!(a["artifacts"][0]["name"], "digest.md");
+    assert_eq!(
+        app.get("/approvals/count").await.body,
+        json!({"pending": 1})
+    );
+
+    let r = app
+        .post(
+            &format!("/runs/{id}/approve"),
+            json!({"edited_output": {"draft": "EDITED BY A HUMAN"}, "reason": "looks right", "annotations": {"text": [{"quote": "weekly", "comment": "ok\u{7}"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["status"], "approved");
+    let follow_up = r.body["run_id"].as_str().unwrap().to_string();
+    assert_ne!(follow_up, id);
+    let done = settle(&app, &follow_up).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["trigger_source"], "approval");
+    assert_eq!(done["inputs"]["recipient"], "team@example.com");
+    let sent = &done["artifacts"][0];
+    assert_eq!(sent["name"], "sent.md");
+    let file = app.get(sent["download_url"].as_str().unwrap()).await;
+    assert_eq!(
+        file.body, "EDITED BY A HUMAN",
+        "the edited output reached the follow-up"
+    );
+
+    let original = app.get(&format!("/runs/{id}")).await.body;
+    assert_eq!(original["status"], "completed");
+    assert_eq!(original["approval_trail"]["status"], "approved");
+    assert_eq!(original["approval_trail"]["decided_by"], "local-user");
+    assert_eq!(original["approval_trail"]["reason"], "looks right");
+    assert_eq!(
+        original["approval_trail"]["follow_up_run_id"],
+        follow_up.as_str()
+    );
+    let decided = app.get("/approvals?status=approved").await.body;
+    assert_eq!(
+        decided[0]["annotations"]["text"][0]["comment"], "ok",
+        "control characters stripped"
+    );
+    assert_eq!(app.get("/approvals").await.body, json!([]));
+
+    let again = app.post(&format!("/runs/{id}/approve"), json!({})).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.body["detail"], "Run is not awaiting approval");
+}
+
+#[tokio::test]
+async fn reject_cancels_the_paused_run_and_says_who_and_why() {
+    let app = TestApp::new().await;
+    let (id, _) = paused(&app, "monthly").await;
+    let r = app
+        .post(
+            &format!("/runs/{id}/reject"),
+            json!({"reason": "wrong list"}),
+        )
+        .await;
+    assert_eq!(r.body, json!({"status": "rejected", "run_id": id}));
+    let run = app.get(&format!("/runs/{id}")).await.body;
+    assert_eq!(run["status"], "cancelled");
+    assert_eq!(run["error_code"], "approval_rejected");
+    assert_eq!(run["error"], "Rejected by local-user: wrong list");
+    assert_eq!(run["approval_trail"]["status"], "rejected");
+    assert_eq!(run["approval_trail"]["decided_by"], "local-user");
+    for verb in ["approve", "reject"] {
+        let r = app.post(&format!("/runs/{id}/{verb}"), json!({})).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "a second decision");
+    }
+    // Nothing ran after the rejection.
+    let runs = app.get("/runs").await.body;
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn decisions_refuse_what_they_cannot_decide() {
+    let app = TestApp::new().await;
+    let r = app.post("/runs/run_000000000000/approve", json!({})).await;
+    assert_eq!(
+        (r.status, r.body["detail"].as_str()),
+        (StatusCode::NOT_FOUND, Some("Run not found"))
+    );
+    let done = settle(
+        &app,
+        &start(&app, "hello-report", json!({"name": "x"})).await,
+    )
+    .await;
+    let id = done["id"].as_str().unwrap();
+    let r = app.post(&format!("/runs/{id}/reject"), json!({})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let (paused_id, _) = paused(&app, "n").await;
+    for (body, status) in [
+        (json!({"annotations": [1]}), StatusCode::BAD_REQUEST),
+        (
+            json!({"annotations": {"images": [{"url": "https://evil.example/x.png"}]}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"annotations": {"text": [{"comment": "x".repeat(300_000)}]}}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (json!({"edited": 1}), StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let r = app
+            .post(&format!("/runs/{paused_id}/approve"), body.clone())
+            .await;
+        assert_eq!(r.status, status, "{:?}", r.body);
+    }
+    assert_eq!(
+        app.get(&format!("/runs/{paused_id}")).await.body["status"],
+        "pending_approval",
+        "refused decisions change nothing"
+    );
+    assert_eq!(
+        app.get("/approvals?status=maybe").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        app.post(&format!("/runs/{paused_id}/cancel"), json!({}))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+}
+
+#[tokio::test]
+async fn a_worker_without_decision_required_gets_a_synthesised_preview() {
+    let app = TestApp::new().await;
+    script_worker(
+        &app,
+        "gate",
+        "import json\nopen('result.json','w').write(json.dumps({'outputs': {'count': 42}}))\n",
+        "approvals: {required: true, label: Publish the count?}\n",
+    )
+    .await;
+    let run = settle(&app, &start(&app, "gate", json!({})).await).await;
+    assert_eq!(run["status"], "pending_approval");
+    let a = &app.get("/approvals").await.body[0];
+    assert_eq!(a["label"], "Publish the count?");
+    assert_eq!(a["preview"], "{\n  \"count\": 42\n}");
+}
+
+#[tokio::test]
+async fn approvals_expire() {
+    let app = TestApp::with(|c| c.runs.approval_ttl_hours = 0.0001).await;
+    let (id, _) = paused(&app, "late").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.state.engine.expire_approvals().await.unwrap(), 1);
+    let run = app.get(&format!("/runs/{id}")).await.body;
+    assert_eq!(run["status"], "cancelled");
+    assert_eq!(run["error_code"], "approval_expired");
+    assert_eq!(run["approval_trail"]["status"], "expired");
+    let r = app.post(&format!("/runs/{id}/approve"), json!({})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn signed_review_links_when_the_server_has_a_secret() {
+    let app = TestApp::with_secret("s3cret", floom::config::Role::Admin).await;
+    let h = [("x-floom-secret", "s3cret")];
+    let r = app
+        .send(
+            axum::http::Method::POST,
+            "/workers/send-digest/runs",
+            Some(json!({"inputs": {"recipient": "a@b.c"}})),
+            &h,
+        )
+        .await;
+    let id = r.body["run_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let list = loop {
+        let l = app
+            .send(axum::http::Method::GET, "/approvals", None, &h)
+            .await
+            .body;
+        if !l.as_array().unwrap().is_empty() {
+            break l;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let a = &list[0];
+    let link = a["public_link"].as_str().unwrap();
+    // Upstream's token: hex HMAC-SHA256(FLOOM_SECRET, "id.run_id.owner_id").
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(format!("{}.{}.local-user", a["id"].as_str().unwrap(), id).as_bytes());
+    let token: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        link,
+        format!(
+            "/approvals/review?id={}&token={token}",
+            a["id"].as_str().unwrap()
+        )
+    );
+}
+
+#[tokio::test]
+async fn pending_approvals_and_interrupted_runs_survive_a_restart() {
+    let app = TestApp::new().await;
+    let (paused_id, _) = paused(&app, "kept").await;
+    script_worker(
+        &app,
+        "sleepy",
+        "import time\nprint('up', flush=True)\ntime.sleep(60)\n",
+        "",
+    )
+    .await;
+    let busy = start(&app, "sleepy", json!({})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.get(&format!("/runs/{busy}")).await.body["status"] != "running" {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let app = app.restart(false).await;
+    assert_eq!(
+        app.get(&format!("/runs/{paused_id}")).await.body["status"],
+        "pending_approval",
+        "still waiting for its human"
+    );
+    let old = app.get(&format!("/runs/{busy}")).await.body;
+    assert_eq!(old["status"], "failed");
+    assert_eq!(old["error_code"], "server_restart");
+    let runs = app.get("/runs?worker_id=sleepy").await.body;
+    let retry = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["trigger_source"] == "restart_retry")
+        .expect("re-queued once");
+    let retry_id = retry["id"].as_str().unwrap().to_string();
+    let detail = app.get(&format!("/runs/{retry_id}")).await.body;
+    assert_eq!(detail["retry_of_run_id"], busy.as_str());
+    // Interrupted again: not re-queued a second time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.get(&format!("/runs/{retry_id}")).await.body["status"] != "running" {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let app = app.restart(false).await;
+    let runs = app.get("/runs?worker_id=sleepy").await.body;
+    assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
+    assert_eq!(
+        app.get(&format!("/runs/{retry_id}")).await.body["status"],
+        "failed"
+    );
+    // The approval can still be decided after the restarts.
+    let r = app
+        .post(&format!("/runs/{paused_id}/approve"), json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let follow_up = settle(&app, r.body["run_id"].as_str().unwrap()).await;
+    assert_eq!(follow_up["status"], "completed");
+}
