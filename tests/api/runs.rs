@@ -857,3 +857,62 @@ async fn a_connection_shows_the_runs_of_the_workers_that_use_it() {
         StatusCode::UNPROCESSABLE_ENTITY
     );
 }
+
+#[tokio::test]
+async fn a_bash_worker_runs_with_the_same_contract() {
+    let app = TestApp::new().await;
+    app.write_worker_file(
+        "shell",
+        "run.sh",
+        "set -eu\nname=$(python3 -c 'import json; print(json.load(open(\"inputs.json\"))[\"name\"])')\necho \"hello $name\" > out/greeting.txt\necho \"greeted $name\" >&2\nprintf '{\"status\": \"success\", \"outputs\": {\"greeting\": \"out/greeting.txt\", \"who\": \"%s\"}}' \"$name\" > result.json\n",
+    );
+    app.add_worker(
+        "shell",
+        &crate::common::manifest(
+            "shell",
+            "exec:\n  entry: run.sh\n  inputs: [{name: name, required: true}]\n  outputs: [{name: greeting, kind: file, media_type: text/plain}, {name: who}]\n",
+        ),
+    )
+    .await;
+    let run = settle(&app, &start(&app, "shell", json!({"name": "Bo"})).await).await;
+    assert_eq!(run["status"], "completed", "{}", log_text(&run));
+    assert_eq!(run["outputs"]["who"], "Bo");
+    assert!(
+        log_text(&run).contains("warning greeted Bo"),
+        "stderr is a warning"
+    );
+    assert!(log_text(&run).contains("$ bash run.sh"));
+    let file = app
+        .get(run["artifacts"][0]["download_url"].as_str().unwrap())
+        .await;
+    assert_eq!(file.body, "hello Bo\n");
+}
+
+#[tokio::test]
+async fn a_run_is_checked_again_when_it_starts() {
+    let app = TestApp::with(|c| c.runs.max_concurrent_runs = 1).await;
+    script_worker(
+        &app,
+        "blocker",
+        "import time\nprint('up', flush=True)\ntime.sleep(60)\n",
+        "",
+    )
+    .await;
+    script_worker(
+        &app,
+        "needs-key",
+        "print('never')\n",
+        "  secrets: [LATE_KEY]\n",
+    )
+    .await;
+    app.post("/secrets/LATE_KEY", json!({"value": "v"})).await;
+    let blocker = start(&app, "blocker", json!({})).await;
+    let waiting = start(&app, "needs-key", json!({})).await;
+    assert_eq!(app.delete("/secrets/LATE_KEY").await.status, StatusCode::OK);
+    app.post(&format!("/runs/{blocker}/cancel"), json!({}))
+        .await;
+    let run = settle(&app, &waiting).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["error_code"], "missing_secret");
+    assert_eq!(run["error"], "Missing required secret(s): LATE_KEY");
+}
