@@ -4,7 +4,8 @@
 //! beside it and the ratio is printed.
 //!
 //! `cargo bench` runs every size; `FLOOM_BENCH_SIZES=1000,10000` picks sizes,
-//! `FLOOM_BENCH_WORKERS` the number of generated workers (default 1000, 0 skips them)
+//! `FLOOM_BENCH_WORKERS` the number of generated workers (default 1000, 0 skips them),
+//! `FLOOM_BENCH_RUNS` the number of stored runs (default 100000, 0 skips the run rows)
 //! and `FLOOM_BENCH_SECONDS` the load duration per row (default 3).
 
 use std::path::Path;
@@ -606,6 +607,151 @@ async fn bench_workers(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     state.index.close().await;
 }
 
+/// Trigger a trivial worker `n` times, one after another; the time from the request
+/// to the run's `completed` status, polled every millisecond.
+async fn trigger_to_completed(base: &str, n: usize) -> Vec<Duration> {
+    let client = reqwest::Client::new();
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        let r: serde_json::Value = client
+            .post(format!("{base}/workers/trivial/runs"))
+            .json(&serde_json::json!({"inputs": {"i": i}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = r["run_id"].as_str().expect("a run id").to_string();
+        loop {
+            let run: serde_json::Value = client
+                .get(format!("{base}/runs/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            match run["status"].as_str() {
+                Some("completed") => break,
+                Some("queued" | "running") => tokio::time::sleep(Duration::from_millis(1)).await,
+                other => panic!("the trivial run ended {other:?}: {run}"),
+            }
+        }
+        lat.push(t.elapsed());
+    }
+    lat
+}
+
+const TRIVIAL: &str = "import json\nprint('hi')\nopen('result.json', 'w').write(json.dumps({'outputs': {'ok': True}}))\n";
+
+async fn bench_runs(n_runs: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
+    let mut row = table(rows, format!("{n_runs} runs"));
+    for (label, mode) in [
+        (
+            "trivial worker, trigger to completed, sandboxed",
+            floom::config::SandboxMode::On,
+        ),
+        (
+            "trivial worker, trigger to completed, no sandbox",
+            floom::config::SandboxMode::Off,
+        ),
+    ] {
+        let sub = dir.join(format!("{mode:?}"));
+        let mut config = Config::under(&sub);
+        config.runs.sandbox = mode;
+        let state = AppState::open(config.clone(), &|_, _| {}).await.unwrap();
+        let w = config.paths.workers.join("trivial");
+        std::fs::create_dir_all(&w).unwrap();
+        std::fs::write(w.join("run.py"), TRIVIAL).unwrap();
+        std::fs::write(
+            w.join("worker.yml"),
+            "schema_version: \"0.3\"\nname: trivial\ntitle: Trivial\nversion: 1.0.0\nexec:\n  entry: run.py\n",
+        )
+        .unwrap();
+        state.index.reconcile_workers(true).await.unwrap();
+        let (base, _times) = serve_recorded(&state).await;
+        trigger_to_completed(&base, 3).await; // warm the page cache
+        let lat = trigger_to_completed(&base, 40).await;
+        let n = lat.len();
+        row(
+            label,
+            Some(stats(lat, Duration::from_secs(1))),
+            None,
+            None,
+            format!("{n} runs, one at a time"),
+        );
+        state.engine.shutdown().await;
+        state.index.close().await;
+    }
+
+    // A store with n_runs runs over 50 workers, written straight into its table.
+    let config = Config::under(&dir.join("history"));
+    let state = AppState::open(config.clone(), &|_, _| {}).await.unwrap();
+    let t = Instant::now();
+    {
+        use sqlx::Connection;
+        let mut db =
+            sqlx::SqliteConnection::connect(&format!("sqlite:{}", config.paths.db.display()))
+                .await
+                .unwrap();
+        let mut tx = db.begin().await.unwrap();
+        let statuses = ["completed", "completed", "completed", "failed", "cancelled"];
+        for i in 0..n_runs {
+            let ts = 1_780_000_000_000_000i64 + i as i64 * 1_000_000;
+            let at = chrono::DateTime::from_timestamp_micros(ts)
+                .unwrap()
+                .to_rfc3339();
+            sqlx::query(
+                "INSERT INTO runs (id, worker_id, worker_name, status, trigger_source, runner, input_json,
+                    output_json, created_at, created_ts, started_at, completed_at, duration_ms, trace_id)
+                 VALUES (?, ?, ?, ?, 'manual', 'e2b', '{\"q\":1}', '{\"ok\":true}', ?, ?, ?, ?, 120, 'trace')",
+            )
+            .bind(format!("run_{i:012x}"))
+            .bind(format!("worker-{:02}", i % 50))
+            .bind(format!("Worker {}", i % 50))
+            .bind(statuses[(i % 5) as usize])
+            .bind(&at)
+            .bind(ts)
+            .bind(&at)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    eprintln!(
+        "[runs] {n_runs} runs written in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let (base, times) = serve_recorded(&state).await;
+    for (label, query) in [
+        ("GET /runs (newest 50)", ""),
+        ("GET /runs?worker_id=…", "?worker_id=worker-07"),
+        ("GET /runs?status=failed", "?status=failed"),
+    ] {
+        let b = base.clone();
+        let q = query.to_string();
+        let (c, s) = load(&times, CONCURRENCY, secs, move |c, _| {
+            c.get(format!("{b}/runs{q}"))
+        })
+        .await;
+        let note = format!("{:.0} req/s, X-Total-Count included", c.rps);
+        row(label, Some(c), Some(s), None, note);
+    }
+    let b = base.clone();
+    let (c, s) = load(&times, CONCURRENCY, secs, move |c, i| {
+        c.get(format!("{b}/runs/run_{:012x}", (i * 7919) % n_runs))
+    })
+    .await;
+    let note = format!("{:.0} req/s", c.rps);
+    row("GET /runs/{id}", Some(c), Some(s), None, note);
+    state.engine.shutdown().await;
+    state.index.close().await;
+}
+
 fn main() {
     let sizes: Vec<u64> = std::env::var("FLOOM_BENCH_SIZES")
         .unwrap_or_else(|_| "1000,10000,100000".into())
@@ -634,6 +780,14 @@ fn main() {
     let workers_dir = tempfile::tempdir().unwrap();
     if workers > 0 {
         rt.block_on(bench_workers(workers, secs, &mut rows, workers_dir.path()));
+    }
+    let runs: u64 = std::env::var("FLOOM_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let runs_dir = tempfile::tempdir().unwrap();
+    if runs > 0 {
+        rt.block_on(bench_runs(runs, secs, &mut rows, runs_dir.path()));
     }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(

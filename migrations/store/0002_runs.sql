@@ -25,11 +25,15 @@ CREATE TABLE runs (
     retry_attempt    INTEGER NOT NULL DEFAULT 0,
     total_tokens     INTEGER,
     triggered_by     TEXT,
-    trace_id         TEXT NOT NULL
+    trace_id         TEXT NOT NULL,
+    hidden           INTEGER NOT NULL DEFAULT 0  -- an internal trigger source: left out of lists by default
 );
-CREATE INDEX runs_status ON runs(status, seq);
-CREATE INDEX runs_worker ON runs(worker_id, seq);
-CREATE INDEX runs_created ON runs(created_ts);
+-- seq is the rowid, so each index below keeps its entries in creation order.
+CREATE INDEX runs_status ON runs(status);
+CREATE INDEX runs_worker ON runs(worker_id);
+CREATE INDEX runs_worker_status ON runs(worker_id, status);
+CREATE INDEX runs_created ON runs(created_ts, worker_id);
+CREATE INDEX runs_hidden ON runs(hidden, worker_id, status);
 
 CREATE TABLE logs (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,

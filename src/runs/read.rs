@@ -8,20 +8,6 @@ use super::view::{RunDetail, RunSummary};
 use super::{Engine, RunError};
 use crate::store::runs::{ArtifactRecord, RunFilter};
 
-/// Trigger sources `GET /runs` shows unless `include_system`: upstream's list, plus the
-/// retries of those runs (a run re-queued after a restart is still the operator's).
-pub const VISIBLE_SOURCES: &[&str] = &[
-    "manual",
-    "",
-    "schedule",
-    "approval",
-    "composio",
-    "webhook",
-    "workspace-agent",
-    "restart_retry",
-    "retry",
-];
-
 /// `GET /runs`, parsed.
 #[derive(Debug, Clone, Default)]
 pub struct RunQuery {
@@ -42,8 +28,7 @@ impl Engine {
             statuses: q.statuses.clone(),
             since_ts: q.since_ts,
             until_ts: q.until_ts,
-            trigger_sources: (!q.include_system)
-                .then(|| VISIBLE_SOURCES.iter().map(|s| s.to_string()).collect()),
+            visible_only: !q.include_system,
             exclude_workers: if q.include_system {
                 Vec::new()
             } else {

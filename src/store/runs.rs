@@ -78,6 +78,21 @@ pub struct RunEnd {
     pub approval_status: Option<String>,
 }
 
+/// Trigger sources lists show by default: upstream's list, plus the retries of those
+/// runs (a run re-queued after a restart is still the operator's). Runs from any other
+/// source are stored `hidden`.
+pub const VISIBLE_SOURCES: &[&str] = &[
+    "manual",
+    "",
+    "schedule",
+    "approval",
+    "composio",
+    "webhook",
+    "workspace-agent",
+    "restart_retry",
+    "retry",
+];
+
 /// Filters of `GET /runs`, applied in SQL.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -85,9 +100,9 @@ pub struct RunFilter {
     pub statuses: Vec<String>,
     pub since_ts: Option<i64>,
     pub until_ts: Option<i64>,
-    /// Only these trigger sources (None: all).
-    pub trigger_sources: Option<Vec<String>>,
-    /// Leave out these workers (system workers).
+    /// Leave out hidden runs and the runs of `exclude_workers`.
+    pub visible_only: bool,
+    /// System workers, left out when `visible_only`.
     pub exclude_workers: Vec<String>,
     pub limit: i64,
     pub offset: i64,
@@ -120,25 +135,13 @@ const RUN_COLUMNS: &str = "seq, id, worker_id, worker_name, status, trigger_sour
     created_ts, started_at, completed_at, duration_ms, cancel_requested, retry_of_run_id,
     retry_attempt, total_tokens, triggered_by, trace_id";
 
+/// The filters every part of a list query shares (not the visibility).
 fn push_filters(qb: &mut QueryBuilder<Sqlite>, f: &RunFilter) {
     if let Some(ids) = &f.worker_ids {
-        qb.push(" AND worker_id IN (");
-        let mut sep = qb.separated(", ");
-        for id in ids {
-            sep.push_bind(id.clone());
-        }
-        if ids.is_empty() {
-            sep.push("NULL");
-        }
-        qb.push(")");
+        push_in(qb, " AND worker_id IN (", ids);
     }
     if !f.statuses.is_empty() {
-        qb.push(" AND status IN (");
-        let mut sep = qb.separated(", ");
-        for s in &f.statuses {
-            sep.push_bind(s.clone());
-        }
-        qb.push(")");
+        push_in(qb, " AND status IN (", &f.statuses);
     }
     if let Some(t) = f.since_ts {
         qb.push(" AND created_ts >= ").push_bind(t);
@@ -146,32 +149,56 @@ fn push_filters(qb: &mut QueryBuilder<Sqlite>, f: &RunFilter) {
     if let Some(t) = f.until_ts {
         qb.push(" AND created_ts <= ").push_bind(t);
     }
-    if let Some(sources) = &f.trigger_sources {
-        qb.push(" AND trigger_source IN (");
-        let mut sep = qb.separated(", ");
-        for s in sources {
-            sep.push_bind(s.clone());
-        }
-        qb.push(")");
+}
+
+fn push_in(qb: &mut QueryBuilder<Sqlite>, head: &str, values: &[String]) {
+    qb.push(head);
+    let mut sep = qb.separated(", ");
+    for v in values {
+        sep.push_bind(v.clone());
     }
-    if !f.exclude_workers.is_empty() {
-        qb.push(" AND worker_id NOT IN (");
-        let mut sep = qb.separated(", ");
-        for s in &f.exclude_workers {
-            sep.push_bind(s.clone());
-        }
-        qb.push(")");
+    if values.is_empty() {
+        sep.push("NULL");
     }
+    qb.push(")");
+}
+
+async fn count(
+    read: &sqlx::SqlitePool,
+    f: &RunFilter,
+    extra: &str,
+    workers: Option<&[String]>,
+) -> sqlx::Result<i64> {
+    let unfiltered = f.worker_ids.is_none()
+        && f.statuses.is_empty()
+        && f.since_ts.is_none()
+        && f.until_ts.is_none()
+        && extra.is_empty()
+        && workers.is_none();
+    if unfiltered {
+        // Without a WHERE clause SQLite counts the table's pages, not its rows.
+        return sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+            .fetch_one(read)
+            .await;
+    }
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT COUNT(*) FROM runs WHERE 1");
+    push_filters(&mut qb, f);
+    qb.push(extra);
+    if let Some(w) = workers {
+        push_in(&mut qb, " AND worker_id IN (", w);
+    }
+    qb.build_query_scalar().fetch_one(read).await
 }
 
 impl Store {
     pub async fn insert_run(&self, r: &NewRun) -> sqlx::Result<()> {
         let inputs = r.inputs.to_string();
+        let hidden = !VISIBLE_SOURCES.contains(&r.trigger_source.as_str());
         sqlx::query!(
             "INSERT INTO runs (id, worker_id, worker_name, status, trigger_source, trigger_ref,
                 runner, input_json, created_at, created_ts, retry_of_run_id, retry_attempt,
-                triggered_by, trace_id)
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                triggered_by, trace_id, hidden)
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             r.id,
             r.worker_id,
             r.worker_name,
@@ -184,7 +211,8 @@ impl Store {
             r.retry_of_run_id,
             r.retry_attempt,
             r.triggered_by,
-            r.trace_id
+            r.trace_id,
+            hidden
         )
         .execute(&self.write)
         .await?;
@@ -301,19 +329,33 @@ impl Store {
     }
 
     /// A page of runs, newest first, and the total matching.
+    ///
+    /// Hidden runs are rare, so the page walks creation order with visibility as a
+    /// residual test (`+hidden` keeps SQLite from choosing the `hidden` index and then
+    /// sorting), and the total is the count without visibility, served by an index,
+    /// minus the few hidden ones.
     pub async fn runs(&self, f: &RunFilter) -> sqlx::Result<(Vec<RunRecord>, i64)> {
         let mut qb: QueryBuilder<Sqlite> =
             QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1"));
         push_filters(&mut qb, f);
+        if f.visible_only {
+            qb.push(" AND +hidden = 0");
+            if !f.exclude_workers.is_empty() {
+                push_in(&mut qb, " AND worker_id NOT IN (", &f.exclude_workers);
+            }
+        }
         qb.push(" ORDER BY seq DESC LIMIT ")
             .push_bind(f.limit)
             .push(" OFFSET ")
             .push_bind(f.offset);
         let rows = qb.build_query_as().fetch_all(&self.read).await?;
-        let mut count: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT COUNT(*) FROM runs WHERE 1");
-        push_filters(&mut count, f);
-        let total: i64 = count.build_query_scalar().fetch_one(&self.read).await?;
+        let mut total = count(&self.read, f, "", None).await?;
+        if f.visible_only {
+            total -= count(&self.read, f, " AND hidden = 1", None).await?;
+            if !f.exclude_workers.is_empty() {
+                total -= count(&self.read, f, " AND hidden = 0", Some(&f.exclude_workers)).await?;
+            }
+        }
         Ok((rows, total))
     }
 
