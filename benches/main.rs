@@ -208,6 +208,10 @@ impl ServerTimes {
     }
 }
 
+async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// One line of the table.
 struct Row {
     /// What the workspace holds: `10000 issues`, `1000 workers`.
@@ -424,14 +428,8 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
         let t = Instant::now();
         std::fs::write(ws.root().join(&rel), doc.render()).unwrap();
         loop {
-            let r: serde_json::Value = client
-                .get(format!("{base}/workspace/issues?label=ext{i}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let r: serde_json::Value =
+                get_json(&client, format!("{base}/workspace/issues?label=ext{i}")).await;
             if r["total"] == 1 {
                 break;
             }
@@ -579,14 +577,8 @@ async fn bench_workers(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
         let t = Instant::now();
         std::fs::write(&path, worker_manifest(i, &note)).unwrap();
         loop {
-            let r: serde_json::Value = client
-                .get(format!("{base}/workers/worker-{i:05}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let r: serde_json::Value =
+                get_json(&client, format!("{base}/workers/worker-{i:05}")).await;
             if r["description"]
                 .as_str()
                 .is_some_and(|d| d.ends_with(&note))
@@ -625,14 +617,7 @@ async fn trigger_to_completed(base: &str, n: usize) -> Vec<Duration> {
             .unwrap();
         let id = r["run_id"].as_str().expect("a run id").to_string();
         loop {
-            let run: serde_json::Value = client
-                .get(format!("{base}/runs/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let run: serde_json::Value = get_json(&client, format!("{base}/runs/{id}")).await;
             match run["status"].as_str() {
                 Some("completed") => break,
                 Some("queued" | "running") => tokio::time::sleep(Duration::from_millis(1)).await,

@@ -35,6 +35,14 @@ fn described(description: &str, media_type: &str) -> OpenApiResponse {
     r
 }
 
+/// The one response a stream or download documents: 200.
+fn ok_response(
+    r: Option<OpenApiResponse>,
+) -> Vec<(Option<aide::openapi::StatusCode>, OpenApiResponse)> {
+    r.map(|r| vec![(Some(aide::openapi::StatusCode::Code(200)), r)])
+        .unwrap_or_default()
+}
+
 impl OperationOutput for EventStream {
     type Inner = ();
     fn operation_response(_: &mut GenContext, _: &mut Operation) -> Option<OpenApiResponse> {
@@ -47,9 +55,7 @@ impl OperationOutput for EventStream {
         ctx: &mut GenContext,
         op: &mut Operation,
     ) -> Vec<(Option<aide::openapi::StatusCode>, OpenApiResponse)> {
-        Self::operation_response(ctx, op)
-            .map(|r| vec![(Some(aide::openapi::StatusCode::Code(200)), r)])
-            .unwrap_or_default()
+        ok_response(Self::operation_response(ctx, op))
     }
 }
 
@@ -111,8 +117,6 @@ impl OperationOutput for Download {
         ctx: &mut GenContext,
         op: &mut Operation,
     ) -> Vec<(Option<aide::openapi::StatusCode>, OpenApiResponse)> {
-        Self::operation_response(ctx, op)
-            .map(|r| vec![(Some(aide::openapi::StatusCode::Code(200)), r)])
-            .unwrap_or_default()
+        ok_response(Self::operation_response(ctx, op))
     }
 }
