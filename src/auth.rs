@@ -87,11 +87,27 @@ impl SharedSecret {
     }
 }
 
+/// How a caller proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// A `wos_session` cookie from a magic link.
+    Session,
+    /// `x-floom-secret`.
+    SharedSecret,
+    /// No `FLOOM_SECRET`: local development, every caller is the operator.
+    Dev,
+}
+
+/// The session cookie (upstream's name).
+pub const SESSION_COOKIE: &str = "wos_session";
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user_id: String,
     pub role: Role,
+    pub method: AuthMethod,
 }
 
 impl Caller {
@@ -108,16 +124,63 @@ impl Caller {
     }
 }
 
+/// The value of cookie `name` in the request.
+pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Sessions are stored under the SHA-256 of their cookie value.
+pub fn session_key(cookie_value: &str) -> String {
+    crate::ids::hex(&Sha256::digest(cookie_value.as_bytes()))
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
+    /// Upstream's order: a session cookie, then the shared secret, then (with no secret
+    /// configured) the local operator.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let config = &state.config;
+        if let Some(value) = cookie(parts, SESSION_COOKIE) {
+            let key = session_key(value);
+            let Some((user_id, expires_ts)) = state.store.session(&key).await? else {
+                return Err(ApiError::NotSignedIn("session not found".into()));
+            };
+            if expires_ts <= chrono::Utc::now().timestamp_micros() {
+                state.store.delete_session(&key).await?;
+                return Err(ApiError::NotSignedIn("session expired".into()));
+            }
+            let user = state
+                .store
+                .user(&user_id)
+                .await?
+                .ok_or_else(|| ApiError::NotSignedIn("session not found".into()))?;
+            if user.disabled {
+                return Err(ApiError::Forbidden("Account disabled".into()));
+            }
+            return Ok(Caller {
+                user_id: user.id,
+                role: if user.role == "admin" {
+                    Role::Admin
+                } else {
+                    Role::Member
+                },
+                method: AuthMethod::Session,
+            });
+        }
         let Some(secret) = &config.secret else {
-            // No FLOOM_SECRET: local development, the caller is the operator.
             return Ok(Caller {
                 user_id: config.user_id.clone(),
                 role: Role::Admin,
+                method: AuthMethod::Dev,
             });
         };
         let presented = parts
@@ -130,6 +193,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             user_id: config.user_id.clone(),
             role: config.shared_secret_role,
+            method: AuthMethod::SharedSecret,
         })
     }
 }

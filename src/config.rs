@@ -51,6 +51,15 @@ pub struct AuthArgs {
     /// User id recorded for shared-secret and local-dev callers.
     #[arg(long, env = "WORKEROS_USER_ID", default_value = "local-user")]
     pub user_id: String,
+    /// Key for signing magic links; `FLOOM_SECRET` when unset.
+    #[arg(long, env = "WORKEROS_MAGIC_LINK_SECRET", hide_env_values = true)]
+    pub magic_link_secret: Option<String>,
+    /// Session cookies without `Secure` (for plain-HTTP development).
+    #[arg(long, env = "WORKEROS_INSECURE_COOKIES")]
+    pub insecure_cookies: bool,
+    /// Where links point (magic links, shares); default: relative to this server.
+    #[arg(long, env = "WORKERS_FRONTEND_URL")]
+    pub frontend_url: Option<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,6 +90,23 @@ pub struct RunArgs {
     /// The address workers call back (`WORKEROS_API_URL` in a run). Default: the bind address.
     #[arg(long, env = "WORKEROS_API_URL")]
     pub api_url: Option<String>,
+    /// Key of Composio's signed deliveries (`POST /composio-events`); unset: 503.
+    #[arg(long, env = "COMPOSIO_WEBHOOK_SIGNING_KEY", hide_env_values = true)]
+    pub composio_signing_key: Option<String>,
+    /// Seconds a delivery's timestamp may differ from now (0: no check).
+    #[arg(
+        long,
+        env = "COMPOSIO_WEBHOOK_TOLERANCE_SECONDS",
+        default_value_t = 300
+    )]
+    pub composio_tolerance_seconds: u64,
+    /// Seconds a delivery id is remembered against replays (at least 3600).
+    #[arg(
+        long,
+        env = "WORKEROS_WEBHOOK_RECEIPT_TTL_SECONDS",
+        default_value_t = 604_800
+    )]
+    pub webhook_receipt_ttl_seconds: u64,
 }
 
 impl Default for RunArgs {
@@ -92,6 +118,9 @@ impl Default for RunArgs {
             run_log_limit: 1024 * 1024,
             approval_ttl_hours: 24.0,
             api_url: None,
+            composio_signing_key: None,
+            composio_tolerance_seconds: 300,
+            webhook_receipt_ttl_seconds: 604_800,
         }
     }
 }
@@ -224,6 +253,7 @@ pub struct Config {
     pub shared_secret_role: Role,
     pub user_id: String,
     pub runs: RunArgs,
+    pub auth: AuthArgs,
 }
 
 impl Config {
@@ -244,6 +274,7 @@ impl Config {
             shared_secret_role: auth.shared_secret_role,
             user_id: auth.user_id.clone(),
             runs: runs.clone(),
+            auth: auth.clone(),
         })
     }
 

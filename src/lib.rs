@@ -16,6 +16,7 @@ pub mod index;
 pub mod issues;
 pub mod runs;
 pub mod secrets;
+pub mod signin;
 pub mod store;
 pub mod vault;
 pub mod workers;
@@ -24,7 +25,7 @@ pub mod workspace;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::config::{Config, Paths};
+use crate::config::{Config, Paths, Role};
 use crate::index::Index;
 use crate::index::query::TotalCache;
 use crate::issues::IssueService;
@@ -65,6 +66,7 @@ pub struct Inner {
     pub totals: TotalCache,
     /// Serialises filing run feedback as issues (one issue per `feedback_id`).
     pub feedback_filing: tokio::sync::Mutex<()>,
+    pub limits: http::limit::RateLimiter,
 }
 
 impl Deref for AppState {
@@ -88,6 +90,13 @@ impl AppState {
             config.paths.vault_key.clone(),
         )?);
         let store = Arc::new(Store::open(&config.paths.db).await?);
+        // The shared-secret identity has a users row, so it can use its own magic links.
+        let role = if config.secret.is_none() || config.shared_secret_role == Role::Admin {
+            "admin"
+        } else {
+            "member"
+        };
+        store.ensure_user(&config.user_id, role).await?;
         let index = Arc::new(index);
         let workers = index.reconcile_workers(false).await?;
         tracing::info!(
@@ -125,6 +134,7 @@ impl AppState {
             issues,
             totals: TotalCache::default(),
             feedback_filing: tokio::sync::Mutex::new(()),
+            limits: Default::default(),
         })))
     }
 }

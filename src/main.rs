@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use floom::AppState;
-use floom::config::{AuthArgs, Config, DataArgs, RunArgs, ServeArgs, check_bind};
+use floom::config::{AuthArgs, Config, DataArgs, Role, RunArgs, ServeArgs, check_bind};
 use floom::index::Index;
 use floom::index::watcher;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -33,6 +33,35 @@ enum Command {
     Reindex(DataArgs),
     /// Validate the workspace's worker manifests and issue files; report problems (exit 1 if any).
     Check(DataArgs),
+    /// Manage the people who may sign in with magic links.
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Add a user.
+    Add {
+        /// The user's id (what runs and commits record).
+        id: String,
+        /// Display name (default: the id).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long, value_enum, default_value_t = Role::Member)]
+        role: Role,
+    },
+    /// List users.
+    List,
+    /// Disable a user: their sessions end and their links stop working.
+    Disable { id: String },
+    /// Enable a disabled user again.
+    Enable { id: String },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +82,7 @@ fn main() -> ExitCode {
             Some(Command::Serve(args)) => serve(args).await,
             Some(Command::Reindex(data)) => reindex(data).await,
             Some(Command::Check(data)) => check(data).await,
+            Some(Command::Users { action, data }) => users(action, data).await,
         }
     });
     match result {
@@ -110,9 +140,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "serving on http://{}  (API explorer: /docs)",
         listener.local_addr()?
     );
-    axum::serve(listener, floom::app(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        floom::app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     // Let the write in progress finish, stage what was committed, close the index
     // and the store (checkpointing their WALs); the writer stays held so nothing starts after.
     state.engine.shutdown().await;
@@ -184,4 +217,70 @@ async fn check(data: DataArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn users(action: UsersAction, data: DataArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::from_args(&data, &AuthArgs::default(), &RunArgs::default())?;
+    config.paths.create_dirs()?;
+    let store = floom::store::Store::open(&config.paths.db).await?;
+    let code = match action {
+        UsersAction::Add {
+            id,
+            name,
+            email,
+            role,
+        } => {
+            let user = floom::store::users::User {
+                name: name.unwrap_or_else(|| id.clone()),
+                id,
+                email,
+                role: if role == Role::Admin {
+                    "admin"
+                } else {
+                    "member"
+                }
+                .into(),
+                disabled: false,
+                created_at: floom::store::now(),
+            };
+            if store.add_user(&user).await? {
+                println!("added {} ({})", user.id, user.role);
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("floom: a user with id {} or that email exists", user.id);
+                ExitCode::FAILURE
+            }
+        }
+        UsersAction::List => {
+            for u in store.users().await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    u.id,
+                    u.role,
+                    if u.disabled { "disabled" } else { "active" },
+                    u.email.as_deref().unwrap_or("-"),
+                    u.name
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        UsersAction::Disable { id } | UsersAction::Enable { id }
+            if store.user(&id).await?.is_none() =>
+        {
+            eprintln!("floom: no user {id}");
+            ExitCode::FAILURE
+        }
+        UsersAction::Disable { id } => {
+            store.set_user_disabled(&id, true).await?;
+            println!("disabled {id}");
+            ExitCode::SUCCESS
+        }
+        UsersAction::Enable { id } => {
+            store.set_user_disabled(&id, false).await?;
+            println!("enabled {id}");
+            ExitCode::SUCCESS
+        }
+    };
+    store.close().await;
+    Ok(code)
 }

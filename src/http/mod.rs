@@ -1,9 +1,11 @@
 //! HTTP on top: one router per resource, merged here with the OpenAPI document.
 
+mod auth;
 mod connections;
 mod docs;
 mod issues;
 mod json_doc;
+pub mod limit;
 mod runs;
 mod secrets;
 mod stream;
@@ -38,6 +40,7 @@ pub fn app(state: AppState) -> Router {
         .merge(secrets::router())
         .merge(connections::router())
         .merge(runs::router())
+        .merge(auth::router())
         .finish_api_with(&mut api, describe);
     let spec = serde_json::to_vec_pretty(&api).expect("the OpenAPI document serializes");
     router

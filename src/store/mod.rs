@@ -8,6 +8,7 @@ pub mod connections;
 pub mod feedback;
 pub mod runs;
 pub mod secrets;
+pub mod users;
 
 use std::path::Path;
 use std::time::Duration;

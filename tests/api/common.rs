@@ -69,6 +69,10 @@ impl TestApp {
     pub async fn open(dir: TempDir, configure: impl FnOnce(&mut Config), watch: bool) -> Self {
         let mut config = Config::under(dir.path());
         configure(&mut config);
+        Self::open_with(dir, config, watch).await
+    }
+
+    async fn open_with(dir: TempDir, config: Config, watch: bool) -> Self {
         let state = AppState::open(config, &|_, _| {}).await.expect("open app");
         let watcher = watch.then(|| watcher::spawn(state.index.clone()).expect("watcher"));
         let router = floom::app(state.clone());
@@ -80,7 +84,7 @@ impl TestApp {
         }
     }
 
-    /// Stop this server and start another over the same folder.
+    /// Stop this server and start another over the same folder, with the same configuration.
     pub async fn restart(self, watch: bool) -> Self {
         let TestApp {
             dir,
@@ -93,8 +97,9 @@ impl TestApp {
         let writer = state.issues.workspace.quiesce().await.unwrap();
         state.index.close().await;
         state.store.close().await;
+        let config = state.config.clone();
         drop((writer, state));
-        Self::open(dir, |_| {}, watch).await
+        Self::open_with(dir, config, watch).await
     }
 
     pub fn ws(&self) -> PathBuf {

@@ -300,6 +300,7 @@ async fn members_change_only_their_own_connections() {
         let other = Caller {
             user_id: "someone-else".into(),
             role: Role::Member,
+            method: floom::auth::AuthMethod::SharedSecret,
         };
         let theirs = app
             .state

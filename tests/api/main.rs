@@ -13,6 +13,7 @@ mod process;
 mod remote;
 mod runs;
 mod secrets;
+mod signin;
 mod system;
 mod watcher;
 mod workers;

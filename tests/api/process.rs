@@ -352,3 +352,52 @@ async fn secret_values_never_reach_the_log() {
     assert!(log.contains("secret saved"), "the log is captured: {log}");
     assert!(!log.contains(VALUE), "the value is in the log:\n{log}");
 }
+
+#[test]
+fn users_are_managed_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_floom"))
+            .arg("users")
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("FLOOM_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let ok = run(&[
+        "add",
+        "ada",
+        "--email",
+        "ada@example.com",
+        "--role",
+        "admin",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(!run(&["add", "ada"]).status.success(), "ids are unique");
+    assert!(
+        !run(&["add", "eve", "--email", "ada@example.com"])
+            .status
+            .success(),
+        "emails too"
+    );
+    assert!(run(&["add", "bo"]).status.success());
+    assert!(run(&["disable", "bo"]).status.success());
+    assert!(!run(&["disable", "nobody"]).status.success());
+    let list = String::from_utf8(run(&["list"]).stdout).unwrap();
+    assert_eq!(
+        list,
+        "ada\tadmin\tactive\tada@example.com\tada\nbo\tmember\tdisabled\t-\tbo\n"
+    );
+    assert!(run(&["enable", "bo"]).status.success());
+    assert!(
+        String::from_utf8(run(&["list"]).stdout)
+            .unwrap()
+            .contains("bo\tmember\tactive")
+    );
+}

@@ -1,0 +1,151 @@
+//! Users, sessions and magic-link nonces.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::{Store, now};
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, JsonSchema)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+    /// `admin` or `member`.
+    pub role: String,
+    pub disabled: bool,
+    pub created_at: String,
+}
+
+impl Store {
+    pub async fn users(&self) -> sqlx::Result<Vec<User>> {
+        sqlx::query_as!(
+            User,
+            r#"SELECT id AS "id!", name, email, role, disabled AS "disabled: bool", created_at
+               FROM users ORDER BY id"#
+        )
+        .fetch_all(&self.read)
+        .await
+    }
+
+    pub async fn user(&self, id: &str) -> sqlx::Result<Option<User>> {
+        sqlx::query_as!(
+            User,
+            r#"SELECT id AS "id!", name, email, role, disabled AS "disabled: bool", created_at
+               FROM users WHERE id = ?"#,
+            id
+        )
+        .fetch_optional(&self.read)
+        .await
+    }
+
+    /// Add a user; false when the id (or email) is taken.
+    pub async fn add_user(&self, u: &User) -> sqlx::Result<bool> {
+        let done = sqlx::query!(
+            "INSERT INTO users (id, name, email, role, disabled, created_at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT DO NOTHING",
+            u.id,
+            u.name,
+            u.email,
+            u.role,
+            u.disabled,
+            u.created_at
+        )
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Disable or enable a user (and end their sessions when disabling); false when unknown.
+    pub async fn set_user_disabled(&self, id: &str, disabled: bool) -> sqlx::Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query!("UPDATE users SET disabled = ? WHERE id = ?", disabled, id)
+            .execute(&mut *tx)
+            .await?;
+        if disabled {
+            sqlx::query!("DELETE FROM sessions WHERE user_id = ?", id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Make sure `id` has a users row (the shared-secret identity), with `role` if new.
+    pub async fn ensure_user(&self, id: &str, role: &str) -> sqlx::Result<()> {
+        self.add_user(&User {
+            id: id.to_string(),
+            name: id.to_string(),
+            email: None,
+            role: role.to_string(),
+            disabled: false,
+            created_at: now(),
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_session(
+        &self,
+        id_sha256: &str,
+        user_id: &str,
+        expires_ts: i64,
+    ) -> sqlx::Result<()> {
+        let now_text = now();
+        let now_ts = crate::workspace::issue_file::timestamp_micros(Some(&now_text));
+        let mut tx = self.write.begin().await?;
+        // Expired sessions are pruned whenever a session is created.
+        sqlx::query!("DELETE FROM sessions WHERE expires_ts <= ?", now_ts)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query!(
+            "INSERT INTO sessions (id_sha256, user_id, created_at, expires_ts) VALUES (?, ?, ?, ?)",
+            id_sha256,
+            user_id,
+            now_text,
+            expires_ts
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// The session's user and expiry.
+    pub async fn session(&self, id_sha256: &str) -> sqlx::Result<Option<(String, i64)>> {
+        Ok(sqlx::query!(
+            "SELECT user_id, expires_ts FROM sessions WHERE id_sha256 = ?",
+            id_sha256
+        )
+        .fetch_optional(&self.read)
+        .await?
+        .map(|r| (r.user_id, r.expires_ts)))
+    }
+
+    pub async fn delete_session(&self, id_sha256: &str) -> sqlx::Result<()> {
+        sqlx::query!("DELETE FROM sessions WHERE id_sha256 = ?", id_sha256)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Claim a magic link's nonce; false when it was claimed before (a replay).
+    pub async fn claim_nonce(
+        &self,
+        nonce: &str,
+        expires_ts: i64,
+        now_ts: i64,
+    ) -> sqlx::Result<bool> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query!("DELETE FROM magic_link_nonces WHERE expires_ts < ?", now_ts)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query!(
+            "INSERT INTO magic_link_nonces (nonce, expires_ts) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            nonce,
+            expires_ts
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
