@@ -359,9 +359,9 @@ fn users_are_managed_from_the_command_line() {
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_floom"))
             .arg("users")
-            .args(args)
             .arg("--data-dir")
             .arg(data.path())
+            .args(args)
             .env("FLOOM_LOG", "error")
             .output()
             .unwrap()
