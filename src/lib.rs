@@ -19,6 +19,7 @@ pub mod secrets;
 pub mod signin;
 pub mod store;
 pub mod vault;
+pub mod webhooks;
 pub mod workers;
 pub mod workspace;
 

@@ -14,6 +14,7 @@ CREATE TABLE workers (
     secrets     TEXT NOT NULL,               -- JSON array: secret names it needs
     connections TEXT NOT NULL,               -- JSON array: connection slugs it needs
     schedules   TEXT NOT NULL,               -- JSON array: its schedule triggers [{position, cron, timezone}]
+    composio    TEXT NOT NULL,               -- JSON array: its composio triggers [{position, event, trigger_id}]
     summary     TEXT NOT NULL,               -- JSON: the list item's fixed fields
     summary_list TEXT NOT NULL,              -- JSON: the same in `shape=list`
     detail      TEXT NOT NULL                -- JSON: the detail's further fixed fields

@@ -10,6 +10,7 @@ mod runs;
 mod secrets;
 mod stream;
 mod system;
+mod webhooks;
 mod workers;
 
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         .merge(connections::router())
         .merge(runs::router())
         .merge(auth::router())
+        .merge(webhooks::router())
         .finish_api_with(&mut api, describe);
     let spec = serde_json::to_vec_pretty(&api).expect("the OpenAPI document serializes");
     router

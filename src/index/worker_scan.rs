@@ -9,7 +9,7 @@ use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 
-use super::workers::{ScheduleSpec, WorkerExtra, WorkerSummary};
+use super::workers::{ComposioSpec, ScheduleSpec, WorkerExtra, WorkerSummary};
 use crate::workspace::issue_file::iso_timestamp;
 use crate::workspace::manifest::{
     self,
@@ -159,6 +159,7 @@ pub struct DerivedWorker {
     pub secrets: Vec<String>,
     pub connections: Vec<String>,
     pub schedules: Vec<ScheduleSpec>,
+    pub composio: Vec<ComposioSpec>,
     pub summary: WorkerSummary,
     pub extra: WorkerExtra,
     pub files: Vec<WorkerFile>,
@@ -224,6 +225,22 @@ pub fn derive(workers_dir: &Path, id: &str) -> Option<DerivedWorker> {
                         })
                     })
                     .collect(),
+                composio: c
+                    .triggers
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(position, t)| {
+                        let spec = t
+                            .composio
+                            .as_ref()
+                            .filter(|_| t.kind == TriggerKind::Composio)?;
+                        Some(ComposioSpec {
+                            position,
+                            event: spec.event.clone(),
+                            trigger_id: spec.trigger_id.clone(),
+                        })
+                    })
+                    .collect(),
                 summary: WorkerSummary {
                     id: id.to_string(),
                     name: c.title.clone(),
@@ -281,6 +298,7 @@ pub fn derive(workers_dir: &Path, id: &str) -> Option<DerivedWorker> {
                 secrets: Vec::new(),
                 connections: Vec::new(),
                 schedules: Vec::new(),
+                composio: Vec::new(),
                 summary: WorkerSummary {
                     id: id.to_string(),
                     name: id.to_string(),

@@ -59,6 +59,15 @@ pub struct ScheduleSpec {
     pub timezone: Option<String>,
 }
 
+/// A composio trigger of a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComposioSpec {
+    pub position: usize,
+    pub event: String,
+    /// The id Composio gave the enabled trigger.
+    pub trigger_id: Option<String>,
+}
+
 /// The detail's further fixed fields.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct WorkerExtra {
@@ -311,6 +320,18 @@ impl Index {
         .collect())
     }
 
+    /// Enabled workers with composio triggers, and those triggers.
+    pub async fn composio_triggers(&self) -> anyhow::Result<Vec<(String, Vec<ComposioSpec>)>> {
+        Ok(sqlx::query!(
+            "SELECT id, composio FROM workers WHERE enabled = 1 AND composio != '[]' ORDER BY id"
+        )
+        .fetch_all(&self.read)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, serde_json::from_str(&r.composio).unwrap_or_default()))
+        .collect())
+    }
+
     /// Ids of the workers that declare connection `slug` (case-insensitively).
     pub async fn workers_using_connection(&self, slug: &str) -> anyhow::Result<Vec<String>> {
         let rows = sqlx::query!("SELECT id, connections FROM workers WHERE connections != '[]'")
@@ -354,6 +375,7 @@ async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Res
     let secrets = serde_json::to_string(&w.secrets).unwrap_or_default();
     let connections = serde_json::to_string(&w.connections).unwrap_or_default();
     let schedules = serde_json::to_string(&w.schedules).unwrap_or_default();
+    let composio = serde_json::to_string(&w.composio).unwrap_or_default();
     let summary = serde_json::to_string(&w.summary).unwrap_or_default();
     let summary_list = list_shape(&w.summary).to_string();
     let detail = serde_json::to_string(&w.extra).unwrap_or_default();
@@ -365,9 +387,9 @@ async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Res
     };
     sqlx::query!(
         "INSERT INTO workers (id, sig, status, error, title, description, system, archived,
-                              enabled, visibility, secrets, connections, schedules, summary,
-                              summary_list, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                              enabled, visibility, secrets, connections, schedules, composio,
+                              summary, summary_list, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         w.id,
         w.sig,
         status,
@@ -381,6 +403,7 @@ async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Res
         secrets,
         connections,
         schedules,
+        composio,
         summary,
         summary_list,
         detail

@@ -258,6 +258,33 @@ impl Engine {
         Ok(run)
     }
 
+    /// Queue a run for a trigger (a schedule, a webhook): the inputs over the manifest's
+    /// defaults, no request-time checks (the run's own checks fail it visibly).
+    pub async fn trigger(
+        &self,
+        worker_id: &str,
+        inputs: Map<String, Value>,
+        origin: Origin,
+    ) -> Result<RunRecord, RunError> {
+        let config = match self.index.worker(worker_id).await? {
+            Some((_, extra)) => extra.config,
+            None => None,
+        }
+        .ok_or(RunError::NotFound("Worker not found"))?;
+        let inputs = merge_inputs(&config, inputs);
+        self.enqueue(
+            crate::ids::prefixed("run_"),
+            worker_id,
+            &config.title,
+            &config,
+            inputs,
+            origin,
+            None,
+            0,
+        )
+        .await
+    }
+
     /// Insert a queued run and wake the dispatcher.
     #[allow(clippy::too_many_arguments)]
     async fn enqueue(

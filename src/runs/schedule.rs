@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Map;
 
-use super::{Engine, Origin, merge_inputs};
+use super::{Engine, Origin};
 use crate::index::workers::ScheduleSpec;
 
 /// The next fire of each scheduled worker, for `next_run_at` on the worker.
@@ -99,30 +99,12 @@ impl Engine {
 
     /// Queue a scheduled run (the engine's own checks fail it visibly if it cannot run).
     async fn fire(&self, worker_id: &str, spec: &ScheduleSpec) {
-        let config = match self.index.worker(worker_id).await {
-            Ok(Some((_, extra))) => extra.config,
-            _ => None,
-        };
-        let Some(config) = config else { return };
-        let inputs = merge_inputs(&config, Map::new());
         let origin = Origin {
             source: "schedule".into(),
             reference: Some(format!("trg_{worker_id}_{}", spec.position)),
             by: None,
         };
-        match self
-            .enqueue(
-                crate::ids::prefixed("run_"),
-                worker_id,
-                &config.title,
-                &config,
-                inputs,
-                origin,
-                None,
-                0,
-            )
-            .await
-        {
+        match self.trigger(worker_id, Map::new(), origin).await {
             Ok(run) => {
                 tracing::info!(worker = worker_id, run = %run.id, cron = %spec.cron, "schedule fired")
             }

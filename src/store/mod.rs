@@ -9,6 +9,7 @@ pub mod feedback;
 pub mod runs;
 pub mod secrets;
 pub mod users;
+pub mod webhooks;
 
 use std::path::Path;
 use std::time::Duration;

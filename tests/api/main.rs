@@ -16,5 +16,6 @@ mod secrets;
 mod signin;
 mod system;
 mod watcher;
+mod webhooks;
 mod workers;
 mod yaml_compat;
