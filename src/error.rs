@@ -60,6 +60,9 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("Request body too large")]
     PayloadTooLarge,
+    /// 413 with what is too large.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     /// 422 with a plain message (upstream's "Cannot run: ..." answers).
@@ -87,7 +90,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge | ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) | ApiError::Unprocessable(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

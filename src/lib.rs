@@ -5,6 +5,8 @@
 //! start-up reconcile; HTTP sits on top ([`http`]).
 
 pub mod auth;
+pub mod bundles;
+pub mod commit;
 pub mod config;
 pub mod connections;
 pub mod error;

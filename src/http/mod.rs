@@ -12,6 +12,7 @@ mod stream;
 mod system;
 mod webhooks;
 mod workers;
+mod workspace;
 
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ pub fn app(state: AppState) -> Router {
         .merge(runs::router())
         .merge(auth::router())
         .merge(webhooks::router())
+        .merge(workspace::router())
         .finish_api_with(&mut api, describe);
     let spec = serde_json::to_vec_pretty(&api).expect("the OpenAPI document serializes");
     router

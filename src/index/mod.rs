@@ -294,6 +294,15 @@ impl Index {
         Ok(max.unwrap_or(0) as u64)
     }
 
+    /// Every issue file the index knows (issues and comment logs), by path.
+    pub async fn issue_files(&self) -> anyhow::Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar!("SELECT path FROM index_files ORDER BY num, kind DESC")
+                .fetch_all(&self.read)
+                .await?,
+        )
+    }
+
     /// Paths the index knows for issue `num`, issue files first.
     pub async fn paths_of(&self, num: u64) -> anyhow::Result<Vec<(String, FileKind)>> {
         let rows = store::files_of(&self.read, &BTreeSet::from([num])).await?;

@@ -4,6 +4,7 @@ mod common;
 
 mod approvals;
 mod auth;
+mod bundles;
 mod concurrency;
 mod connections;
 mod feedback;
