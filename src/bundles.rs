@@ -230,6 +230,9 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// An issue's file and comment log in a bundle, as far as they are there.
+type IssueEntry = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// The entries of a bundle, read and checked; nothing is written yet.
 pub struct Bundle {
     files: BTreeMap<String, Vec<u8>>,
@@ -317,7 +320,7 @@ impl Bundle {
         let mut workers_written = BTreeSet::new();
         let mut worker_files: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
         let mut context_files: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
-        let mut issue_files: BTreeMap<u64, (Option<Vec<u8>>, Option<Vec<u8>>)> = BTreeMap::new();
+        let mut issue_files: BTreeMap<u64, IssueEntry> = BTreeMap::new();
         let mut skip = |kind: &str, id: &str, reason: &str| {
             report.skipped.push(Skipped {
                 kind: kind.into(),
