@@ -738,6 +738,7 @@ async fn bench_runs(n_runs: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
 }
 
 fn main() {
+    floom::outbound::ensure_tls();
     let sizes: Vec<u64> = std::env::var("FLOOM_BENCH_SIZES")
         .unwrap_or_else(|_| "1000,10000,100000".into())
         .split(',')

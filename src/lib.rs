@@ -16,6 +16,7 @@ pub mod http;
 pub mod ids;
 pub mod index;
 pub mod issues;
+pub mod outbound;
 pub mod runs;
 pub mod secrets;
 pub mod signin;

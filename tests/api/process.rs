@@ -40,7 +40,7 @@ async fn start_fresh() -> (tempfile::TempDir, u16, String, reqwest::Client, Chil
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = floom::outbound::client(Duration::from_secs(30));
     let server = start(data.path(), port);
     wait_ready(&client, &base).await;
     (data, port, base, client, server)
@@ -317,7 +317,7 @@ async fn secret_values_never_reach_the_log() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let client = reqwest::Client::new();
+    let client = floom::outbound::client(Duration::from_secs(30));
     wait_ready(&client, &base).await;
     for (name, body) in [
         ("GOOD_KEY", json!({"value": VALUE})),
