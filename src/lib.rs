@@ -19,6 +19,7 @@ pub mod issues;
 pub mod outbound;
 pub mod runs;
 pub mod secrets;
+pub mod sharing;
 pub mod signin;
 pub mod store;
 pub mod vault;

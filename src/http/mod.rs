@@ -8,6 +8,7 @@ mod json_doc;
 pub mod limit;
 mod runs;
 mod secrets;
+mod sharing;
 mod stream;
 mod system;
 mod webhooks;
@@ -45,6 +46,7 @@ pub fn app(state: AppState) -> Router {
         .merge(auth::router())
         .merge(webhooks::router())
         .merge(workspace::router())
+        .merge(sharing::router())
         .finish_api_with(&mut api, describe);
     let spec = serde_json::to_vec_pretty(&api).expect("the OpenAPI document serializes");
     router

@@ -8,6 +8,7 @@ pub mod connections;
 pub mod feedback;
 pub mod runs;
 pub mod secrets;
+pub mod shares;
 pub mod users;
 pub mod webhooks;
 

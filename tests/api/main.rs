@@ -14,6 +14,7 @@ mod process;
 mod remote;
 mod runs;
 mod secrets;
+mod sharing;
 mod signin;
 mod system;
 mod watcher;
