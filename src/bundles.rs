@@ -109,18 +109,11 @@ pub async fn export(index: &Index, exported_at: &str) -> Result<Vec<u8>, BundleE
         })
         .await?;
     let mut workers = Vec::new();
-    for row in rows {
+    for row in rows.into_iter().filter(|r| !r.example && !r.system) {
         let Some((_, extra)) = index.worker(&row.id).await? else {
             continue;
         };
-        if extra
-            .config
-            .as_ref()
-            .is_some_and(|c| c.is_example || c.system_worker)
-        {
-            continue;
-        }
-        workers.push((row.clone(), extra));
+        workers.push((row, extra));
     }
     let issue_files = index.issue_files().await?;
     let exported_at = exported_at.to_string();

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod index;
 pub mod issues;
 pub mod outbound;
+pub mod overview;
 pub mod runs;
 pub mod secrets;
 pub mod sharing;

@@ -8,6 +8,7 @@ CREATE TABLE workers (
     title       TEXT NOT NULL,
     description TEXT NOT NULL,
     system      INTEGER NOT NULL,
+    example     INTEGER NOT NULL,            -- is_example: left out of bundles and dashboards
     archived    INTEGER NOT NULL,
     enabled     INTEGER NOT NULL,
     visibility  TEXT NOT NULL,

@@ -32,7 +32,7 @@ CREATE TABLE runs (
 CREATE INDEX runs_status ON runs(status);
 CREATE INDEX runs_worker ON runs(worker_id);
 CREATE INDEX runs_worker_status ON runs(worker_id, status);
-CREATE INDEX runs_created ON runs(created_ts, worker_id);
+CREATE INDEX runs_created ON runs(created_ts, worker_id, status);
 CREATE INDEX runs_hidden ON runs(hidden, worker_id, status);
 
 CREATE TABLE logs (

@@ -121,6 +121,8 @@ pub struct WorkerRow {
     pub status: String,
     pub enabled: bool,
     pub archived: bool,
+    pub system: bool,
+    pub example: bool,
     /// JSON arrays.
     pub secrets: String,
     pub connections: String,
@@ -228,9 +230,9 @@ impl Index {
     /// Workers matching `filter`, ordered by id.
     pub async fn workers(&self, filter: &WorkerFilter) -> anyhow::Result<Vec<WorkerRow>> {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(if filter.list_shape {
-            "SELECT id, status, enabled, archived, secrets, connections, summary_list AS summary FROM workers WHERE 1"
+            "SELECT id, status, enabled, archived, system, example, secrets, connections, summary_list AS summary FROM workers WHERE 1"
         } else {
-            "SELECT id, status, enabled, archived, secrets, connections, summary FROM workers WHERE 1"
+            "SELECT id, status, enabled, archived, system, example, secrets, connections, summary FROM workers WHERE 1"
         });
         if !filter.include_system {
             qb.push(" AND system = 0");
@@ -265,6 +267,7 @@ impl Index {
         let alias2 = id.replace('-', "_");
         let row = sqlx::query!(
             r#"SELECT id, status, enabled AS "enabled: bool", archived AS "archived: bool",
+                      system AS "system: bool", example AS "example: bool",
                       secrets, connections, summary, detail
                FROM workers WHERE id IN (?, ?, ?)
                ORDER BY id = ? DESC, id LIMIT 1"#,
@@ -283,6 +286,8 @@ impl Index {
                     status: r.status,
                     enabled: r.enabled,
                     archived: r.archived,
+                    system: r.system,
+                    example: r.example,
                     secrets: r.secrets,
                     connections: r.connections,
                     summary: r.summary,
@@ -386,10 +391,10 @@ async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Res
         "healthy"
     };
     sqlx::query!(
-        "INSERT INTO workers (id, sig, status, error, title, description, system, archived,
+        "INSERT INTO workers (id, sig, status, error, title, description, system, example, archived,
                               enabled, visibility, secrets, connections, schedules, composio,
                               summary, summary_list, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         w.id,
         w.sig,
         status,
@@ -397,6 +402,7 @@ async fn insert(tx: &mut sqlx::SqliteConnection, w: &DerivedWorker) -> sqlx::Res
         title,
         description,
         w.system,
+        w.example,
         w.archived,
         w.enabled,
         w.summary.visibility,

@@ -108,6 +108,16 @@ pub struct RunFilter {
     pub offset: i64,
 }
 
+/// Runs of one worker with one status created in one hour.
+#[derive(Debug, Clone)]
+pub struct HourCount {
+    pub worker_id: String,
+    pub status: String,
+    /// Whole hours between the runs' creation and now (0: the last hour).
+    pub hours_ago: i64,
+    pub n: i64,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LogRecord {
     pub id: i64,
@@ -397,6 +407,94 @@ impl Store {
         .bind(worker_id)
         .fetch_optional(&self.read)
         .await
+    }
+
+    /// Runs created in `(since_us, now_us]`, counted per worker, status and hour.
+    pub async fn run_counts_by_hour(
+        &self,
+        since_us: i64,
+        now_us: i64,
+    ) -> sqlx::Result<Vec<HourCount>> {
+        Ok(sqlx::query!(
+            r#"SELECT worker_id, status, (? - created_ts) / 3600000000 AS "hours_ago!: i64",
+                      COUNT(*) AS "n!: i64"
+               FROM runs WHERE created_ts > ? AND created_ts <= ?
+               GROUP BY worker_id, status, 3"#,
+            now_us,
+            since_us,
+            now_us
+        )
+        .fetch_all(&self.read)
+        .await?
+        .into_iter()
+        .map(|r| HourCount {
+            worker_id: r.worker_id,
+            status: r.status,
+            hours_ago: r.hours_ago,
+            n: r.n,
+        })
+        .collect())
+    }
+
+    /// Runs created since `since_us`, counted per worker and status.
+    pub async fn run_counts(&self, since_us: i64) -> sqlx::Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query!(
+            r#"SELECT worker_id, status, COUNT(*) AS "n!: i64" FROM runs
+               WHERE created_ts >= ? GROUP BY worker_id, status"#,
+            since_us
+        )
+        .fetch_all(&self.read)
+        .await?
+        .into_iter()
+        .map(|r| (r.worker_id, r.status, r.n))
+        .collect())
+    }
+
+    /// `(running, queued)` right now.
+    pub async fn live_run_counts(&self) -> sqlx::Result<(i64, i64)> {
+        let r = sqlx::query!(
+            r#"SELECT COUNT(*) FILTER (WHERE status = 'running') AS "running!: i64",
+                      COUNT(*) FILTER (WHERE status = 'queued') AS "queued!: i64"
+               FROM runs WHERE status IN ('running', 'queued')"#
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok((r.running, r.queued))
+    }
+
+    /// The newest visible runs.
+    pub async fn recent_runs(&self, limit: i64) -> sqlx::Result<Vec<RunRecord>> {
+        Ok(self
+            .runs(&RunFilter {
+                visible_only: true,
+                limit,
+                ..RunFilter::default()
+            })
+            .await?
+            .0)
+    }
+
+    /// Per worker, its newest `n` finished runs created since `since_us`, newest first.
+    pub async fn latest_terminal_runs(
+        &self,
+        n: usize,
+        since_us: i64,
+    ) -> sqlx::Result<std::collections::HashMap<String, Vec<RunRecord>>> {
+        let rows: Vec<RunRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM (
+                SELECT *, ROW_NUMBER() OVER (PARTITION BY worker_id ORDER BY seq DESC) AS rank
+                FROM runs WHERE created_ts >= ? AND status IN ('completed', 'failed', 'cancelled'))
+             WHERE rank <= ? ORDER BY worker_id, seq DESC"
+        )))
+        .bind(since_us)
+        .bind(n as i64)
+        .fetch_all(&self.read)
+        .await?;
+        let mut out: std::collections::HashMap<String, Vec<RunRecord>> = Default::default();
+        for r in rows {
+            out.entry(r.worker_id.clone()).or_default().push(r);
+        }
+        Ok(out)
     }
 
     pub async fn insert_logs(

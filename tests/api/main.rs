@@ -10,6 +10,7 @@ mod connections;
 mod feedback;
 mod issues;
 mod issues_list;
+mod overview;
 mod process;
 mod remote;
 mod runs;
