@@ -107,6 +107,15 @@ pub struct RunArgs {
         default_value_t = 604_800
     )]
     pub webhook_receipt_ttl_seconds: u64,
+    /// An OpenAI-compatible chat-completions server for agent workers (`…/v1`).
+    #[arg(long, env = "WORKEROS_LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+    /// The model key when a worker declares none (and OpenAI when no base URL is set).
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+    /// The model of agent workers whose manifest names none.
+    #[arg(long, env = "WORKEROS_WORKER_AGENT_MODEL")]
+    pub agent_model: Option<String>,
 }
 
 impl Default for RunArgs {
@@ -121,6 +130,9 @@ impl Default for RunArgs {
             composio_signing_key: None,
             composio_tolerance_seconds: 300,
             webhook_receipt_ttl_seconds: 604_800,
+            llm_base_url: None,
+            openai_api_key: None,
+            agent_model: None,
         }
     }
 }

@@ -16,6 +16,8 @@ pub mod http;
 pub mod ids;
 pub mod index;
 pub mod issues;
+pub mod llm;
+pub mod mcp;
 pub mod outbound;
 pub mod overview;
 pub mod runs;

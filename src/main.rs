@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Rebuild the query index from the workspace files.
     Reindex(DataArgs),
     /// Validate the workspace's worker manifests and issue files; report problems (exit 1 if any).
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             None => serve(cli.serve).await,
-            Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::Serve(args)) => serve(*args).await,
             Some(Command::Reindex(data)) => reindex(data).await,
             Some(Command::Check(data)) => check(data).await,
             Some(Command::Users { action, data }) => users(action, data).await,

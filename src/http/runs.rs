@@ -506,6 +506,57 @@ async fn feedback_issue(
     Ok((status, axum::Json(out)))
 }
 
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ApprovalId {
+    pub id: String,
+}
+
+/// `POST /approvals/{id}/approve|reject` for an agent's tool call.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolDecision {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+async fn approve_tool_call(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ApprovalId { id }): Path<ApprovalId>,
+    OptionalJson(body): OptionalJson<ToolDecision>,
+) -> ApiResult<axum::Json<DecisionOut>> {
+    let reason = body.unwrap_or_default().reason;
+    Ok(axum::Json(
+        state
+            .engine
+            .decide_tool_call(&id, &caller.user_id, true, reason)
+            .await?,
+    ))
+}
+
+async fn reject_tool_call(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ApprovalId { id }): Path<ApprovalId>,
+    OptionalJson(body): OptionalJson<ToolDecision>,
+) -> ApiResult<axum::Json<DecisionOut>> {
+    let reason = body.unwrap_or_default().reason;
+    Ok(axum::Json(
+        state
+            .engine
+            .decide_tool_call(&id, &caller.user_id, false, reason)
+            .await?,
+    ))
+}
+
+async fn peek_connection(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(RunId { id }): Path<RunId>,
+) -> axum::Json<crate::runs::agent::Peek> {
+    axum::Json(state.engine.peek(&id).await)
+}
+
 async fn connection_activity(
     State(state): State<AppState>,
     _caller: Caller,
@@ -623,6 +674,30 @@ pub fn router() -> ApiRouter<AppState> {
                     .summary("File run feedback as a workspace issue")
                     .description("Creates an issue bound to the run (`asset_type: run`, `source: run_feedback`, label `run-feedback`), 201. A repeated `feedback_id` answers 200 with `created: false` and the same issue.")
                     .response::<201, axum::Json<FeedbackIssue>>()
+            }),
+        )
+        .api_route(
+            "/approvals/{id}/approve",
+            post_with(approve_tool_call, |op| {
+                op.tag("approvals")
+                    .summary("Allow an agent's tool call")
+                    .description("For approvals of kind `agent_tool`: the paused run resumes and makes the call.")
+            }),
+        )
+        .api_route(
+            "/approvals/{id}/reject",
+            post_with(reject_tool_call, |op| {
+                op.tag("approvals")
+                    .summary("Refuse an agent's tool call")
+                    .description("For approvals of kind `agent_tool`: the paused run resumes and the model is told the call was refused (with the reason).")
+            }),
+        )
+        .api_route(
+            "/connections/{id}/peek",
+            get_with(peek_connection, |op| {
+                op.tag("connections")
+                    .summary("A connection's tools, without using them")
+                    .description("For an active MCP connection: the server's tool names and the first line of their descriptions; no tool is called. Never fails: otherwise empty lists and a `reason`.")
             }),
         )
         .api_route(

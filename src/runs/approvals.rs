@@ -287,6 +287,59 @@ impl Engine {
         })
     }
 
+    /// Decide an agent's tool call (`POST /approvals/{id}/approve|reject`): the run
+    /// resumes, and the model learns the decision.
+    pub async fn decide_tool_call(
+        &self,
+        approval_id: &str,
+        by: &str,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<DecisionOut, RunError> {
+        let a = self
+            .store
+            .approval(approval_id)
+            .await?
+            .ok_or(RunError::NotFound("Approval not found"))?;
+        if a.kind != "agent_tool" {
+            return Err(RunError::BadRequest(format!(
+                "This approval pauses a whole run: use POST /runs/{}/approve or /reject",
+                a.run_id
+            )));
+        }
+        if a.status != "pending" {
+            return Err(RunError::Conflict("Approval already decided".into()));
+        }
+        let now = crate::store::now();
+        let status = if approve { "approved" } else { "rejected" };
+        let decided = self
+            .store
+            .decide_approval(
+                &a.id,
+                &Decision {
+                    status,
+                    decided_at: &now,
+                    decided_by: by,
+                    reason: reason.as_deref(),
+                    edited_output_json: None,
+                    annotations_json: None,
+                    follow_up_run_id: Some(&a.run_id),
+                },
+            )
+            .await?;
+        if !decided {
+            return Err(RunError::Conflict("Approval already decided".into()));
+        }
+        if self.store.requeue(&a.run_id).await? {
+            self.publish_status(&a.run_id, "queued", None);
+            self.wake.notify_one();
+        }
+        Ok(DecisionOut {
+            status: status.into(),
+            run_id: a.run_id,
+        })
+    }
+
     /// Expire approvals past `expires_at`: the approval `expired`, its run cancelled.
     pub async fn expire_approvals(&self) -> anyhow::Result<usize> {
         let now = crate::store::now();

@@ -30,6 +30,8 @@ pub enum Ended {
     Cancelled,
     /// The server is stopping: leave the run as it is; the next start re-queues it.
     Abandoned,
+    /// Waiting for a human before a tool call (agent runs).
+    Paused(crate::store::runs::RunEnd),
 }
 
 /// Everything a run's process needs, gathered before it starts.
@@ -177,7 +179,7 @@ impl Engine {
     }
 
     /// Copy the run's artifacts out of the run folder and record them.
-    async fn keep_artifacts(
+    pub(super) async fn keep_artifacts(
         &self,
         run: &RunRecord,
         run_dir: &Path,

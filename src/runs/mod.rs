@@ -4,6 +4,7 @@
 //! claims queued rows FIFO (at most `WORKEROS_MAX_CONCURRENT_RUNS` at once) and runs
 //! each; every change of status is stored first and published second.
 
+pub mod agent;
 pub mod approvals;
 pub mod events;
 mod exec;
@@ -519,18 +520,6 @@ impl Engine {
             &secret_pairs,
             self.settings.run_log_limit,
         );
-        if config.exec.mode == Mode::Agent {
-            log.line(
-                "error",
-                "agent-mode workers (an .md entry) need a model; this server runs script workers only",
-            )
-            .await;
-            log.flush().await;
-            return Ok(Some(failed(Failure::new(
-                "llm_not_configured",
-                "Agent-mode workers are not supported by this server yet: give the worker a script entry (run.py, run.sh, index.js)",
-            ))));
-        }
         let connections = self.connection_ids(&config).await?;
         let prepared = Prepared {
             config,
@@ -539,7 +528,11 @@ impl Engine {
             inputs,
             phase,
         };
-        let ended = self.execute(run, &prepared, &log, cancel).await;
+        let ended = if prepared.config.exec.mode == Mode::Agent {
+            self.run_agent(run, &prepared, &log, cancel).await
+        } else {
+            self.execute(run, &prepared, &log, cancel).await
+        };
         let ended = match ended {
             Ok(e) => e,
             Err(e) => {
@@ -551,6 +544,7 @@ impl Engine {
         };
         let end = match ended {
             Ended::Abandoned => return Ok(None),
+            Ended::Paused(end) => end,
             Ended::Cancelled => RunEnd {
                 status: "cancelled".into(),
                 error: Some("Cancelled while running".into()),

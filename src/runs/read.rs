@@ -58,14 +58,11 @@ impl Engine {
             "queued" => Some(self.store.queue_position(run.seq).await?),
             _ => None,
         };
-        Ok(RunDetail::build(
-            run,
-            config.as_deref(),
-            logs,
-            artifacts,
-            approval,
-            position,
-        ))
+        let tool_calls = self.store.tool_calls(run_id).await?;
+        let mut detail =
+            RunDetail::build(run, config.as_deref(), logs, artifacts, approval, position);
+        detail.tool_calls = tool_calls;
+        Ok(detail)
     }
 
     /// An artifact and where its file is.

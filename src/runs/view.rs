@@ -172,7 +172,8 @@ pub struct RunDetail {
     pub logs: Vec<LogOut>,
     pub artifacts: Vec<ArtifactOut>,
     pub transcript: Vec<Value>,
-    pub tool_calls: Vec<Value>,
+    /// An agent run's tool calls, in order.
+    pub tool_calls: Vec<crate::store::tools::ToolCall>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval_trail: Option<ApprovalTrail>,
     /// Completed or failed runs can be run again with the same inputs.

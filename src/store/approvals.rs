@@ -91,6 +91,15 @@ impl Store {
         .await
     }
 
+    pub async fn approval(&self, id: &str) -> sqlx::Result<Option<ApprovalRecord>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM approvals WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+    }
+
     /// Approvals with `status`, newest first.
     pub async fn approvals(&self, status: &str) -> sqlx::Result<Vec<ApprovalRecord>> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(

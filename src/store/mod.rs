@@ -9,6 +9,7 @@ pub mod feedback;
 pub mod runs;
 pub mod secrets;
 pub mod shares;
+pub mod tools;
 pub mod users;
 pub mod webhooks;
 

@@ -311,6 +311,18 @@ impl Store {
         Ok(qb.build().execute(&self.write).await?.rows_affected() > 0)
     }
 
+    /// Put a paused run back in the queue (an agent resuming after a decision).
+    pub async fn requeue(&self, id: &str) -> sqlx::Result<bool> {
+        let done = sqlx::query!(
+            "UPDATE runs SET status = 'queued', approval_status = 'decided'
+             WHERE id = ? AND status = 'pending_approval'",
+            id
+        )
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn request_cancel(&self, id: &str) -> sqlx::Result<()> {
         sqlx::query!("UPDATE runs SET cancel_requested = 1 WHERE id = ?", id)
             .execute(&self.write)

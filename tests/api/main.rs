@@ -2,6 +2,7 @@
 
 mod common;
 
+mod agents;
 mod approvals;
 mod auth;
 mod bundles;
