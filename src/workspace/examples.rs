@@ -22,6 +22,14 @@ const EXAMPLES: &[(&str, &str)] = &[
         "send-digest/run.py",
         include_str!("../../examples/workers/send-digest/run.py"),
     ),
+    (
+        "summarize-notes/worker.yml",
+        include_str!("../../examples/workers/summarize-notes/worker.yml"),
+    ),
+    (
+        "summarize-notes/SKILL.md",
+        include_str!("../../examples/workers/summarize-notes/SKILL.md"),
+    ),
 ];
 
 /// Whether `root` is a workspace yet to be created (absent or an empty folder).

@@ -449,3 +449,72 @@ async fn a_tool_that_needs_approval_pauses_the_run_until_a_decision() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn the_streamable_http_transport_reaches_a_real_server() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("http_server.py");
+    std::fs::write(
+        &script,
+        format!("{MCP_SERVER}\n    server.run(transport='streamable-http', port={port})\n")
+            .replace(
+                "if __name__ == \"__main__\":\n    server.run()\n",
+                "if __name__ == \"__main__\":\n",
+            ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("python3")
+        .arg(&script)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the MCP server did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, base) = FakeModel::serve(vec![
+        calls(&[("h1", "web__add", json!({"a": 40, "b": 2}))]),
+        calls(&[("h2", "output_summary", json!({"value": "42"}))]),
+    ])
+    .await;
+    let app = agent_app(&base).await;
+    app.post("/secrets/WEB_TOKEN", json!({"value": "bearer-value"}))
+        .await;
+    let conn = app
+        .post(
+            "/connections",
+            json!({"kind": "mcp", "mcp_label": "web", "mcp_transport": "streamable_http", "mcp_url": format!("http://127.0.0.1:{port}/mcp"), "mcp_auth_secret": "WEB_TOKEN", "mcp_allowed_tools": ["add"]}),
+        )
+        .await
+        .body;
+    let peek = app
+        .get(&format!(
+            "/connections/{}/peek",
+            conn["id"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    assert_eq!(peek["reason"], Value::Null, "{peek}");
+    assert_eq!(peek["tools"][0]["name"], "add");
+    app.write_worker_file("webby", "SKILL.md", "Add.\n");
+    app.add_worker(
+        "webby",
+        &manifest("webby", "exec:\n  outputs: [{name: summary, required: true}]\nconnections:\n  - {mcp: {label: web, transport: streamable_http, url: 'http://127.0.0.1/mcp'}}\n"),
+    )
+    .await;
+    let run = settle(&app, &start(&app, "webby", json!({})).await).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["tool_calls"][0]["result"], json!({"result": 42}));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -29,7 +29,7 @@ async fn an_idle_workspace_has_empty_numbers() {
     assert!(label.len() == 9 && label.ends_with(":00"), "{label}");
     assert_eq!(s["success_rate_7d"], Value::Null);
     assert_eq!(s["success_rate_scope"], "active_workers");
-    assert_eq!(s["active_workers_count"], 2);
+    assert_eq!(s["active_workers_count"], 3);
     assert_eq!(s["next_scheduled_at"], Value::Null);
     assert_eq!(o.body["needs_attention"], json!([]));
     assert_eq!(o.body["recent_runs"], json!([]));

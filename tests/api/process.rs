@@ -204,8 +204,8 @@ async fn check_command_reports_bad_files() {
     assert!(re.status.success());
     let out = String::from_utf8_lossy(&re.stdout);
     assert!(
-        out.contains("indexed 2 workers and 1 issue files"),
-        "the two example workers: {out}"
+        out.contains("indexed 3 workers and 1 issue files"),
+        "the three example workers: {out}"
     );
 
     std::fs::remove_file(dir.join("ISSUE-0001.md")).unwrap();

@@ -19,7 +19,10 @@ async fn a_new_workspace_lists_its_example_workers() {
     let app = TestApp::new().await;
     let r = app.get("/workers").await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(ids(&r.body), ["hello-report", "send-digest"]);
+    assert_eq!(
+        ids(&r.body),
+        ["hello-report", "send-digest", "summarize-notes"]
+    );
     let w = &r.body[0];
     for key in [
         "id",
@@ -168,22 +171,38 @@ async fn filters_shape_and_paging() {
             ids(&r.body)
         }
     };
-    assert_eq!(list("").await, ["hello-report", "send-digest", "team-c"]);
+    assert_eq!(
+        list("").await,
+        ["hello-report", "send-digest", "summarize-notes", "team-c"]
+    );
     assert_eq!(
         list("?include_system=true").await,
-        ["hello-report", "send-digest", "sys-a", "team-c"]
+        [
+            "hello-report",
+            "send-digest",
+            "summarize-notes",
+            "sys-a",
+            "team-c"
+        ]
     );
     assert_eq!(
         list("?include_archived=true&include_system=true").await,
-        ["hello-report", "old-b", "send-digest", "sys-a", "team-c"]
+        [
+            "hello-report",
+            "old-b",
+            "send-digest",
+            "summarize-notes",
+            "sys-a",
+            "team-c"
+        ]
     );
     assert_eq!(list("?visibility=workspace").await, ["team-c"]);
-    assert_eq!(list("?visibility=all").await.len(), 3);
+    assert_eq!(list("?visibility=all").await.len(), 4);
     assert!(list("?visibility=public").await.is_empty());
     assert_eq!(list("?q=invoices").await, ["team-c"]);
     assert_eq!(list("?q=HELLO").await, ["hello-report"]);
     assert_eq!(list("?limit=1&offset=1").await, ["send-digest"]);
-    assert_eq!(list("?offset=3").await, Vec::<String>::new());
+    assert_eq!(list("?offset=4").await, Vec::<String>::new());
     assert!(list("?starred=true").await.is_empty());
 
     let full = app.get("/workers?q=team").await.body;
@@ -264,7 +283,7 @@ async fn a_broken_manifest_is_listed_as_an_error_saying_where() {
     let reload = app.post("/workers/reload", json!({})).await;
     assert_eq!(
         reload.body,
-        json!({"status": "success", "workers_loaded": 2}),
+        json!({"status": "success", "workers_loaded": 3}),
         "broken workers are counted out"
     );
 }
@@ -278,11 +297,11 @@ async fn reload_picks_up_what_changed_while_nobody_watched() {
         StatusCode::NOT_FOUND
     );
     let r = app.post("/workers/reload", json!({})).await;
-    assert_eq!(r.body, json!({"status": "success", "workers_loaded": 3}));
+    assert_eq!(r.body, json!({"status": "success", "workers_loaded": 4}));
     assert_eq!(app.get("/workers/quiet").await.status, StatusCode::OK);
     std::fs::remove_dir_all(app.ws().join("workers/quiet")).unwrap();
     let r = app.post("/workers/reload", json!({})).await;
-    assert_eq!(r.body["workers_loaded"], 2);
+    assert_eq!(r.body["workers_loaded"], 3);
     assert_eq!(
         app.get("/workers/quiet").await.status,
         StatusCode::NOT_FOUND
@@ -334,7 +353,7 @@ async fn edits_on_disk_show_without_a_reload() {
         StatusCode::BAD_REQUEST,
         "hidden folders are never workers"
     );
-    assert_eq!(ids(&app.get("/workers").await.body).len(), 3);
+    assert_eq!(ids(&app.get("/workers").await.body).len(), 4);
     std::fs::remove_dir_all(app.ws().join("workers/live")).unwrap();
     eventually("a deleted folder disappears", || async {
         app.get("/workers/live").await.status == StatusCode::NOT_FOUND
