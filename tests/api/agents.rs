@@ -518,3 +518,61 @@ async fn the_streamable_http_transport_reaches_a_real_server() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn an_agent_with_approvals_proposes_then_executes() {
+    let (model, base) = FakeModel::serve(vec![
+        calls(&[("p1", "output_summary", json!({"value": "draft"}))]),
+        calls(&[("e1", "output_summary", json!({"value": "sent"}))]),
+    ])
+    .await;
+    let app = agent_app(&base).await;
+    app.write_worker_file("careful", "SKILL.md", "Propose, then act.\n");
+    app.add_worker(
+        "careful",
+        &manifest(
+            "careful",
+            "exec:\n  outputs: [{name: summary, required: true}]\n  disable_tools: [list_context_files, read_context_file]\ncontexts: [brand]\napprovals: {required: true, label: Send it?}\n",
+        ),
+    )
+    .await;
+    let id = start(&app, "careful", json!({})).await;
+    let run = settle(&app, &id).await;
+    assert_eq!(run["status"], "pending_approval", "{run}");
+    assert_eq!(run["outputs"]["summary"], "draft");
+    let offered: Vec<String> = model.requests()[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        offered,
+        ["output_summary"],
+        "disable_tools removes the built-ins"
+    );
+    assert!(
+        model.requests()[0]["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("\"decision\": \"proposed\"")
+    );
+    let r = app
+        .post(
+            &format!("/runs/{id}/approve"),
+            json!({"edited_output": {"summary": "edited draft"}}),
+        )
+        .await;
+    let follow_up = r.body["run_id"].as_str().unwrap().to_string();
+    let done = settle(&app, &follow_up).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["outputs"]["summary"], "sent");
+    let told = model.requests()[1]["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        told.contains("\"decision\": \"approved\"") && told.contains("edited draft"),
+        "{told}"
+    );
+}
