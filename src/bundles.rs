@@ -69,8 +69,8 @@ pub fn unique_worker_id(workers_dir: &Path, wanted: &str, taken: &BTreeSet<Strin
     }
 }
 
-/// Every regular file under `dir` (relative paths), not following symlinks.
-fn files_under(dir: &Path) -> Vec<String> {
+/// Every regular file under `dir` (relative paths, sorted), not following symlinks.
+pub fn files_under(dir: &Path) -> Vec<String> {
     fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;

@@ -167,17 +167,9 @@ impl McpClient {
                 bearer,
                 session,
             } => {
-                let mut req = client
-                    .post(url.as_str())
-                    .header("accept", "application/json, text/event-stream")
-                    .json(&msg);
-                if let Some(b) = bearer {
-                    req = req.bearer_auth(b);
-                }
-                if let Some(s) = session {
-                    req = req.header("mcp-session-id", s.as_str());
-                }
-                req.send().await?;
+                post(client, url, bearer.as_deref(), session.as_deref(), &msg)
+                    .send()
+                    .await?;
             }
         }
         Ok(())
@@ -226,17 +218,9 @@ impl McpClient {
                 bearer,
                 session,
             } => {
-                let mut req = client
-                    .post(url.as_str())
-                    .header("accept", "application/json, text/event-stream")
-                    .json(msg);
-                if let Some(b) = bearer {
-                    req = req.bearer_auth(b);
-                }
-                if let Some(s) = session.as_deref() {
-                    req = req.header("mcp-session-id", s);
-                }
-                let res = req.send().await?;
+                let res = post(client, url, bearer.as_deref(), session.as_deref(), msg)
+                    .send()
+                    .await?;
                 if let Some(s) = res
                     .headers()
                     .get("mcp-session-id")
@@ -281,4 +265,25 @@ impl McpClient {
             let _ = p.child.kill().await;
         }
     }
+}
+
+/// A JSON-RPC message to a streamable-HTTP server, with its auth and session.
+fn post(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    session: Option<&str>,
+    msg: &Value,
+) -> reqwest::RequestBuilder {
+    let mut req = client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(msg);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    req
 }

@@ -6,10 +6,10 @@ use aide::axum::ApiRouter;
 use aide::axum::routing::{get_with, post_with};
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::json_doc::WithHeader;
 use super::limit::ClientIp;
 use crate::AppState;
 use crate::auth::{AuthMethod, Caller, SESSION_COOKIE, cookie, session_key};
@@ -116,32 +116,11 @@ async fn magic_link(
     }))
 }
 
-/// A JSON answer with a `Set-Cookie`.
-pub struct WithCookie<T>(String, axum::Json<T>);
-
-impl<T: Serialize> IntoResponse for WithCookie<T> {
-    fn into_response(self) -> Response {
-        let mut res = self.1.into_response();
-        if let Ok(v) = HeaderValue::from_str(&self.0) {
-            res.headers_mut().insert(header::SET_COOKIE, v);
-        }
-        res
-    }
-}
-
-impl<T: JsonSchema> aide::OperationOutput for WithCookie<T> {
-    type Inner = T;
-    fn operation_response(
-        ctx: &mut aide::generate::GenContext,
-        op: &mut aide::openapi::Operation,
-    ) -> Option<aide::openapi::Response> {
-        axum::Json::<T>::operation_response(ctx, op)
-    }
-    fn inferred_responses(
-        ctx: &mut aide::generate::GenContext,
-        op: &mut aide::openapi::Operation,
-    ) -> Vec<(Option<aide::openapi::StatusCode>, aide::openapi::Response)> {
-        axum::Json::<T>::inferred_responses(ctx, op)
+fn with_cookie<T>(cookie: String, body: T) -> WithHeader<T> {
+    WithHeader {
+        name: header::SET_COOKIE,
+        value: HeaderValue::from_str(&cookie).expect("cookie values are visible ASCII"),
+        body: axum::Json(body),
     }
 }
 
@@ -149,31 +128,31 @@ async fn use_magic_link(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Path(Token { token }): Path<Token>,
-) -> ApiResult<WithCookie<SignedIn>> {
+) -> ApiResult<WithHeader<SignedIn>> {
     state.limits.check(&format!("magic:{ip}"), 10, MINUTE)?;
     let key = link_key(&state)?;
     let (value, user) = signin::consume(&state.store, &key, &token).await?;
     tracing::info!(user = %user.id, "signed in with a magic link");
-    Ok(WithCookie(
+    Ok(with_cookie(
         signin::session_cookie(Some(&value), !state.config.auth.insecure_cookies),
-        axum::Json(SignedIn {
+        SignedIn {
             ok: true,
             redirect_to: "/overview".into(),
-        }),
+        },
     ))
 }
 
 async fn logout(
     State(state): State<AppState>,
     req: axum::extract::Request,
-) -> ApiResult<WithCookie<Ok>> {
+) -> ApiResult<WithHeader<Ok>> {
     let (parts, _) = req.into_parts();
     if let Some(value) = cookie(&parts, SESSION_COOKIE) {
         state.store.delete_session(&session_key(value)).await?;
     }
-    Ok(WithCookie(
+    Ok(with_cookie(
         signin::session_cookie(None, !state.config.auth.insecure_cookies),
-        axum::Json(Ok { ok: true }),
+        Ok { ok: true },
     ))
 }
 

@@ -1,4 +1,5 @@
-//! A JSON body assembled from stored JSON, documented in OpenAPI as the type it holds.
+//! JSON answers beyond `axum::Json`: stored JSON documented as the type it holds, and
+//! JSON with an extra header.
 
 use std::marker::PhantomData;
 
@@ -48,6 +49,35 @@ impl<T> IntoResponse for JsonDoc<T> {
 }
 
 impl<T: JsonSchema> OperationOutput for JsonDoc<T> {
+    type Inner = T;
+    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<OpenApiResponse> {
+        axum::Json::<T>::operation_response(ctx, op)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, OpenApiResponse)> {
+        axum::Json::<T>::inferred_responses(ctx, op)
+    }
+}
+
+/// A JSON answer with one extra header (`X-Total-Count`, `Set-Cookie`), documented as `T`.
+pub struct WithHeader<T> {
+    pub name: header::HeaderName,
+    pub value: HeaderValue,
+    pub body: axum::Json<T>,
+}
+
+impl<T: serde::Serialize> IntoResponse for WithHeader<T> {
+    fn into_response(self) -> Response {
+        let mut res = self.body.into_response();
+        res.headers_mut().insert(self.name, self.value);
+        res
+    }
+}
+
+impl<T: JsonSchema> OperationOutput for WithHeader<T> {
     type Inner = T;
     fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<OpenApiResponse> {
         axum::Json::<T>::operation_response(ctx, op)

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::json_doc::WithHeader;
 use super::stream::{Download, EventStream};
 use crate::AppState;
 use crate::auth::Caller;
@@ -251,7 +252,7 @@ async fn list_runs(
     State(state): State<AppState>,
     _caller: Caller,
     Query(p): Query<ListParams>,
-) -> ApiResult<WithTotal<Vec<RunSummary>>> {
+) -> ApiResult<WithHeader<Vec<RunSummary>>> {
     let limit = check_limit(p.limit)?;
     let offset = p.offset.unwrap_or(0);
     if offset < 0 {
@@ -292,35 +293,11 @@ async fn list_runs(
             include_system: p.include_system,
         })
         .await?;
-    Ok(WithTotal(total, axum::Json(runs)))
-}
-
-/// A JSON list with `X-Total-Count`.
-pub struct WithTotal<T>(i64, axum::Json<T>);
-
-impl<T: Serialize> IntoResponse for WithTotal<T> {
-    fn into_response(self) -> axum::response::Response {
-        let mut res = self.1.into_response();
-        res.headers_mut()
-            .insert("x-total-count", HeaderValue::from(self.0));
-        res
-    }
-}
-
-impl<T: JsonSchema> aide::OperationOutput for WithTotal<T> {
-    type Inner = T;
-    fn operation_response(
-        ctx: &mut aide::generate::GenContext,
-        op: &mut aide::openapi::Operation,
-    ) -> Option<aide::openapi::Response> {
-        axum::Json::<T>::operation_response(ctx, op)
-    }
-    fn inferred_responses(
-        ctx: &mut aide::generate::GenContext,
-        op: &mut aide::openapi::Operation,
-    ) -> Vec<(Option<aide::openapi::StatusCode>, aide::openapi::Response)> {
-        axum::Json::<T>::inferred_responses(ctx, op)
-    }
+    Ok(WithHeader {
+        name: header::HeaderName::from_static("x-total-count"),
+        value: HeaderValue::from(total),
+        body: axum::Json(runs),
+    })
 }
 
 async fn get_run(
@@ -520,31 +497,35 @@ pub struct ToolDecision {
 }
 
 async fn approve_tool_call(
-    State(state): State<AppState>,
+    state: State<AppState>,
     caller: Caller,
-    Path(ApprovalId { id }): Path<ApprovalId>,
-    OptionalJson(body): OptionalJson<ToolDecision>,
+    id: Path<ApprovalId>,
+    body: OptionalJson<ToolDecision>,
 ) -> ApiResult<axum::Json<DecisionOut>> {
-    let reason = body.unwrap_or_default().reason;
-    Ok(axum::Json(
-        state
-            .engine
-            .decide_tool_call(&id, &caller.user_id, true, reason)
-            .await?,
-    ))
+    decide_tool_call(state, caller, id, body, true).await
 }
 
 async fn reject_tool_call(
+    state: State<AppState>,
+    caller: Caller,
+    id: Path<ApprovalId>,
+    body: OptionalJson<ToolDecision>,
+) -> ApiResult<axum::Json<DecisionOut>> {
+    decide_tool_call(state, caller, id, body, false).await
+}
+
+async fn decide_tool_call(
     State(state): State<AppState>,
     caller: Caller,
     Path(ApprovalId { id }): Path<ApprovalId>,
     OptionalJson(body): OptionalJson<ToolDecision>,
+    approve: bool,
 ) -> ApiResult<axum::Json<DecisionOut>> {
     let reason = body.unwrap_or_default().reason;
     Ok(axum::Json(
         state
             .engine
-            .decide_tool_call(&id, &caller.user_id, false, reason)
+            .decide_tool_call(&id, &caller.user_id, approve, reason)
             .await?,
     ))
 }

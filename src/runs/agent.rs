@@ -568,9 +568,7 @@ impl Engine {
                     .join(crate::bundles::CONTEXTS_DIR)
                     .join(ctx);
                 if matches!(tool, Tool::ListContext) {
-                    let mut files = Vec::new();
-                    list_files(&dir, "", &mut files);
-                    return Ok(json!(files));
+                    return Ok(json!(crate::bundles::files_under(&dir)));
                 }
                 let rel = call.arguments["path"]
                     .as_str()
@@ -777,28 +775,6 @@ fn tool_name(label: &str, tool: &str) -> String {
     let mut name = format!("{}__{}", clean(label), clean(tool));
     name.truncate(64);
     name
-}
-
-fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let Some(name) = e.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
-        let rel = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}/{name}")
-        };
-        match e.file_type() {
-            Ok(t) if t.is_dir() => list_files(&e.path(), &rel, out),
-            Ok(t) if t.is_file() => out.push(rel),
-            _ => {}
-        }
-    }
-    out.sort();
 }
 
 async fn read_context(path: &Path) -> Result<Value, String> {
