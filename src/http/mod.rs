@@ -1,5 +1,6 @@
 //! HTTP on top: one router per resource, merged here with the OpenAPI document.
 
+mod approvals;
 mod auth;
 mod connections;
 mod docs;
@@ -43,6 +44,7 @@ pub fn app(state: AppState) -> Router {
         .merge(secrets::router())
         .merge(connections::router())
         .merge(runs::router())
+        .merge(approvals::router())
         .merge(auth::router())
         .merge(webhooks::router())
         .merge(workspace::router())
