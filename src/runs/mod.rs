@@ -418,9 +418,11 @@ impl Engine {
                     }
                 }
             }
+            // Every enqueue and every finished run wakes the dispatcher (a wake with no
+            // one waiting is kept for the next wait), so there is nothing to poll for: an
+            // idle server touches the store not at all.
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
