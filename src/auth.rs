@@ -168,11 +168,7 @@ impl FromRequestParts<AppState> for Caller {
             }
             return Ok(Caller {
                 user_id: user.id,
-                role: if user.role == "admin" {
-                    Role::Admin
-                } else {
-                    Role::Member
-                },
+                role: Role::from_stored(&user.role),
                 method: AuthMethod::Session,
             });
         }

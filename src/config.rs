@@ -69,6 +69,25 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// As stored in the users table and shown by `/auth/me`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// A stored role; anything but `admin` is a member.
+    pub fn from_stored(s: &str) -> Self {
+        if s == "admin" {
+            Role::Admin
+        } else {
+            Role::Member
+        }
+    }
+}
+
 /// How runs execute.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {

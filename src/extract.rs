@@ -132,3 +132,21 @@ impl<T: JsonSchema> OperationInput for Path<T> {
         axum::extract::Path::<T>::operation_input(ctx, operation);
     }
 }
+
+/// A `limit` query parameter: `default` when absent, else it must be 1 to `max` (422).
+pub fn limit<T: Copy + Into<i64>>(
+    value: Option<T>,
+    default: u32,
+    max: u32,
+) -> Result<u32, ApiError> {
+    let n = value.map_or(i64::from(default), Into::into);
+    if (1..=i64::from(max)).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(ApiError::validation(
+            "query",
+            Some("limit"),
+            format!("must be between 1 and {max}"),
+        ))
+    }
+}

@@ -1,10 +1,21 @@
-//! Random identifiers: `run_` + 12 hex, UUIDs, tokens.
+//! Random identifiers (`run_` + 12 hex, UUIDs, tokens) and the HMAC every signed token
+//! (magic links, review links, webhook signatures) is made with.
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).expect("the operating system's random source");
+    b
+}
 
 /// `n` random bytes as lower-case hex.
 pub fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    getrandom::fill(&mut b).expect("the operating system's random source");
-    hex(&b)
+    hex(&random_bytes(n))
+}
+
+/// `n` random bytes as unpadded URL-safe base64 (Python's `token_urlsafe(n)`).
+pub fn random_urlsafe(n: usize) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(n))
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -31,4 +42,14 @@ pub fn uuid_v4() -> String {
         &h[16..20],
         &h[20..]
     )
+}
+
+/// HMAC-SHA256 of the concatenated `parts` under `key`.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
 }

@@ -99,12 +99,12 @@ impl AppState {
         )?);
         let store = Arc::new(Store::open(&config.paths.db).await?);
         // The shared-secret identity has a users row, so it can use its own magic links.
-        let role = if config.secret.is_none() || config.shared_secret_role == Role::Admin {
-            "admin"
+        let role = if config.secret.is_none() {
+            Role::Admin
         } else {
-            "member"
+            config.shared_secret_role
         };
-        store.ensure_user(&config.user_id, role).await?;
+        store.ensure_user(&config.user_id, role.as_str()).await?;
         let index = Arc::new(index);
         let workers = index.reconcile_workers(false).await?;
         tracing::info!(

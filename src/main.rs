@@ -234,12 +234,7 @@ async fn users(action: UsersAction, data: DataArgs) -> anyhow::Result<ExitCode> 
                 name: name.unwrap_or_else(|| id.clone()),
                 id,
                 email,
-                role: if role == Role::Admin {
-                    "admin"
-                } else {
-                    "member"
-                }
-                .into(),
+                role: role.as_str().into(),
                 disabled: false,
                 created_at: floom::store::now(),
             };

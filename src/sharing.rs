@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -105,11 +104,8 @@ pub fn is_token(t: &str) -> bool {
 fn new_token() -> String {
     let mut out = String::new();
     while out.len() < 24 {
-        let mut b = [0u8; 24];
-        getrandom::fill(&mut b).expect("the operating system's random source");
         out.extend(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(b)
+            crate::ids::random_urlsafe(24)
                 .chars()
                 .filter(char::is_ascii_alphanumeric),
         );

@@ -9,9 +9,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::auth::session_key;
@@ -46,18 +44,14 @@ impl From<sqlx::Error> for SignInError {
 }
 
 fn sign(key: &[u8], msg: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
-    mac.update(msg.as_bytes());
-    crate::ids::hex(&mac.finalize().into_bytes())
+    crate::ids::hex(&crate::ids::hmac_sha256(key, &[msg.as_bytes()]))
 }
 
 /// A link token for `user_id`, valid until `now + 900 s`.
 pub fn issue(key: &[u8], user_id: &str, now: i64) -> String {
-    let mut nonce = [0u8; 18];
-    getrandom::fill(&mut nonce).expect("the operating system's random source");
     let payload: BTreeMap<&str, Value> = BTreeMap::from([
         ("exp", Value::from(now + LINK_TTL_SECONDS)),
-        ("nonce", Value::from(URL_SAFE_NO_PAD.encode(nonce))),
+        ("nonce", Value::from(crate::ids::random_urlsafe(18))),
         ("user_id", Value::from(user_id)),
     ]);
     let body = URL_SAFE_NO_PAD.encode(serde_json::to_string(&payload).expect("plain JSON"));
@@ -121,9 +115,7 @@ pub async fn consume(
     if user.disabled {
         return Err(SignInError::Disabled);
     }
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).expect("the operating system's random source");
-    let value = URL_SAFE_NO_PAD.encode(raw);
+    let value = crate::ids::random_urlsafe(32);
     let expires = (now + SESSION_TTL_SECONDS) * 1_000_000;
     store
         .insert_session(&session_key(&value), &user.id, expires)

@@ -4,9 +4,7 @@
 //! one worker listens to, and each delivery id run at most once.
 
 use base64::Engine as _;
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::index::Index;
@@ -45,13 +43,11 @@ pub enum Received {
 
 /// `base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))`, the key as raw bytes.
 pub fn sign(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    let mac = crate::ids::hmac_sha256(
+        key,
+        &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
+    );
+    base64::engine::general_purpose::STANDARD.encode(mac)
 }
 
 /// Check the headers: all three present, the timestamp within `tolerance` seconds of

@@ -193,9 +193,9 @@ impl Workers<'_> {
             .collect();
         let available = self.available(std::slice::from_ref(&row.id)).await?;
         let state = self.state(caller, &available, &row);
-        let (recent, _) = self
+        let recent = self
             .store
-            .runs(&RunFilter {
+            .runs_page(&RunFilter {
                 worker_ids: Some(vec![row.id.clone()]),
                 limit: 10,
                 ..RunFilter::default()

@@ -13,7 +13,6 @@ use super::json_doc::WithHeader;
 use super::limit::ClientIp;
 use crate::AppState;
 use crate::auth::{AuthMethod, Caller, SESSION_COOKIE, cookie, session_key};
-use crate::config::Role;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{OptionalJson, Path};
 use crate::signin::{self, SignInError};
@@ -160,12 +159,7 @@ async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Js
     let user = state.store.user(&caller.user_id).await?;
     Ok(axum::Json(Me {
         username: user.map_or_else(|| caller.user_id.clone(), |u| u.name),
-        role: if caller.role == Role::Admin {
-            "admin"
-        } else {
-            "member"
-        }
-        .into(),
+        role: caller.role.as_str().into(),
         is_admin: caller.is_admin(),
         auth_method: caller.method,
         user_id: caller.user_id,

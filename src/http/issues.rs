@@ -11,7 +11,7 @@ use super::json_doc::JsonDoc;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, Query};
+use crate::extract::{Json, Path, Query, limit};
 use crate::index::query::{
     CommentOut, Cursor, Issue, IssueDetail, IssueFilter, ListRequest, Order, SortKey,
 };
@@ -102,23 +102,12 @@ pub struct IssueHistory {
     pub commits: Vec<CommitInfo>,
 }
 
-fn check_limit(limit: Option<u32>, default: u32) -> ApiResult<u32> {
-    match limit.unwrap_or(default) {
-        n @ 1..=MAX_LIMIT => Ok(n),
-        _ => Err(ApiError::validation(
-            "query",
-            Some("limit"),
-            format!("must be between 1 and {MAX_LIMIT}"),
-        )),
-    }
-}
-
 async fn list_issues(
     State(state): State<AppState>,
     _caller: Caller,
     Query(p): Query<ListParams>,
 ) -> ApiResult<JsonDoc<IssueList>> {
-    let limit = check_limit(p.limit, DEFAULT_LIMIT)?;
+    let limit = limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let updated_since = match p.updated_since.as_deref() {
         None | Some("") => None,
         Some(t) => match timestamp_micros(Some(t)) {
@@ -246,7 +235,7 @@ async fn issue_history(
     Query(p): Query<HistoryParams>,
 ) -> ApiResult<axum::Json<IssueHistory>> {
     let num = parse_issue_id(&id)?;
-    let limit = check_limit(p.limit, DEFAULT_HISTORY)?;
+    let limit = limit(p.limit, DEFAULT_HISTORY, MAX_LIMIT)?;
     let commits = state.issues.history(num, limit as usize).await?;
     Ok(axum::Json(IssueHistory { id, commits }))
 }

@@ -10,6 +10,28 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 
+/// Document a response wrapper in OpenAPI exactly as the `axum::Json<T>` it carries.
+macro_rules! documented_as_json {
+    ($wrapper:ident) => {
+        impl<T: JsonSchema> OperationOutput for $wrapper<T> {
+            type Inner = T;
+            fn operation_response(
+                ctx: &mut GenContext,
+                op: &mut Operation,
+            ) -> Option<OpenApiResponse> {
+                axum::Json::<T>::operation_response(ctx, op)
+            }
+
+            fn inferred_responses(
+                ctx: &mut GenContext,
+                op: &mut Operation,
+            ) -> Vec<(Option<aide::openapi::StatusCode>, OpenApiResponse)> {
+                axum::Json::<T>::inferred_responses(ctx, op)
+            }
+        }
+    };
+}
+
 /// A JSON document assembled from the index's stored JSON, documented as `T`, with
 /// the issue's `ETag` when it is about one issue.
 pub struct JsonDoc<T> {
@@ -48,19 +70,7 @@ impl<T> IntoResponse for JsonDoc<T> {
     }
 }
 
-impl<T: JsonSchema> OperationOutput for JsonDoc<T> {
-    type Inner = T;
-    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<OpenApiResponse> {
-        axum::Json::<T>::operation_response(ctx, op)
-    }
-
-    fn inferred_responses(
-        ctx: &mut GenContext,
-        op: &mut Operation,
-    ) -> Vec<(Option<aide::openapi::StatusCode>, OpenApiResponse)> {
-        axum::Json::<T>::inferred_responses(ctx, op)
-    }
-}
+documented_as_json!(JsonDoc);
 
 /// A JSON answer with one extra header (`X-Total-Count`, `Set-Cookie`), documented as `T`.
 pub struct WithHeader<T> {
@@ -77,16 +87,4 @@ impl<T: serde::Serialize> IntoResponse for WithHeader<T> {
     }
 }
 
-impl<T: JsonSchema> OperationOutput for WithHeader<T> {
-    type Inner = T;
-    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<OpenApiResponse> {
-        axum::Json::<T>::operation_response(ctx, op)
-    }
-
-    fn inferred_responses(
-        ctx: &mut GenContext,
-        op: &mut Operation,
-    ) -> Vec<(Option<aide::openapi::StatusCode>, OpenApiResponse)> {
-        axum::Json::<T>::inferred_responses(ctx, op)
-    }
-}
+documented_as_json!(WithHeader);

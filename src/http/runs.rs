@@ -17,14 +17,14 @@ use super::stream::{Download, EventStream};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, Query};
+use crate::extract::{Json, Path, Query, limit};
 use crate::feedback::{FeedbackError, FeedbackIssue, FeedbackIssueRequest, NewFeedback};
 use crate::issues::Author;
 use crate::runs::read::RunQuery;
 use crate::runs::{Origin, RunDetail, RunError, RunRequest, RunSummary};
 use crate::store::feedback::Feedback;
 
-const MAX_LIMIT: i64 = 200;
+const MAX_LIMIT: u32 = 200;
 
 impl From<RunError> for ApiError {
     fn from(e: RunError) -> Self {
@@ -135,17 +135,6 @@ pub struct ActivityParams {
     pub limit: Option<i64>,
 }
 
-fn check_limit(limit: Option<i64>) -> ApiResult<i64> {
-    match limit.unwrap_or(50) {
-        n @ 1..=MAX_LIMIT => Ok(n),
-        _ => Err(ApiError::validation(
-            "query",
-            Some("limit"),
-            format!("must be between 1 and {MAX_LIMIT}"),
-        )),
-    }
-}
-
 /// Upstream's status tokens and aliases.
 fn parse_statuses(s: &str) -> ApiResult<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
@@ -239,7 +228,7 @@ async fn list_runs(
     _caller: Caller,
     Query(p): Query<ListParams>,
 ) -> ApiResult<WithHeader<Vec<RunSummary>>> {
-    let limit = check_limit(p.limit)?;
+    let limit = i64::from(limit(p.limit, 50, MAX_LIMIT)?);
     let offset = p.offset.unwrap_or(0);
     if offset < 0 {
         return Err(ApiError::validation(
@@ -431,7 +420,7 @@ async fn connection_activity(
     Path(RunId { id }): Path<RunId>,
     Query(p): Query<ActivityParams>,
 ) -> ApiResult<axum::Json<Vec<RunSummary>>> {
-    let limit = check_limit(p.limit)?;
+    let limit = i64::from(limit(p.limit, 50, MAX_LIMIT)?);
     let c = state.connections().get(&id).await?;
     Ok(axum::Json(
         state.engine.connection_activity(&c.app_name, limit).await?,

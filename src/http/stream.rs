@@ -26,7 +26,8 @@ impl IntoResponse for EventStream {
     }
 }
 
-fn described(description: &str, media_type: &str) -> OpenApiResponse {
+/// A 200 response of `media_type`, for OpenAPI.
+pub(super) fn described(description: &str, media_type: &str) -> OpenApiResponse {
     let mut r = OpenApiResponse {
         description: description.into(),
         ..Default::default()

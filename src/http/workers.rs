@@ -11,7 +11,7 @@ use super::json_doc::JsonDoc;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Path, Query};
+use crate::extract::{Path, Query, limit};
 use crate::index::workers::WorkerFilter;
 use crate::workers::{WorkerDetail, WorkerItem};
 use crate::workspace::git::CommitInfo;
@@ -115,21 +115,14 @@ async fn list_workers(
             ));
         }
     };
-    if let Some(l) = p.limit
-        && !(1..=MAX_LIMIT).contains(&l)
-    {
-        return Err(ApiError::validation(
-            "query",
-            Some("limit"),
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    // No limit: every worker.
+    let page = p.limit.map(|l| limit(Some(l), 0, MAX_LIMIT)).transpose()?;
     let filter = WorkerFilter {
         include_system: p.include_system,
         include_archived: p.include_archived,
         visibility,
         q: p.q,
-        limit: p.limit,
+        limit: page,
         offset: p.offset.unwrap_or(0),
         list_shape,
     };
@@ -181,16 +174,7 @@ async fn worker_versions(
     Query(p): Query<VersionsParams>,
 ) -> ApiResult<axum::Json<WorkerVersions>> {
     let id = checked_id(&id)?;
-    let limit = match p.limit.unwrap_or(50) {
-        n @ 1..=MAX_LIMIT => n,
-        _ => {
-            return Err(ApiError::validation(
-                "query",
-                Some("limit"),
-                format!("must be between 1 and {MAX_LIMIT}"),
-            ));
-        }
-    };
+    let limit = limit(p.limit, 50, MAX_LIMIT)?;
     let versions = state
         .workers()
         .versions(&state.issues.workspace, id, limit as usize)

@@ -61,13 +61,10 @@ impl aide::OperationOutput for ZipFile {
         _: &mut aide::generate::GenContext,
         _: &mut aide::openapi::Operation,
     ) -> Option<aide::openapi::Response> {
-        let mut r = aide::openapi::Response {
-            description: "The workspace bundle".into(),
-            ..Default::default()
-        };
-        r.content
-            .insert("application/zip".into(), Default::default());
-        Some(r)
+        Some(super::stream::described(
+            "The workspace bundle",
+            "application/zip",
+        ))
     }
 }
 

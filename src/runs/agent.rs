@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
 use super::Engine;
+use super::approvals::Ask;
 use super::exec::{Ended, Prepared};
 use super::logs::RunLog;
 use super::outcome::{ArtifactSpec, Failure, Success, clean_relative};
@@ -647,38 +648,20 @@ impl Engine {
         call: &CallRequest,
         saved: &Saved,
     ) -> anyhow::Result<ApprovalRecord> {
-        let now = chrono::Utc::now();
-        let ttl = std::time::Duration::from_secs_f64(self.settings.approval_ttl_hours * 3600.0);
-        let expires_at =
-            crate::workspace::issue_file::iso_timestamp(now + chrono::Duration::from_std(ttl)?);
         let mut state = serde_json::to_value(saved)?;
         state["kind"] = json!("agent_tool");
-        let a = ApprovalRecord {
-            id: crate::ids::prefixed("apr_"),
-            run_id: run.id.clone(),
-            worker_id: run.worker_id.clone(),
-            owner_id: self.owner_id.clone(),
-            kind: "agent_tool".into(),
-            status: "pending".into(),
-            label: format!("Allow the agent to call {}?", call.name),
-            preview: Some(serde_json::to_string_pretty(&call.arguments)?),
-            preview_type: Some("tool_call".into()),
-            preview_payload_json: Some(
-                json!({"tool": call.name, "arguments": call.arguments}).to_string(),
-            ),
-            decision_input_json: state.to_string(),
-            created_at: crate::workspace::issue_file::iso_timestamp(now),
-            expires_ts: crate::workspace::issue_file::timestamp_micros(Some(&expires_at)),
-            expires_at,
-            decided_at: None,
-            decided_by: None,
-            reason: None,
-            edited_output_json: None,
-            annotations_json: None,
-            follow_up_run_id: None,
-        };
-        self.store.insert_approval(&a).await?;
-        Ok(a)
+        self.insert_pending(
+            run,
+            Ask {
+                kind: "agent_tool",
+                label: format!("Allow the agent to call {}?", call.name),
+                preview: Some(serde_json::to_string_pretty(&call.arguments)?),
+                preview_type: Some("tool_call".into()),
+                preview_payload: Some(json!({"tool": call.name, "arguments": call.arguments})),
+                decision_input: state,
+            },
+        )
+        .await
     }
 
     /// A run claimed again after a decision on its tool call: the state to resume.
@@ -724,9 +707,7 @@ impl Engine {
                 other => other.to_string(),
             };
             let dest = dir.join(&rel);
-            if let Some(parent) = dest.parent() {
-                tokio::fs::create_dir_all(parent).await?;
-            }
+            super::exec::ensure_parent(&dest)?;
             tokio::fs::write(&dest, text).await?;
             outputs.insert(f.name.clone(), Value::String(rel.clone()));
             artifacts.push(ArtifactSpec {

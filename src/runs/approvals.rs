@@ -5,11 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::Sha256;
 
 use super::outcome::DecisionRequest;
 use super::{Engine, Origin, RunError};
@@ -76,6 +74,18 @@ pub struct ApprovalItem {
     pub public_link: Option<String>,
 }
 
+/// What a new approval asks of its human.
+pub(super) struct Ask {
+    /// `normal`, or `agent_tool` for a tool call an agent waits on.
+    pub kind: &'static str,
+    pub label: String,
+    pub preview: Option<String>,
+    pub preview_type: Option<String>,
+    pub preview_payload: Option<Value>,
+    /// What the decision resumes with (the original inputs, or an agent's saved state).
+    pub decision_input: Value,
+}
+
 /// The decision's answer: `{"status": "approved"|"rejected", "run_id": ...}`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct DecisionOut {
@@ -94,9 +104,6 @@ impl Engine {
         outputs: &Value,
         decision_inputs: Map<String, Value>,
     ) -> anyhow::Result<ApprovalRecord> {
-        let now = chrono::Utc::now();
-        let ttl = Duration::from_secs_f64(self.settings.approval_ttl_hours * 3600.0);
-        let expires = now + chrono::Duration::from_std(ttl)?;
         let label = asked.label.unwrap_or_else(|| {
             if config.approvals.required {
                 config.approvals.label.clone()
@@ -108,22 +115,44 @@ impl Engine {
             let pretty = serde_json::to_string_pretty(outputs).unwrap_or_default();
             Some(pretty.chars().take(PREVIEW_CHARS).collect())
         });
-        let expires_at = iso_timestamp(expires);
+        self.insert_pending(
+            run,
+            Ask {
+                kind: "normal",
+                label,
+                preview,
+                preview_type: asked.preview_type,
+                preview_payload: asked.preview_payload,
+                decision_input: Value::Object(decision_inputs),
+            },
+        )
+        .await
+    }
+
+    /// Insert a pending approval of `run` that expires after `APPROVAL_TTL_HOURS`.
+    pub(super) async fn insert_pending(
+        &self,
+        run: &RunRecord,
+        ask: Ask,
+    ) -> anyhow::Result<ApprovalRecord> {
+        let now = chrono::Utc::now();
+        let ttl = Duration::from_secs_f64(self.settings.approval_ttl_hours * 3600.0);
+        let expires = now + chrono::Duration::from_std(ttl)?;
         let a = ApprovalRecord {
             id: crate::ids::prefixed("apr_"),
             run_id: run.id.clone(),
             worker_id: run.worker_id.clone(),
             owner_id: self.owner_id.clone(),
-            kind: "normal".into(),
+            kind: ask.kind.into(),
             status: "pending".into(),
-            label,
-            preview,
-            preview_type: asked.preview_type,
-            preview_payload_json: asked.preview_payload.map(|p| p.to_string()),
-            decision_input_json: Value::Object(decision_inputs).to_string(),
+            label: ask.label,
+            preview: ask.preview,
+            preview_type: ask.preview_type,
+            preview_payload_json: ask.preview_payload.map(|p| p.to_string()),
+            decision_input_json: ask.decision_input.to_string(),
             created_at: iso_timestamp(now),
-            expires_ts: timestamp_micros(Some(&expires_at)),
-            expires_at,
+            expires_at: iso_timestamp(expires),
+            expires_ts: expires.timestamp_micros(),
             decided_at: None,
             decided_by: None,
             reason: None,
@@ -443,9 +472,8 @@ impl Engine {
     /// Upstream's signed review link: hex HMAC-SHA256 of `id.run_id.owner_id`.
     fn review_link(&self, a: &ApprovalRecord) -> Option<String> {
         let key = self.signing_key.as_deref()?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
-        mac.update(format!("{}.{}.{}", a.id, a.run_id, a.owner_id).as_bytes());
-        let token = crate::ids::hex(&mac.finalize().into_bytes());
+        let message = format!("{}.{}.{}", a.id, a.run_id, a.owner_id);
+        let token = crate::ids::hex(&crate::ids::hmac_sha256(key, &[message.as_bytes()]));
         Some(format!("/approvals/review?id={}&token={token}", a.id))
     }
 }

@@ -225,9 +225,7 @@ impl Engine {
             }
             let rel = format!("{}/{}", run.id, spec.relative_path);
             let dest = self.artifacts_dir.join(&rel);
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
+            ensure_parent(&dest)?;
             std::fs::copy(&src, &dest)
                 .with_context(|| format!("copying {}", spec.relative_path))?;
             self.store
@@ -279,9 +277,7 @@ fn write_run_folder(
             .unwrap_or_else(|| field.default_path(false));
         let rel = outcome::clean_relative(&rel).context("file input path")?;
         let dest = dir.join(&rel);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
+        ensure_parent(&dest)?;
         std::fs::write(&dest, bytes)?;
         inputs.insert(field.name.clone(), Value::String(rel));
     }
@@ -363,6 +359,14 @@ fn copy_bundle(from: &Path, to: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Create the folder a file is about to be written in.
+pub(super) fn ensure_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::create_dir_all(dir),
+        None => Ok(()),
+    }
 }
 
 struct RemoveOnDrop(PathBuf);

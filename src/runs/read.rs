@@ -97,7 +97,7 @@ impl Engine {
             limit,
             ..RunFilter::default()
         };
-        let (rows, _) = self.store.runs(&filter).await?;
+        let rows = self.store.runs_page(&filter).await?;
         Ok(rows.iter().map(RunSummary::from).collect())
     }
 }

@@ -145,57 +145,77 @@ const RUN_COLUMNS: &str = "seq, id, worker_id, worker_name, status, trigger_sour
     created_ts, started_at, completed_at, duration_ms, cancel_requested, retry_of_run_id,
     retry_attempt, total_tokens, triggered_by, trace_id";
 
-/// The filters every part of a list query shares (not the visibility).
-fn push_filters(qb: &mut QueryBuilder<Sqlite>, f: &RunFilter) {
-    if let Some(ids) = &f.worker_ids {
-        push_in(qb, " AND worker_id IN (", ids);
+/// The conditions of a query: ` WHERE a AND b …`, or nothing at all when there are
+/// none, so that a bare `COUNT(*)` stays the one SQLite answers from the table's pages
+/// rather than by reading rows.
+struct Conditions<'a> {
+    qb: &'a mut QueryBuilder<Sqlite>,
+    any: bool,
+}
+
+impl<'a> Conditions<'a> {
+    fn new(qb: &'a mut QueryBuilder<Sqlite>) -> Self {
+        Conditions { qb, any: false }
     }
-    if !f.statuses.is_empty() {
-        push_in(qb, " AND status IN (", &f.statuses);
+
+    /// Start the next condition.
+    fn and(&mut self) -> &mut QueryBuilder<Sqlite> {
+        self.qb.push(if self.any { " AND " } else { " WHERE " });
+        self.any = true;
+        self.qb
     }
-    if let Some(t) = f.since_ts {
-        qb.push(" AND created_ts >= ").push_bind(t);
+
+    /// `<column> IN (…)` (or `NOT IN`); an empty list matches nothing.
+    fn is_in(&mut self, column_and_op: &str, values: &[String]) {
+        let qb = self.and();
+        qb.push(column_and_op).push(" (");
+        let mut sep = qb.separated(", ");
+        for v in values {
+            sep.push_bind(v.clone());
+        }
+        if values.is_empty() {
+            sep.push("NULL");
+        }
+        qb.push(")");
     }
-    if let Some(t) = f.until_ts {
-        qb.push(" AND created_ts <= ").push_bind(t);
+
+    /// The filters every part of a list query shares (not the visibility).
+    fn filters(&mut self, f: &RunFilter) {
+        if let Some(ids) = &f.worker_ids {
+            self.is_in("worker_id IN", ids);
+        }
+        if !f.statuses.is_empty() {
+            self.is_in("status IN", &f.statuses);
+        }
+        if let Some(t) = f.since_ts {
+            self.and().push("created_ts >= ").push_bind(t);
+        }
+        if let Some(t) = f.until_ts {
+            self.and().push("created_ts <= ").push_bind(t);
+        }
     }
 }
 
-fn push_in(qb: &mut QueryBuilder<Sqlite>, head: &str, values: &[String]) {
-    qb.push(head);
-    let mut sep = qb.separated(", ");
-    for v in values {
-        sep.push_bind(v.clone());
-    }
-    if values.is_empty() {
-        sep.push("NULL");
-    }
-    qb.push(")");
+/// Which runs a count covers, beyond the filter.
+enum Subset<'a> {
+    All,
+    Hidden,
+    VisibleOf(&'a [String]),
 }
 
-async fn count(
-    read: &sqlx::SqlitePool,
-    f: &RunFilter,
-    extra: &str,
-    workers: Option<&[String]>,
-) -> sqlx::Result<i64> {
-    let unfiltered = f.worker_ids.is_none()
-        && f.statuses.is_empty()
-        && f.since_ts.is_none()
-        && f.until_ts.is_none()
-        && extra.is_empty()
-        && workers.is_none();
-    if unfiltered {
-        // Without a WHERE clause SQLite counts the table's pages, not its rows.
-        return sqlx::query_scalar("SELECT COUNT(*) FROM runs")
-            .fetch_one(read)
-            .await;
-    }
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT COUNT(*) FROM runs WHERE 1");
-    push_filters(&mut qb, f);
-    qb.push(extra);
-    if let Some(w) = workers {
-        push_in(&mut qb, " AND worker_id IN (", w);
+async fn count(read: &sqlx::SqlitePool, f: &RunFilter, subset: Subset<'_>) -> sqlx::Result<i64> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT COUNT(*) FROM runs");
+    let mut w = Conditions::new(&mut qb);
+    w.filters(f);
+    match subset {
+        Subset::All => {}
+        Subset::Hidden => {
+            w.and().push("hidden = 1");
+        }
+        Subset::VisibleOf(workers) => {
+            w.and().push("hidden = 0");
+            w.is_in("worker_id IN", workers);
+        }
     }
     qb.build_query_scalar().fetch_one(read).await
 }
@@ -357,28 +377,34 @@ impl Store {
     /// sorting), and the total is the count without visibility, served by an index,
     /// minus the few hidden ones.
     pub async fn runs(&self, f: &RunFilter) -> sqlx::Result<(Vec<RunRecord>, i64)> {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1"));
-        push_filters(&mut qb, f);
+        let rows = self.runs_page(f).await?;
+        let mut total = count(&self.read, f, Subset::All).await?;
         if f.visible_only {
-            qb.push(" AND +hidden = 0");
+            total -= count(&self.read, f, Subset::Hidden).await?;
             if !f.exclude_workers.is_empty() {
-                push_in(&mut qb, " AND worker_id NOT IN (", &f.exclude_workers);
+                total -= count(&self.read, f, Subset::VisibleOf(&f.exclude_workers)).await?;
+            }
+        }
+        Ok((rows, total))
+    }
+
+    /// A page of runs, newest first, without the total.
+    pub async fn runs_page(&self, f: &RunFilter) -> sqlx::Result<Vec<RunRecord>> {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs"));
+        let mut w = Conditions::new(&mut qb);
+        w.filters(f);
+        if f.visible_only {
+            w.and().push("+hidden = 0");
+            if !f.exclude_workers.is_empty() {
+                w.is_in("worker_id NOT IN", &f.exclude_workers);
             }
         }
         qb.push(" ORDER BY seq DESC LIMIT ")
             .push_bind(f.limit)
             .push(" OFFSET ")
             .push_bind(f.offset);
-        let rows = qb.build_query_as().fetch_all(&self.read).await?;
-        let mut total = count(&self.read, f, "", None).await?;
-        if f.visible_only {
-            total -= count(&self.read, f, " AND hidden = 1", None).await?;
-            if !f.exclude_workers.is_empty() {
-                total -= count(&self.read, f, " AND hidden = 0", Some(&f.exclude_workers)).await?;
-            }
-        }
-        Ok((rows, total))
+        qb.build_query_as().fetch_all(&self.read).await
     }
 
     /// The latest run of each of these workers.
@@ -395,19 +421,6 @@ impl Store {
         }
         qb.push(") GROUP BY worker_id)");
         qb.build_query_as().fetch_all(&self.read).await
-    }
-
-    /// Runs per worker created since `since_ts`.
-    pub async fn run_counts_since(&self, since_ts: i64) -> sqlx::Result<Vec<(String, i64)>> {
-        Ok(sqlx::query!(
-            r#"SELECT worker_id, COUNT(*) AS "n!: i64" FROM runs WHERE created_ts >= ? GROUP BY worker_id"#,
-            since_ts
-        )
-        .fetch_all(&self.read)
-        .await?
-        .into_iter()
-        .map(|r| (r.worker_id, r.n))
-        .collect())
     }
 
     /// The newest completed run of a worker that has outputs.
@@ -462,6 +475,21 @@ impl Store {
         .collect())
     }
 
+    /// Runs per worker created since `since_ts`. One grouped count over every worker
+    /// is cheaper than scoping it to a list of ids (measured: 1000 ids in an IN-list
+    /// made GET /workers 75% slower).
+    pub async fn run_counts_since(&self, since_ts: i64) -> sqlx::Result<Vec<(String, i64)>> {
+        Ok(sqlx::query!(
+            r#"SELECT worker_id, COUNT(*) AS "n!: i64" FROM runs WHERE created_ts >= ? GROUP BY worker_id"#,
+            since_ts
+        )
+        .fetch_all(&self.read)
+        .await?
+        .into_iter()
+        .map(|r| (r.worker_id, r.n))
+        .collect())
+    }
+
     /// `(running, queued)` right now.
     pub async fn live_run_counts(&self) -> sqlx::Result<(i64, i64)> {
         let r = sqlx::query!(
@@ -476,14 +504,12 @@ impl Store {
 
     /// The newest visible runs.
     pub async fn recent_runs(&self, limit: i64) -> sqlx::Result<Vec<RunRecord>> {
-        Ok(self
-            .runs(&RunFilter {
-                visible_only: true,
-                limit,
-                ..RunFilter::default()
-            })
-            .await?
-            .0)
+        self.runs_page(&RunFilter {
+            visible_only: true,
+            limit,
+            ..RunFilter::default()
+        })
+        .await
     }
 
     /// Per worker, its newest `n` finished runs created since `since_us`, newest first.

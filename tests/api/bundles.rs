@@ -20,8 +20,6 @@ fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// `POST /workspace/import` with `bytes` as the `bundle` field.
 async fn import(app: &TestApp, bytes: &[u8], headers: &[(&str, &str)]) -> Reply {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
     let boundary = "floom-test-boundary";
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"bundle\"; filename=\"b.zip\"\r\nContent-Type: application/zip\r\n\r\n"
@@ -29,46 +27,23 @@ async fn import(app: &TestApp, bytes: &[u8], headers: &[(&str, &str)]) -> Reply 
     .into_bytes();
     body.extend_from_slice(bytes);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let mut req = axum::http::Request::builder()
-        .method(Method::POST)
-        .uri("/workspace/import")
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        );
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = app
-        .router
-        .clone()
-        .oneshot(req.body(axum::body::Body::from(body)).unwrap())
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let mut headers = headers.to_vec();
+    headers.push(("content-type", &content_type));
+    app.send_bytes(Method::POST, "/workspace/import", body, &headers)
         .await
-        .unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
 }
 
 async fn export(app: &TestApp) -> Vec<u8> {
     use http_body_util::BodyExt;
-    use tower::ServiceExt;
     let res = app
-        .router
-        .clone()
-        .oneshot(
+        .respond(
             axum::http::Request::builder()
                 .uri("/workspace/export?exported_at=2026-11-30T00:00:00%2B00:00")
                 .body(axum::body::Body::empty())
                 .unwrap(),
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "application/zip");
     assert_eq!(res.headers()["cache-control"], "no-store");

@@ -30,6 +30,20 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Read a whole response; a body that is not JSON becomes a JSON string.
+    pub async fn read(res: axum::response::Response) -> Reply {
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
     pub fn etag(&self) -> String {
         self.headers
             .get("etag")
@@ -113,33 +127,35 @@ impl TestApp {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> Reply {
+        match body {
+            Some(v) => {
+                let mut headers = headers.to_vec();
+                headers.push(("content-type", "application/json"));
+                let bytes = serde_json::to_vec(&v).unwrap();
+                self.send_bytes(method, uri, bytes, &headers).await
+            }
+            None => self.send_bytes(method, uri, Vec::new(), headers).await,
+        }
+    }
+
+    /// Send `body` as it is (a form, a signed delivery) with `headers`.
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Body::from(serde_json::to_vec(&v).unwrap())
-            }
-            None => Body::empty(),
-        };
-        let res = self
-            .router
-            .clone()
-            .oneshot(req.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply::read(self.respond(req.body(Body::from(body)).unwrap()).await).await
+    }
+
+    /// The response itself, for streams and files.
+    pub async fn respond(&self, req: Request<Body>) -> axum::response::Response {
+        self.router.clone().oneshot(req).await.unwrap()
     }
 
     pub async fn get(&self, uri: &str) -> Reply {

@@ -635,17 +635,13 @@ async fn list_filters_aliases_and_paging() {
 /// Read a whole SSE response (the stream ends with the run).
 async fn events_of(app: &TestApp, uri: &str, accept: Option<&str>) -> String {
     use http_body_util::BodyExt;
-    use tower::ServiceExt;
     let mut req = axum::http::Request::builder().uri(uri);
     if let Some(a) = accept {
         req = req.header("accept", a);
     }
     let res = app
-        .router
-        .clone()
-        .oneshot(req.body(axum::body::Body::empty()).unwrap())
-        .await
-        .unwrap();
+        .respond(req.body(axum::body::Body::empty()).unwrap())
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     let body = tokio::time::timeout(Duration::from_secs(20), res.into_body().collect())

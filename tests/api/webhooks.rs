@@ -42,28 +42,8 @@ async fn deliver(
         ("content-type", "application/json"),
     ];
     headers.extend_from_slice(extra);
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let mut req = axum::http::Request::builder()
-        .method(Method::POST)
-        .uri(path);
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let res = app
-        .router
-        .clone()
-        .oneshot(req.body(axum::body::Body::from(body.to_string())).unwrap())
+    app.send_bytes(Method::POST, path, body.as_bytes().to_vec(), &headers)
         .await
-        .unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
 }
 
 async fn signed(app: &TestApp, id: &str, body: &Value) -> Reply {
