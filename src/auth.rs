@@ -137,20 +137,49 @@ pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Sessions are stored under the SHA-256 of their cookie value.
-pub fn session_key(cookie_value: &str) -> String {
-    crate::ids::hex(&Sha256::digest(cookie_value.as_bytes()))
+/// Sessions and run tokens are stored under the SHA-256 hex of their value.
+pub fn token_key(value: &str) -> String {
+    crate::ids::hex(&Sha256::digest(value.as_bytes()))
+}
+
+/// Header upstream's sandboxes send their run token in (also accepted as a bearer token).
+pub const RUN_TOKEN_HEADER: &str = "x-workeros-run-token";
+
+/// A run token presented with the request: `x-workeros-run-token`, or a `wrt_` bearer.
+fn presented_run_token(parts: &Parts) -> Option<&str> {
+    if let Some(v) = parts.headers.get(RUN_TOKEN_HEADER) {
+        return Some(v.to_str().unwrap_or(""));
+    }
+    parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| t.starts_with("wrt_"))
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    /// Upstream's order: a session cookie, then the shared secret, then (with no secret
-    /// configured) the local operator.
+    /// Upstream's order: a run token, a session cookie, then the shared secret, then
+    /// (with no secret configured) the local operator.
+    ///
+    /// A run token is a run's own credential, for its own run's callback routes only;
+    /// none of the routes behind this extractor is one, so a valid token is refused
+    /// here with 403 and never falls through to another credential.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let config = &state.config;
+        if let Some(token) = presented_run_token(parts) {
+            return match state.store.running_run_of_token(&token_key(token)).await? {
+                Some(_) => Err(ApiError::Forbidden(
+                    "a run token may only call its own run's routes".into(),
+                )),
+                None => Err(ApiError::NotSignedIn("invalid or expired run token".into())),
+            };
+        }
         if let Some(value) = cookie(parts, SESSION_COOKIE) {
-            let key = session_key(value);
+            let key = token_key(value);
             let Some((user_id, expires_ts)) = state.store.session(&key).await? else {
                 return Err(ApiError::NotSignedIn("session not found".into()));
             };

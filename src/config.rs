@@ -135,6 +135,10 @@ pub struct RunArgs {
     /// The model of agent workers whose manifest names none.
     #[arg(long, env = "WORKEROS_WORKER_AGENT_MODEL")]
     pub agent_model: Option<String>,
+    /// Processes (threads included) a run may have at once, unless its manifest sets
+    /// `resources.max_processes`; a fork bomb fails inside its run.
+    #[arg(long, env = "FLOOM_RUN_MAX_PROCESSES", default_value_t = 256)]
+    pub run_max_processes: u64,
 }
 
 impl Default for RunArgs {
@@ -152,6 +156,7 @@ impl Default for RunArgs {
             llm_base_url: None,
             openai_api_key: None,
             agent_model: None,
+            run_max_processes: 256,
         }
     }
 }
@@ -276,6 +281,16 @@ impl Paths {
     }
 }
 
+/// The variables holding secret values, whose values the server wipes from its own
+/// environment once parsed (see `private::scrub_environment`).
+pub const SECRET_ENV: &[&str] = &[
+    "FLOOM_SECRET",
+    "FLOOM_SECRETS_KEY",
+    "WORKEROS_MAGIC_LINK_SECRET",
+    "OPENAI_API_KEY",
+    "COMPOSIO_WEBHOOK_SIGNING_KEY",
+];
+
 /// The validated configuration of a running server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -288,6 +303,35 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every secret value this server was configured with, `(NAME, value)`, so that a
+    /// run's output can be searched for them (the vault's values are the vault's).
+    pub fn server_secrets(&self) -> Vec<(String, String)> {
+        let shared = match &self.secret {
+            Some(SharedSecret::Plain(v)) => Some(String::from_utf8_lossy(v).into_owned()),
+            _ => None,
+        };
+        let vault_key = match &self.paths.vault_key {
+            KeySource::Env(k) => Some(k.clone()),
+            KeySource::File(_) => None,
+        };
+        [
+            ("FLOOM_SECRET", shared),
+            ("FLOOM_SECRETS_KEY", vault_key),
+            (
+                "WORKEROS_MAGIC_LINK_SECRET",
+                self.auth.magic_link_secret.clone(),
+            ),
+            ("OPENAI_API_KEY", self.runs.openai_api_key.clone()),
+            (
+                "COMPOSIO_WEBHOOK_SIGNING_KEY",
+                self.runs.composio_signing_key.clone(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value.filter(|v| !v.is_empty())?)))
+        .collect()
+    }
+
     pub fn from_args(data: &DataArgs, auth: &AuthArgs, runs: &RunArgs) -> anyhow::Result<Self> {
         if runs.max_concurrent_runs == 0 {
             bail!("WORKEROS_MAX_CONCURRENT_RUNS must be at least 1");

@@ -27,6 +27,11 @@ pub fn prefixed(prefix: &str) -> String {
     format!("{prefix}{}", random_hex(6))
 }
 
+/// A run's own credential (upstream's `wrt_` form), given to it as `WORKEROS_RUN_TOKEN`.
+pub fn run_token() -> String {
+    format!("wrt_{}", random_urlsafe(32))
+}
+
 /// A random UUID (version 4) in its hyphenated form.
 pub fn uuid_v4() -> String {
     let mut b = [0u8; 16];

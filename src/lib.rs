@@ -20,6 +20,7 @@ pub mod llm;
 pub mod mcp;
 pub mod outbound;
 pub mod overview;
+pub mod private;
 pub mod runs;
 pub mod secrets;
 pub mod sharing;
@@ -49,6 +50,7 @@ pub use crate::http::app;
 pub async fn open_stores(paths: &Paths) -> anyhow::Result<(Workspace, Index)> {
     let fresh = paths.git_remote.is_none() && workspace::examples::is_new(&paths.workspace);
     paths.create_dirs()?;
+    private::secure_files(paths)?;
     if fresh {
         workspace::examples::seed(&paths.workers)?;
     }
@@ -123,10 +125,7 @@ impl AppState {
             Arc::clone(&store),
             Arc::clone(&index),
             Arc::clone(&vault),
-            config.runs.clone(),
-            &config.paths.data_dir,
-            config.user_id.clone(),
-            config.secret.as_ref().map(|s| s.signing_key().to_vec()),
+            &config,
         )?;
         engine.start().await?;
         let issues = IssueService {

@@ -72,6 +72,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // SAFETY: one thread so far, and the parsed values are owned copies.
+    unsafe { floom::private::scrub_environment(floom::config::SECRET_ENV) };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -70,8 +70,15 @@ impl McpClient {
                 cwd,
             } => {
                 let mut cmd = tokio::process::Command::new(command);
-                cmd.args(args)
-                    .envs(env)
+                // The server's environment holds its secrets: the MCP server gets the
+                // basics a program needs to start, plus what its connection record sets.
+                cmd.args(args).env_clear();
+                for name in ["PATH", "HOME", "LANG", "TMPDIR"] {
+                    if let Some(v) = std::env::var_os(name) {
+                        cmd.env(name, v);
+                    }
+                }
+                cmd.envs(env)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::null())

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use crate::auth::session_key;
+use crate::auth::token_key;
 use crate::store::Store;
 use crate::store::users::User;
 
@@ -118,7 +118,7 @@ pub async fn consume(
     let value = crate::ids::random_urlsafe(32);
     let expires = (now + SESSION_TTL_SECONDS) * 1_000_000;
     store
-        .insert_session(&session_key(&value), &user.id, expires)
+        .insert_session(&token_key(&value), &user.id, expires)
         .await?;
     Ok((value, user))
 }

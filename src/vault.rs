@@ -103,6 +103,27 @@ impl Vault {
             .collect()
     }
 
+    /// Every stored value and the key's own text forms (base64 and hex), `(NAME, value)`,
+    /// for redaction: none of them may leave through a run.
+    pub async fn redactable(&self) -> Vec<(String, String)> {
+        use base64::Engine as _;
+        let state = self.state.read().await;
+        let mut out: Vec<(String, String)> = state
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(key) = &state.key {
+            for form in [
+                base64::engine::general_purpose::STANDARD.encode(key),
+                crate::ids::hex(key),
+            ] {
+                out.push(("FLOOM_SECRETS_KEY".into(), form));
+            }
+        }
+        out
+    }
+
     /// Store a value; durable (on disk, synced) when this returns.
     pub async fn set(&self, name: &str, value: &str) -> anyhow::Result<()> {
         let mut state = self.state.write().await;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::json_doc::WithHeader;
 use super::limit::ClientIp;
 use crate::AppState;
-use crate::auth::{AuthMethod, Caller, SESSION_COOKIE, cookie, session_key};
+use crate::auth::{AuthMethod, Caller, SESSION_COOKIE, cookie, token_key};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{OptionalJson, Path};
 use crate::signin::{self, SignInError};
@@ -147,7 +147,7 @@ async fn logout(
 ) -> ApiResult<WithHeader<Ok>> {
     let (parts, _) = req.into_parts();
     if let Some(value) = cookie(&parts, SESSION_COOKIE) {
-        state.store.delete_session(&session_key(value)).await?;
+        state.store.delete_session(&token_key(value)).await?;
     }
     Ok(with_cookie(
         signin::session_cookie(None, !state.config.auth.insecure_cookies),

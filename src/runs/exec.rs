@@ -41,6 +41,8 @@ pub struct Prepared {
     pub connections: BTreeMap<String, String>,
     pub inputs: Map<String, Value>,
     pub phase: Phase,
+    /// `WORKEROS_RUN_TOKEN`: valid while this run is running (its hash is in the store).
+    pub run_token: String,
 }
 
 impl Engine {
@@ -60,8 +62,16 @@ impl Engine {
         let secrets = p.secrets.clone();
         let connections = p.connections.clone();
         let dir = run_dir.clone();
+        // Declared after the folder's remover, so dropped before it: the run uid's
+        // processes are gone before its folder is removed.
+        let lease = self.isolation.lease_uid()?;
+        let owner = lease.as_ref().map(|l| l.uid);
         tokio::task::spawn_blocking(move || {
-            write_run_folder(&dir, &bundle, &config, inputs, &secrets, &connections)
+            write_run_folder(&dir, &bundle, &config, inputs, &secrets, &connections)?;
+            if let Some(uid) = owner {
+                super::sandbox::chown_tree(&dir, uid)?;
+            }
+            anyhow::Ok(())
         })
         .await??;
         let egress = p.config.capabilities.network.egress;
@@ -78,13 +88,7 @@ impl Engine {
             .command
             .clone()
             .context("a script worker always has a command")?;
-        let mut env: Vec<(String, String)> = vec![
-            ("FLOOM_RUN_ID".into(), run.id.clone()),
-            ("FLOOM_TRACE_ID".into(), run.trace_id.clone()),
-        ];
-        if let Some(url) = &self.settings.api_url {
-            env.push(("WORKEROS_API_URL".into(), url.clone()));
-        }
+        let mut env = self.contract_env(run, p);
         env.extend(p.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
         let launch = Launch {
             run_dir: &run_dir,
@@ -92,14 +96,23 @@ impl Engine {
             env,
             egress,
             memory_mb: p.config.resources.memory_mb,
+            max_processes: p
+                .config
+                .resources
+                .max_processes
+                .unwrap_or(self.settings.run_max_processes),
+            uid: owner,
         };
         log.line("info", &format!("$ {command}")).await;
         let mut child = self
             .isolation
-            .command(&launch)
+            .command(&launch)?
             .spawn()
             .context("starting the worker process")?;
-        let pid = child.id().unwrap_or(0);
+        // A missing pid would make the group kill below a kill of the server's own group.
+        let pid = child
+            .id()
+            .context("the worker process has no pid (it was already reaped)")?;
         let out = tokio::spawn(pump(
             child.stdout.take().context("stdout")?,
             "info",
@@ -136,6 +149,12 @@ impl Engine {
         if !matches!(why, Why::Exited(_)) {
             kill_group(pid);
             let _ = child.wait().await;
+        }
+        // Whatever the run started and left behind (a process that changed its group)
+        // ends here, before its files are judged or copied.
+        if let Some(lease) = &lease {
+            let lease_uid = lease.uid;
+            let _ = tokio::task::spawn_blocking(move || super::sandbox::kill_uid(lease_uid)).await;
         }
         // Output a killed tree left in the pipes is read; a stray process holding
         // them open is not waited for.
@@ -223,7 +242,10 @@ impl Engine {
                 .await;
                 continue;
             }
-            let rel = format!("{}/{}", run.id, spec.relative_path);
+            // The listing never shows a secret, even one a worker put in a file name.
+            let name = log.redact(&spec.name);
+            let relative_path = log.redact(&spec.relative_path);
+            let rel = format!("{}/{}", run.id, relative_path);
             let dest = self.artifacts_dir.join(&rel);
             ensure_parent(&dest)?;
             std::fs::copy(&src, &dest)
@@ -232,9 +254,9 @@ impl Engine {
                 .insert_artifact(&ArtifactRecord {
                     id: crate::ids::prefixed("art_"),
                     run_id: run.id.clone(),
-                    name: spec.name.clone(),
+                    name,
                     media_type: spec.media_type.clone(),
-                    relative_path: spec.relative_path.clone(),
+                    relative_path,
                     path: rel,
                     size_bytes: meta.len() as i64,
                     created_at: crate::store::now(),

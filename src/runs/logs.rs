@@ -73,6 +73,23 @@ impl RunLog {
         out
     }
 
+    /// [`redact`](Self::redact) every string of a JSON value, keys included.
+    pub fn redact_value(&self, value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => Value::String(self.redact(&s)),
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|v| self.redact_value(v)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| (self.redact(&k), self.redact_value(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
     /// Add a line; it is stored within [`FLUSH_EVERY`].
     pub async fn line(&self, level: &str, text: &str) {
         let text = self.redact(text);

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod approvals;
+mod contract;
 pub mod events;
 mod exec;
 mod logs;
@@ -104,6 +105,9 @@ pub struct Engine {
     pub owner_id: String,
     /// Shared secret, for signing approval review links.
     pub signing_key: Option<Vec<u8>>,
+    /// Every secret the server holds from its configuration, `(NAME, value)`: redacted
+    /// from whatever a run leaves behind, should one ever reach it.
+    server_secrets: Vec<(String, String)>,
     wake: Notify,
     slots: Arc<Semaphore>,
     /// Cancel signals of the runs executing now.
@@ -114,27 +118,25 @@ pub struct Engine {
 }
 
 impl Engine {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<Store>,
         index: Arc<Index>,
         vault: Arc<Vault>,
-        settings: RunArgs,
-        data_dir: &std::path::Path,
-        owner_id: String,
-        signing_key: Option<Vec<u8>>,
+        config: &crate::config::Config,
     ) -> anyhow::Result<Arc<Self>> {
-        let isolation = Isolation::detect(settings.sandbox, data_dir)?;
-        match &isolation {
-            Isolation::Bubblewrap { .. } => tracing::info!("runs are sandboxed with bubblewrap"),
-            Isolation::Process { reason, .. } => {
-                tracing::warn!(%reason, "runs are NOT sandboxed")
-            }
+        let settings = config.runs.clone();
+        let isolation = Isolation::detect(settings.sandbox, settings.max_concurrent_runs)?;
+        if isolation.is_sandboxed() {
+            tracing::info!("runs are sandboxed with bubblewrap");
+        } else {
+            tracing::warn!(reason = %isolation.describe(false), "runs are NOT sandboxed");
         }
-        let runs_dir = data_dir.join("runs");
-        let artifacts_dir = data_dir.join("artifacts");
-        std::fs::create_dir_all(&runs_dir)?;
+        let runs_dir = isolation.runs_root().to_path_buf();
+        let artifacts_dir = config.paths.data_dir.join("artifacts");
         std::fs::create_dir_all(&artifacts_dir)?;
+        let owner_id = config.user_id.clone();
+        let signing_key = config.secret.as_ref().map(|s| s.signing_key().to_vec());
+        let server_secrets = config.server_secrets();
         Ok(Arc::new(Engine {
             store,
             index,
@@ -147,6 +149,7 @@ impl Engine {
             artifacts_dir,
             owner_id,
             signing_key,
+            server_secrets,
             wake: Notify::new(),
             live: Mutex::new(HashMap::new()),
             stop: watch::channel(false).0,
@@ -511,15 +514,15 @@ impl Engine {
             ))));
         }
         let phase = self.stamp_phase(run, &config, &mut inputs).await?;
-        let secret_pairs: Vec<(String, String)> = secrets
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let run_token = crate::ids::run_token();
+        self.store
+            .set_run_token(&run.id, &crate::auth::token_key(&run_token))
+            .await?;
         let log = RunLog::new(
             &run.id,
             self.store.clone(),
             self.events.clone(),
-            &secret_pairs,
+            &self.redactions(&secrets, &run_token).await,
             self.settings.run_log_limit,
         );
         let connections = self.connection_ids(&config).await?;
@@ -529,6 +532,7 @@ impl Engine {
             connections,
             inputs,
             phase,
+            run_token,
         };
         let ended = if prepared.config.exec.mode == Mode::Agent {
             self.run_agent(run, &prepared, &log, cancel).await
@@ -639,7 +643,7 @@ impl Engine {
         success: outcome::Success,
         log: &RunLog,
     ) -> anyhow::Result<RunEnd> {
-        let outputs = Value::Object(success.outputs.clone());
+        let outputs = log.redact_value(Value::Object(success.outputs.clone()));
         let pause =
             p.phase == Phase::Propose || (p.phase == Phase::Plain && success.decision.is_some());
         if !pause {

@@ -6,6 +6,7 @@
 pub mod approvals;
 pub mod connections;
 pub mod feedback;
+pub mod run_tokens;
 pub mod runs;
 pub mod secrets;
 pub mod shares;

@@ -243,7 +243,7 @@ async fn sessions_end_when_they_expire_or_their_user_is_disabled() {
         me.body["is_admin"], true,
         "the role comes from the users row"
     );
-    let key = floom::auth::session_key("stale-value");
+    let key = floom::auth::token_key("stale-value");
     app.state
         .store
         .insert_session(&key, "bo", chrono::Utc::now().timestamp_micros() - 1)

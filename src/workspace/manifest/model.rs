@@ -357,6 +357,10 @@ pub struct Resources {
     pub memory_mb: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_count: Option<u64>,
+    /// Processes (threads included) the run may have at once; default: the server's
+    /// `FLOOM_RUN_MAX_PROCESSES`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_processes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -642,6 +642,13 @@ fn check_common(
     if let Some(m) = resources.memory_mb {
         p.check(m >= 128, "resources.memory_mb", "must be at least 128");
     }
+    if let Some(n) = resources.max_processes {
+        p.check(
+            (8..=65_536).contains(&n),
+            "resources.max_processes",
+            "must be 8 to 65536",
+        );
+    }
     if let Some(c) = resources.cpu_count {
         p.check(c >= 1, "resources.cpu_count", "must be at least 1");
     }
