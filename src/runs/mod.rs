@@ -125,7 +125,7 @@ impl Engine {
         config: &crate::config::Config,
     ) -> anyhow::Result<Arc<Self>> {
         let settings = config.runs.clone();
-        let isolation = Isolation::detect(settings.sandbox, settings.max_concurrent_runs)?;
+        let isolation = Isolation::detect(settings.sandbox)?;
         if isolation.is_sandboxed() {
             tracing::info!("runs are sandboxed with bubblewrap");
         } else {

@@ -14,7 +14,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use tokio::process::Command;
@@ -26,9 +25,9 @@ pub const SANDBOX_WORKDIR: &str = "/home/user/worker";
 /// Where the `python` shim appears inside the sandbox.
 const SANDBOX_SHIMS: &str = "/run/floom/bin";
 const SANDBOX_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-/// The first uid given to runs when the server is root; run slot `n` runs as `base + n`.
-/// High, so that it belongs to no account and to no subordinate-uid range in use.
-pub const RUN_UID_BASE: u32 = 2_000_000_000;
+/// The uids given to runs when the server is root, one per run executing. High, so that
+/// they belong to no account and to no subordinate-uid range in use.
+const RUN_UIDS: std::ops::Range<u32> = 2_000_000_000..2_000_065_536;
 /// Runs execute at this nice level, so that a busy worker leaves the server its CPU.
 const RUN_NICE: i32 = 10;
 
@@ -68,8 +67,10 @@ pub struct Isolation {
     /// Where run folders are made: outside the data folder, which is private to the
     /// server's user (mode 700) while runs may execute as other uids.
     runs_root: PathBuf,
-    /// Present when the server is root: the uids runs execute as.
-    uids: Option<Arc<UidPool>>,
+    /// The server is root and runs are sandboxed: each run executes as a uid of its own.
+    /// (Without the sandbox a run keeps the server's user: a root-installed toolchain
+    /// under `/root` would be out of an unprivileged uid's reach.)
+    own_uids: bool,
 }
 
 #[derive(Debug)]
@@ -96,11 +97,11 @@ impl Isolation {
     /// Decide how to run workers: probe bubblewrap (it may be installed but unable to
     /// create namespaces here, in particular as an unprivileged run uid), and make a
     /// `python` shim if the system lacks one.
-    pub fn detect(mode: SandboxMode, run_slots: usize) -> anyhow::Result<Self> {
+    pub fn detect(mode: SandboxMode) -> anyhow::Result<Self> {
         // SAFETY: geteuid has no preconditions.
-        let uids = (unsafe { libc::geteuid() } == 0).then(|| Arc::new(UidPool::new(run_slots)));
-        let runs_root = make_runs_root(uids.is_some())?;
-        let probe_uid = uids.as_ref().map(|_| RUN_UID_BASE);
+        let root = unsafe { libc::geteuid() } == 0;
+        let runs_root = make_runs_root(root)?;
+        let probe_uid = root.then_some(RUN_UIDS.start);
         let bwrap = match mode {
             SandboxMode::Off => None,
             _ => find_in_path("bwrap"),
@@ -153,11 +154,12 @@ impl Isolation {
                 python_shim(&runs_root, &dirs)?
             }
         };
+        let own_uids = root && matches!(kind, Kind::Bubblewrap(_));
         Ok(Isolation {
             kind,
             shims,
             runs_root,
-            uids,
+            own_uids,
         })
     }
 
@@ -186,19 +188,7 @@ impl Isolation {
     /// A uid of its own for one run, when the server is root: held until the run's
     /// processes are gone. `None` when runs execute as the server's user.
     pub fn lease_uid(&self) -> anyhow::Result<Option<UidLease>> {
-        let Some(pool) = &self.uids else {
-            return Ok(None);
-        };
-        let uid = pool
-            .free
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .context("every run uid is in use")?;
-        Ok(Some(UidLease {
-            uid,
-            pool: Arc::clone(pool),
-        }))
+        self.own_uids.then(UidLease::acquire).transpose()
     }
 
     /// The command for a run, its own process group, output piped.
@@ -298,36 +288,45 @@ impl Isolation {
     }
 }
 
-/// The uids runs execute as when the server is root, one per concurrent run.
-#[derive(Debug)]
-pub struct UidPool {
-    free: Mutex<Vec<u32>>,
-}
-
-impl UidPool {
-    fn new(slots: usize) -> Self {
-        let slots = u32::try_from(slots).unwrap_or(u32::MAX).min(1 << 20);
-        UidPool {
-            free: Mutex::new((0..slots).rev().map(|n| RUN_UID_BASE + n).collect()),
-        }
-    }
-}
-
-/// One run's uid. Dropping it kills whatever that uid still runs (a process that left
-/// the run's group) and gives the uid back.
+/// One run's uid, held through an exclusive lock on `<temp>/floom-run-uids/<uid>`, so
+/// that no other run (of this server or another on the machine) shares it while it is
+/// held; the lock dies with its holder. Dropping it kills whatever the uid still runs (a
+/// process that left the run's group) and gives the uid back.
 pub struct UidLease {
     pub uid: u32,
-    pool: Arc<UidPool>,
+    _lock: std::fs::File,
+}
+
+impl UidLease {
+    fn acquire() -> anyhow::Result<Self> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join("floom-run-uids");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        for uid in RUN_UIDS {
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(uid.to_string()))?;
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                // A holder that died may have left processes behind.
+                kill_uid(uid);
+                return Ok(UidLease { uid, _lock: lock });
+            }
+        }
+        bail!("every run uid is in use")
+    }
 }
 
 impl Drop for UidLease {
     fn drop(&mut self) {
         kill_uid(self.uid);
-        self.pool
-            .free
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(self.uid);
     }
 }
 
@@ -518,12 +517,17 @@ mod tests {
     }
 
     #[test]
-    fn uid_pool_hands_out_distinct_uids_and_takes_them_back() {
-        let pool = Arc::new(UidPool::new(2));
-        let take = || pool.free.lock().unwrap().pop().unwrap();
-        let (a, b) = (take(), take());
-        assert_ne!(a, b);
-        assert!(pool.free.lock().unwrap().is_empty());
-        assert!([a, b].iter().all(|u| *u >= RUN_UID_BASE));
+    fn uid_leases_are_exclusive_and_given_back() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return; // only a root server gives runs uids of their own
+        }
+        let a = UidLease::acquire().unwrap();
+        let b = UidLease::acquire().unwrap();
+        assert_ne!(a.uid, b.uid);
+        assert!(RUN_UIDS.contains(&a.uid) && RUN_UIDS.contains(&b.uid));
+        drop(a);
+        let c = UidLease::acquire().unwrap();
+        assert_ne!(c.uid, b.uid, "a held uid is never handed out twice");
     }
 }

@@ -15,6 +15,7 @@ mod overview;
 mod process;
 mod remote;
 mod runs;
+mod sandbox;
 mod secrets;
 mod sharing;
 mod signin;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::common::git_in;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -55,7 +55,7 @@ async fn list_all(client: &reqwest::Client, base: &str) -> Value {
     res.json().await.unwrap()
 }
 
-async fn wait_ready(client: &reqwest::Client, base: &str) {
+pub async fn wait_ready(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if client.get(format!("{base}/healthz")).send().await.is_ok() {

@@ -114,7 +114,7 @@ async fn a_script_run_completes_with_outputs_artifacts_and_logs() {
     assert_eq!(w["latest_output_run_id"], id.as_str());
     assert_eq!(w["latest_output"]["report"], "out/report.md");
     assert!(
-        !app.dir.path().join("runs").join(&id).exists(),
+        !app.state.engine.runs_dir.join(&id).exists() && app.state.engine.runs_dir.is_dir(),
         "the run folder is removed"
     );
 }
