@@ -140,7 +140,16 @@ pub fn router() -> ApiRouter<AppState> {
             post_with(reject_run, |op| {
                 op.tag("approvals")
                     .summary("Reject a paused run")
-                    .description("The run is cancelled with `error_code: \"approval_rejected\"`.")
+                    .description(
+                        "The run is cancelled with `error_code: \"approval_rejected\"`. With a \
+                         non-empty `reason`, the worker tries again: a retry run \
+                         (`trigger_source: approval_feedback`, `retry_of_run_id`, \
+                         `retry_attempt`) is queued with the original inputs plus \
+                         `_workeros_review_feedback`, and `run_id` names it; after three \
+                         retries in a row a rejection just rejects. `scope`: `asset` \
+                         (default) or `global` (also a durable rule for the worker); \
+                         anything else is 400.",
+                    )
             }),
         )
         .api_route(

@@ -39,10 +39,48 @@ pub struct ApproveBody {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectBody {
+    /// With a reason, the worker is asked to try again: a retry run is queued with the
+    /// reason as review feedback (at most three times in a row).
     #[serde(default)]
     pub reason: Option<String>,
     #[serde(default)]
     pub annotations: Option<Value>,
+    /// `asset` (default): the feedback is about this output. `global`: also a durable
+    /// rule for the worker. Case-insensitive.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// How many times in a row a rejection with a reason asks the worker to try again;
+/// the next rejection just rejects.
+pub const MAX_FEEDBACK_RETRIES: i64 = 3;
+
+/// The key of the inputs that carries a reviewer's feedback to a worker.
+pub const REVIEW_FEEDBACK_KEY: &str = "_workeros_review_feedback";
+
+/// What a rejection's feedback is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedbackScope {
+    Asset,
+    Global,
+}
+
+impl FeedbackScope {
+    /// Upstream's classifier: absent is `asset`; `asset`/`global` in any case; else an error.
+    pub fn parse(value: Option<&str>) -> Result<Self, RunError> {
+        match value.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("asset") => Ok(FeedbackScope::Asset),
+            Some("global") => Ok(FeedbackScope::Global),
+            Some(_) => Err(RunError::BadRequest("scope must be asset or global".into())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedbackScope::Asset => "asset",
+            FeedbackScope::Global => "global",
+        }
+    }
 }
 
 /// An approval as `GET /approvals` shows it.
@@ -267,15 +305,36 @@ impl Engine {
         })
     }
 
-    /// Reject: the paused run is cancelled with `approval_rejected`.
+    /// Reject: the paused run is cancelled with `approval_rejected`. With a reason, the
+    /// worker is asked to try again (upstream's newer contract): a retry run is queued
+    /// with the original inputs and the reason as `_workeros_review_feedback`, and the
+    /// answer names the retry; after [`MAX_FEEDBACK_RETRIES`] in a row it just rejects.
     pub async fn reject(
         &self,
         run_id: &str,
         by: &str,
         body: RejectBody,
     ) -> Result<DecisionOut, RunError> {
+        let scope = FeedbackScope::parse(body.scope.as_deref())?;
         let annotations = sanitize_annotations(body.annotations)?;
-        let (_, approval) = self.awaiting(run_id).await?;
+        let (run, approval) = self.awaiting(run_id).await?;
+        let comment = body
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        let attempt = match run.trigger_source.as_str() {
+            "approval_feedback" => run.retry_attempt + 1,
+            _ => 1,
+        };
+        let config = match self.index.worker(&run.worker_id).await? {
+            Some((_, extra)) => extra.config,
+            None => None,
+        };
+        // A worker that no longer loads cannot try again; the rejection still stands.
+        let retry = comment
+            .filter(|_| attempt <= MAX_FEEDBACK_RETRIES)
+            .zip(config);
         let now = crate::store::now();
         let decided = self
             .store
@@ -287,7 +346,7 @@ impl Engine {
                     decided_by: by,
                     reason: body.reason.as_deref(),
                     edited_output_json: None,
-                    annotations_json: annotations.map(|a| a.to_string()),
+                    annotations_json: annotations.as_ref().map(Value::to_string),
                     follow_up_run_id: None,
                 },
             )
@@ -295,7 +354,7 @@ impl Engine {
         if !decided {
             return Err(RunError::Conflict("Approval already decided".into()));
         }
-        let why = match body.reason.as_deref().filter(|r| !r.trim().is_empty()) {
+        let why = match comment {
             Some(r) => format!("Rejected by {by}: {r}"),
             None => format!("Rejected by {by}"),
         };
@@ -310,9 +369,45 @@ impl Engine {
             )
             .await?;
         self.publish_status(run_id, "cancelled", Some("approval_rejected"));
+        let Some((comment, config)) = retry else {
+            return Ok(DecisionOut {
+                status: "rejected".into(),
+                run_id: run_id.to_string(),
+            });
+        };
+        let mut inputs: Map<String, Value> =
+            serde_json::from_str(&approval.decision_input_json).unwrap_or_default();
+        inputs.insert(
+            REVIEW_FEEDBACK_KEY.into(),
+            serde_json::json!({
+                "decision": "rejected",
+                "comment": comment,
+                "scope": scope.as_str(),
+                "annotations": annotations,
+                "approval_id": approval.id,
+                "rejected_run_id": run_id,
+                "attempt": attempt,
+            }),
+        );
+        let retry = self
+            .enqueue(
+                crate::ids::prefixed("run_"),
+                &run.worker_id,
+                run.worker_name.as_deref().unwrap_or(&run.worker_id),
+                &config,
+                inputs,
+                Origin {
+                    source: "approval_feedback".into(),
+                    reference: None,
+                    by: Some(by.to_string()),
+                },
+                Some(run_id),
+                attempt,
+            )
+            .await?;
         Ok(DecisionOut {
             status: "rejected".into(),
-            run_id: run_id.to_string(),
+            run_id: retry.id,
         })
     }
 

@@ -198,6 +198,8 @@ pub struct RunDetail {
     pub queue_position: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_of_run_id: Option<String>,
+    /// 0 for a first attempt; a retry's position in its chain of retries.
+    pub retry_attempt: i64,
 }
 
 impl RunDetail {
@@ -254,6 +256,7 @@ impl RunDetail {
             created_at: r.created_at,
             queue_position,
             retry_of_run_id: r.retry_of_run_id,
+            retry_attempt: r.retry_attempt,
         }
     }
 }

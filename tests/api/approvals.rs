@@ -101,16 +101,13 @@ async fn reject_cancels_the_paused_run_and_says_who_and_why() {
     let app = TestApp::new().await;
     let (id, _) = paused(&app, "monthly").await;
     let r = app
-        .post(
-            &format!("/runs/{id}/reject"),
-            json!({"reason": "wrong list"}),
-        )
+        .post(&format!("/runs/{id}/reject"), json!({"reason": "  "}))
         .await;
     assert_eq!(r.body, json!({"status": "rejected", "run_id": id}));
     let run = app.get(&format!("/runs/{id}")).await.body;
     assert_eq!(run["status"], "cancelled");
     assert_eq!(run["error_code"], "approval_rejected");
-    assert_eq!(run["error"], "Rejected by local-user: wrong list");
+    assert_eq!(run["error"], "Rejected by local-user");
     assert_eq!(run["approval_trail"]["status"], "rejected");
     assert_eq!(run["approval_trail"]["decided_by"], "local-user");
     for verb in ["approve", "reject"] {
@@ -120,6 +117,79 @@ async fn reject_cancels_the_paused_run_and_says_who_and_why() {
     // Nothing ran after the rejection.
     let runs = app.get("/runs").await.body;
     assert_eq!(runs.as_array().unwrap().len(), 1);
+}
+
+/// Upstream's newer contract: a rejection with a reason asks the worker to try again,
+/// a fresh propose phase with the reviewer's words, up to a cap.
+#[tokio::test]
+async fn reject_with_a_reason_queues_a_retry_with_the_feedback() {
+    let app = TestApp::new().await;
+    let (first, _) = paused(&app, "monthly").await;
+    let mut rejected = first.clone();
+    for attempt in 1..=3 {
+        let r = app
+            .post(
+                &format!("/runs/{rejected}/reject"),
+                json!({"reason": format!("Make it shorter ({attempt})"), "scope": "ASSET"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["status"], "rejected");
+        let retry = r.body["run_id"].as_str().unwrap().to_string();
+        assert_ne!(retry, rejected, "the answer names the retry");
+        let old = app.get(&format!("/runs/{rejected}")).await.body;
+        assert_eq!(old["status"], "cancelled");
+        assert_eq!(old["error_code"], "approval_rejected");
+        assert_eq!(old["approval_trail"]["status"], "rejected");
+        assert_eq!(old["approval_trail"]["follow_up_run_id"], Value::Null);
+
+        let run = settle(&app, &retry).await;
+        assert_eq!(run["trigger_source"], "approval_feedback");
+        assert_eq!(run["retry_of_run_id"], rejected.as_str());
+        assert_eq!(run["retry_attempt"], attempt);
+        let feedback = &run["inputs"]["_workeros_review_feedback"];
+        assert_eq!(feedback["decision"], "rejected");
+        assert_eq!(feedback["comment"], format!("Make it shorter ({attempt})"));
+        assert_eq!(feedback["scope"], "asset");
+        assert_eq!(feedback["rejected_run_id"], rejected.as_str());
+        assert_eq!(
+            run["inputs"]["recipient"], "team@example.com",
+            "the original inputs"
+        );
+        assert_eq!(run["inputs"]["note"], "monthly");
+        // A fresh propose phase: it drafts and waits again; nothing is sent.
+        assert_eq!(run["status"], "pending_approval", "{run}");
+        assert!(run["artifacts"].to_string().contains("digest.md"));
+        assert!(!run["artifacts"].to_string().contains("sent.md"));
+        rejected = retry;
+    }
+    // The cap: the fourth rejection in a row just rejects.
+    let r = app
+        .post(
+            &format!("/runs/{rejected}/reject"),
+            json!({"reason": "still long"}),
+        )
+        .await;
+    assert_eq!(r.body, json!({"status": "rejected", "run_id": rejected}));
+    // Retries are not an operator's trigger: upstream lists them with include_system.
+    assert_eq!(app.get("/runs").await.body.as_array().unwrap().len(), 1);
+    let all = app.get("/runs?include_system=true").await.body;
+    assert_eq!(all.as_array().unwrap().len(), 4);
+
+    // A scope other than asset or global is refused before anything is decided.
+    let (other, _) = paused(&app, "n").await;
+    let r = app
+        .post(
+            &format!("/runs/{other}/reject"),
+            json!({"reason": "x", "scope": "sometimes"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    assert_eq!(r.body["detail"], "scope must be asset or global");
+    assert_eq!(
+        app.get(&format!("/runs/{other}")).await.body["status"],
+        "pending_approval"
+    );
 }
 
 #[tokio::test]
