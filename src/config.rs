@@ -60,6 +60,34 @@ pub struct AuthArgs {
     /// Where links point (magic links, shares); default: relative to this server.
     #[arg(long, env = "WORKERS_FRONTEND_URL")]
     pub frontend_url: Option<String>,
+    /// Upstream's older name of `WORKERS_FRONTEND_URL`, read when that one is unset.
+    #[arg(long, env = "WORKEROS_FRONTEND_URL", hide = true)]
+    pub legacy_frontend_url: Option<String>,
+    /// The base of share links (`<base>/s/<token>`); default: the frontend URL.
+    #[arg(long, env = "WORKEROS_SHORT_LINK_BASE_URL")]
+    pub short_link_base_url: Option<String>,
+}
+
+impl AuthArgs {
+    /// Where magic links and review links point: `WORKERS_FRONTEND_URL`, else the
+    /// legacy `WORKEROS_FRONTEND_URL`, else relative to this server ("").
+    pub fn frontend(&self) -> &str {
+        [&self.frontend_url, &self.legacy_frontend_url]
+            .into_iter()
+            .flatten()
+            .map(|u| u.trim_end_matches('/'))
+            .find(|u| !u.is_empty())
+            .unwrap_or("")
+    }
+
+    /// Where share links point: `WORKEROS_SHORT_LINK_BASE_URL`, else the frontend.
+    pub fn share_base(&self) -> &str {
+        self.short_link_base_url
+            .as_deref()
+            .map(|u| u.trim_end_matches('/'))
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| self.frontend())
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -240,7 +240,10 @@ pub struct Connections<'a> {
 }
 
 impl Connections<'_> {
-    /// Every connection; a non-active record is hidden when the same app has an active one.
+    /// Every connection, as upstream lists them: a non-active record is hidden when the
+    /// same app has an active one, and active app accounts of the same app and account
+    /// label collapse into one entry (the newest), as reconnecting one account leaves
+    /// several records.
     pub async fn list(&self) -> Result<Vec<Connection>, ConnectionError> {
         let all = self.store.connections().await?;
         let live: Vec<String> = all
@@ -248,9 +251,29 @@ impl Connections<'_> {
             .filter(|c| c.status == "active")
             .map(|c| c.app_name.clone())
             .collect();
+        let account = |c: &Connection| {
+            (c.kind == "app" && c.status == "active").then(|| {
+                (
+                    c.app_name.to_ascii_lowercase(),
+                    c.account_label.clone().unwrap_or_default(),
+                )
+            })
+        };
+        // Oldest first: a later record of the same account replaces the earlier one.
+        let mut newest: std::collections::HashMap<(String, String), usize> = Default::default();
+        for (i, c) in all.iter().enumerate() {
+            if let Some(key) = account(c) {
+                newest.insert(key, i);
+            }
+        }
         Ok(all
             .into_iter()
-            .filter(|c| c.status == "active" || !live.contains(&c.app_name))
+            .enumerate()
+            .filter(|(i, c)| match account(c) {
+                Some(key) => newest.get(&key) == Some(i),
+                None => c.status == "active" || !live.contains(&c.app_name),
+            })
+            .map(|(_, c)| c)
             .collect())
     }
 

@@ -63,8 +63,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
 }
 
 impl<T: JsonSchema> OperationInput for OptionalJson<T> {
+    /// Documented as `Json`'s, but not required: no body (or an empty one) is accepted.
     fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
         axum::Json::<T>::operation_input(ctx, operation);
+        if let Some(aide::openapi::ReferenceOr::Item(body)) = operation.request_body.as_mut() {
+            body.required = false;
+        }
     }
 }
 

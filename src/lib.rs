@@ -154,6 +154,7 @@ impl AppState {
             store: &self.store,
             owner_id: &self.config.user_id,
             schedule: &self.engine.schedule,
+            model_configured: self.engine.model_configured(),
         }
     }
 

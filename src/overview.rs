@@ -146,6 +146,8 @@ pub struct OverviewSource<'a> {
     pub index: &'a Index,
     pub vault: &'a Vault,
     pub schedule: &'a NextFires,
+    /// The server names a model for agent workers.
+    pub model_configured: bool,
 }
 
 const HOUR_US: i64 = 3_600_000_000;
@@ -462,6 +464,14 @@ impl OverviewSource<'_> {
                 a.suggested_actions = vec!["connect".into()];
                 a.action_url = Some("/connections".into());
                 a.provider_names = missing_conn;
+                Some(a)
+            } else if crate::workers::lacks_model(w, self.model_configured, &stored) {
+                let mut a = Attention::new(
+                    "setup_incomplete",
+                    "no_model",
+                    "No model is configured for this agent worker: set WORKEROS_LLM_BASE_URL (an OpenAI-compatible server, a local one works) or OPENAI_API_KEY.".into(),
+                );
+                a.suggested_actions = vec!["configure_model".into()];
                 Some(a)
             } else {
                 None

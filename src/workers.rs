@@ -100,6 +100,18 @@ pub struct Workers<'a> {
     /// Who owns the workspace's workers (`WORKEROS_USER_ID`).
     pub owner_id: &'a str,
     pub schedule: &'a NextFires,
+    /// The server names a model (see [`lacks_model`]).
+    pub model_configured: bool,
+}
+
+/// An agent worker that cannot run for want of a model: the server names none and the
+/// worker brings no stored `OPENAI_API_KEY` of its own.
+pub fn lacks_model(row: &WorkerRow, model_configured: bool, stored: &BTreeSet<String>) -> bool {
+    const KEY: &str = "OPENAI_API_KEY";
+    let agent = row.summary().runtime.as_deref() == Some("agent");
+    agent
+        && !model_configured
+        && !(row.required_secrets().iter().any(|s| s == KEY) && stored.contains(KEY))
 }
 
 /// What the vault, the connections and the run history say right now.
@@ -230,6 +242,7 @@ impl Workers<'_> {
         let status = status_ladder(
             row,
             !missing_secrets.is_empty(),
+            lacks_model(row, self.model_configured, &available.secrets),
             last.map(|r| r.status.as_str()),
         );
         let is_owner = caller.user_id == self.owner_id;
@@ -240,7 +253,7 @@ impl Workers<'_> {
             recent_stats: RecentStats {
                 runs_7d: available.runs_7d.get(&row.id).copied().unwrap_or(0),
             },
-            next_run_at: self.schedule.of(&row.id).map(iso_timestamp),
+            next_run_at: next_run_at(self.schedule, row).map(iso_timestamp),
             missing_secrets,
             missing_connections,
             public_link: None,
@@ -276,12 +289,33 @@ impl Workers<'_> {
 /// is an error; then a missing secret; then a worker (not archived) whose last run
 /// failed, or a disabled one (paused or archived), needs attention; one that never ran
 /// is ready; otherwise healthy.
-fn status_ladder(row: &WorkerRow, missing_secret: bool, last_run: Option<&str>) -> &'static str {
+/// When an enabled schedule worker fires next: the scheduler's own time once it has
+/// seen the worker, else computed from its crons now (a worker just added is never
+/// shown without one).
+fn next_run_at(scheduled: &NextFires, row: &WorkerRow) -> Option<chrono::DateTime<chrono::Utc>> {
+    if !row.enabled {
+        return None;
+    }
+    scheduled.of(&row.id).or_else(|| {
+        let now = chrono::Utc::now();
+        row.schedules()
+            .iter()
+            .filter_map(|spec| crate::runs::schedule::next_fire(spec, now))
+            .min()
+    })
+}
+
+fn status_ladder(
+    row: &WorkerRow,
+    missing_secret: bool,
+    no_model: bool,
+    last_run: Option<&str>,
+) -> &'static str {
     if row.status == "error" {
         "error"
     } else if missing_secret {
         "missing_secret"
-    } else if (!row.archived && last_run == Some("failed")) || !row.enabled {
+    } else if (!row.archived && last_run == Some("failed")) || !row.enabled || no_model {
         "needs_attention"
     } else if last_run.is_none() {
         "ready"

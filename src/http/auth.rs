@@ -107,10 +107,9 @@ async fn magic_link(
         _ => caller.user_id.clone(),
     };
     let token = signin::issue(&key, &user_id, chrono::Utc::now().timestamp());
-    let base = state.config.auth.frontend_url.clone().unwrap_or_default();
     tracing::info!(user = %user_id, by = %caller.user_id, "magic link issued");
     Ok(axum::Json(MagicLink {
-        url: format!("{}/auth/magic/{token}", base.trim_end_matches('/')),
+        url: format!("{}/auth/magic/{token}", state.config.auth.frontend()),
         expires_in: signin::LINK_TTL_SECONDS,
     }))
 }

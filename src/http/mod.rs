@@ -51,9 +51,15 @@ pub fn app(state: AppState) -> Router {
         .merge(sharing::router())
         .finish_api_with(&mut api, describe);
     let spec = serde_json::to_vec_pretty(&api).expect("the OpenAPI document serializes");
-    router
+    let routes = router
         .merge(docs::router(spec))
-        .fallback(|| async { ApiError::NotFound("Not Found".into()) })
+        .fallback(|| async { ApiError::NotFound("Not Found".into()) });
+    // Upstream strips `/api/v1` and `/v1` before routing: the same routes answer there
+    // (documented once, at their plain paths).
+    routes
+        .clone()
+        .nest("/api/v1", routes.clone())
+        .nest("/v1", routes)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))

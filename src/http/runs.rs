@@ -503,6 +503,9 @@ pub fn router() -> ApiRouter<AppState> {
                     .summary("File run feedback as a workspace issue")
                     .description("Creates an issue bound to the run (`asset_type: run`, `source: run_feedback`, label `run-feedback`), 201. A repeated `feedback_id` answers 200 with `created: false` and the same issue.")
                     .response::<201, axum::Json<FeedbackIssue>>()
+                    .response_with::<200, axum::Json<FeedbackIssue>, _>(|r| {
+                        r.description("This feedback_id was filed before: the same issue, `created: false`")
+                    })
             }),
         )
         .api_route(

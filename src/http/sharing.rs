@@ -58,7 +58,7 @@ fn sharing(state: &AppState) -> Sharing<'_> {
         store: &state.store,
         index: &state.index,
         workspace: &state.issues.workspace,
-        base_url: state.config.auth.frontend_url.as_deref().unwrap_or(""),
+        base_url: state.config.auth.share_base(),
     }
 }
 

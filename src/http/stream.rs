@@ -109,10 +109,8 @@ impl IntoResponse for Download {
 impl OperationOutput for Download {
     type Inner = ();
     fn operation_response(_: &mut GenContext, _: &mut Operation) -> Option<OpenApiResponse> {
-        Some(described(
-            "The file, with its media type",
-            "application/octet-stream",
-        ))
+        // Each artifact is served with its own recorded media type.
+        Some(described("The file, with its own media type", "*/*"))
     }
     fn inferred_responses(
         ctx: &mut GenContext,

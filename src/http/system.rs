@@ -28,6 +28,7 @@ async fn overview(State(state): State<AppState>, _caller: Caller) -> ApiResult<J
         index: &state.index,
         vault: &state.vault,
         schedule: &state.engine.schedule,
+        model_configured: state.engine.model_configured(),
     };
     Ok(Json(source.build(chrono::Utc::now()).await?))
 }

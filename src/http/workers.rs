@@ -97,10 +97,9 @@ async fn list_workers(
         None | Some("all") => None,
         Some(v @ ("private" | "workspace" | "public")) => Some(v.to_string()),
         Some(_) => {
-            return Err(ApiError::validation(
-                "query",
-                Some("visibility"),
-                "visibility must be private, workspace, public, or all",
+            // Upstream's own detail, not the generic validation list.
+            return Err(ApiError::Unprocessable(
+                "visibility must be private, workspace, public, or all".into(),
             ));
         }
     };

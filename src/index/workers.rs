@@ -126,6 +126,8 @@ pub struct WorkerRow {
     /// JSON arrays.
     pub secrets: String,
     pub connections: String,
+    /// JSON array of [`ScheduleSpec`].
+    pub schedules: String,
     /// JSON of [`WorkerSummary`] (its `shape=list` form when the filter asked for it).
     pub summary: String,
 }
@@ -139,6 +141,9 @@ impl WorkerRow {
     }
     pub fn required_connections(&self) -> Vec<String> {
         serde_json::from_str(&self.connections).unwrap_or_default()
+    }
+    pub fn schedules(&self) -> Vec<ScheduleSpec> {
+        serde_json::from_str(&self.schedules).unwrap_or_default()
     }
 }
 
@@ -230,9 +235,9 @@ impl Index {
     /// Workers matching `filter`, ordered by id.
     pub async fn workers(&self, filter: &WorkerFilter) -> anyhow::Result<Vec<WorkerRow>> {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(if filter.list_shape {
-            "SELECT id, status, enabled, archived, system, example, secrets, connections, summary_list AS summary FROM workers WHERE 1"
+            "SELECT id, status, enabled, archived, system, example, secrets, connections, schedules, summary_list AS summary FROM workers WHERE 1"
         } else {
-            "SELECT id, status, enabled, archived, system, example, secrets, connections, summary FROM workers WHERE 1"
+            "SELECT id, status, enabled, archived, system, example, secrets, connections, schedules, summary FROM workers WHERE 1"
         });
         if !filter.include_system {
             qb.push(" AND system = 0");
@@ -268,7 +273,7 @@ impl Index {
         let row = sqlx::query!(
             r#"SELECT id, status, enabled AS "enabled: bool", archived AS "archived: bool",
                       system AS "system: bool", example AS "example: bool",
-                      secrets, connections, summary, detail
+                      secrets, connections, schedules, summary, detail
                FROM workers WHERE id IN (?, ?, ?)
                ORDER BY id = ? DESC, id LIMIT 1"#,
             id,
@@ -290,6 +295,7 @@ impl Index {
                     example: r.example,
                     secrets: r.secrets,
                     connections: r.connections,
+                    schedules: r.schedules,
                     summary: r.summary,
                 },
                 detail,

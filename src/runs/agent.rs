@@ -85,6 +85,13 @@ struct PendingCall {
 }
 
 impl Engine {
+    /// Whether the server itself names a model server or holds a model key (a worker
+    /// may still bring its own `OPENAI_API_KEY` secret).
+    pub fn model_configured(&self) -> bool {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        set(&self.settings.llm_base_url) || set(&self.settings.openai_api_key)
+    }
+
     /// The model for a worker: `WORKEROS_LLM_BASE_URL` (any OpenAI-compatible server), or
     /// OpenAI when there is a key; the key is the worker's `OPENAI_API_KEY` secret when it
     /// declares one, else the server's.

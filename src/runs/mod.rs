@@ -247,6 +247,9 @@ impl Engine {
                 return Err(RunError::BadRequest(format!("Input `{}`: {e}", f.name)));
             }
         }
+        if let Some(refused) = unlisted_choice(config, &inputs) {
+            return Err(RunError::BadRequest(refused));
+        }
         let run = self
             .enqueue(
                 crate::ids::prefixed("run_"),
@@ -762,6 +765,48 @@ fn merge_inputs(config: &WorkerConfig, mut inputs: Map<String, Value>) -> Map<St
 }
 
 /// Required inputs that are absent, null or empty.
+/// A `select` input given a value outside its `options` (or `enum`): the refusal,
+/// naming the input and the values it allows. Options may be plain values or
+/// `{value, label}` objects.
+fn unlisted_choice(config: &WorkerConfig, inputs: &Map<String, Value>) -> Option<String> {
+    use crate::workspace::manifest::model::ScalarType;
+    config
+        .exec
+        .inputs
+        .iter()
+        .filter(|f| f.ty == Some(ScalarType::Select))
+        .find_map(|f| {
+            let given = inputs.get(&f.name).filter(|v| !v.is_null())?;
+            let allowed: Vec<&Value> = f
+                .options
+                .as_deref()
+                .or(f.enum_values.as_deref())?
+                .iter()
+                .map(|o| o.get("value").unwrap_or(o))
+                .collect();
+            // `"2"` chooses the option `2`: form clients send every value as text.
+            let same = |a: &Value| match given {
+                Value::String(g) if !a.is_string() => a.to_string() == g.as_str(),
+                _ => a == given,
+            };
+            if allowed.is_empty() || allowed.iter().any(|a| same(a)) {
+                return None;
+            }
+            let names: Vec<String> = allowed
+                .iter()
+                .map(|a| match a {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            Some(format!(
+                "Input `{}` must be one of: {}",
+                f.name,
+                names.join(", ")
+            ))
+        })
+}
+
 fn missing_inputs(config: &WorkerConfig, inputs: &Map<String, Value>) -> Vec<String> {
     config
         .exec

@@ -6,6 +6,7 @@ mod agents;
 mod approvals;
 mod auth;
 mod bundles;
+mod compat;
 mod concurrency;
 mod connections;
 mod feedback;
