@@ -786,7 +786,9 @@ fn unlisted_choice(config: &WorkerConfig, inputs: &Map<String, Value>) -> Option
                 .collect();
             // `"2"` chooses the option `2`: form clients send every value as text.
             let same = |a: &Value| match given {
-                Value::String(g) if !a.is_string() => a.to_string() == g.as_str(),
+                Value::String(g) if !a.is_string() => {
+                    serde_json::from_str::<Value>(g).is_ok_and(|g| g == *a)
+                }
                 _ => a == given,
             };
             if allowed.is_empty() || allowed.iter().any(|a| same(a)) {
