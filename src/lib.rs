@@ -12,6 +12,7 @@ pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod feedback;
+pub mod folder_lock;
 pub mod http;
 pub mod ids;
 pub mod index;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use floom::AppState;
 use floom::config::{AuthArgs, Config, DataArgs, Role, RunArgs, ServeArgs, check_bind};
+use floom::folder_lock::{self, FolderLock};
 use floom::index::Index;
 use floom::index::watcher;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -127,6 +128,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.runs.api_url = Some(format!("http://{}", args.bind));
     }
     check_bind(&args.bind, config.secret.is_some(), args.insecure)?;
+    let _locks = lock_folders(&config.paths)?;
     tracing::info!(
         workspace = %config.paths.workspace.display(),
         index = %config.paths.index_db.display(),
@@ -178,12 +180,27 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// One server (or `reindex`) per data folder, and per workspace when it is set apart:
+/// held until the process ends.
+fn lock_folders(paths: &floom::config::Paths) -> anyhow::Result<Vec<FolderLock>> {
+    std::fs::create_dir_all(&paths.data_dir)
+        .with_context(|| format!("creating {}", paths.data_dir.display()))?;
+    let mut locks = vec![folder_lock::acquire(&paths.data_dir, "data folder")?];
+    let git = paths.workspace.join(".git");
+    if !paths.workspace.starts_with(&paths.data_dir) && git.is_dir() {
+        locks.push(folder_lock::acquire(&git, "workspace")?);
+    }
+    Ok(locks)
+}
+
 async fn open_index(data: &DataArgs) -> anyhow::Result<Index> {
     let config = Config::from_args(data, &AuthArgs::default(), &RunArgs::default())?;
     Ok(floom::open_stores(&config.paths).await?.1)
 }
 
 async fn reindex(data: DataArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::from_args(&data, &AuthArgs::default(), &RunArgs::default())?;
+    let _locks = lock_folders(&config.paths)?;
     let index = open_index(&data).await?;
     let started = std::time::Instant::now();
     let stats = index.rebuild(&progress_reporter("reindexing")).await?;

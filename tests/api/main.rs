@@ -10,6 +10,7 @@ mod compat;
 mod concurrency;
 mod connections;
 mod feedback;
+mod guardrails;
 mod issues;
 mod issues_list;
 mod overview;
