@@ -21,6 +21,7 @@ pub mod llm;
 pub mod mcp;
 pub mod outbound;
 pub mod overview;
+pub mod panics;
 pub mod private;
 pub mod runs;
 pub mod secrets;

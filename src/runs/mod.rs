@@ -412,7 +412,18 @@ impl Engine {
                         self.publish_status(&run.id, "running", None);
                         let engine = Arc::clone(&self);
                         tokio::spawn(async move {
-                            engine.run_one(run, cancel).await;
+                            // Supervised: a panic anywhere in the run fails it, and its
+                            // slot is freed all the same.
+                            let id = run.id.clone();
+                            let work = Arc::clone(&engine);
+                            if let Err(panic) =
+                                crate::panics::in_task(
+                                    async move { work.run_one(run, cancel).await },
+                                )
+                                .await
+                            {
+                                engine.fail_panicked(&id, &panic).await;
+                            }
                             drop(permit);
                             engine.wake.notify_one();
                         });
@@ -450,11 +461,38 @@ impl Engine {
                 ))
             }
         };
-        match self.store.finish_run(&id, &end, &crate::store::now()).await {
-            Ok(true) => self.publish_status(&id, &end.status, end.error_code.as_deref()),
+        self.record_end(&id, &end).await;
+    }
+
+    /// Store how a running run ended, then publish it (unless a cancel got there first).
+    async fn record_end(&self, id: &str, end: &RunEnd) {
+        match self.store.finish_run(id, end, &crate::store::now()).await {
+            Ok(true) => self.publish_status(id, &end.status, end.error_code.as_deref()),
             Ok(false) => {}
             Err(e) => tracing::error!(run = %id, error = %e, "recording the end of a run"),
         }
+    }
+
+    /// A run whose task panicked: failed as an internal error, with a line in its log
+    /// (the panic itself goes to the server's log only).
+    async fn fail_panicked(&self, id: &str, panic: &str) {
+        self.live.lock().expect("live").remove(id);
+        tracing::error!(run = %id, panic, "a run task panicked");
+        let log = RunLog::new(
+            id,
+            self.store.clone(),
+            self.events.clone(),
+            &[],
+            self.settings.run_log_limit,
+        );
+        log.line("error", "floom failed inside while running this worker")
+            .await;
+        log.flush().await;
+        let end = failed(Failure::new(
+            "internal_error",
+            "floom failed inside while running this worker; the server log has the details",
+        ));
+        self.record_end(id, &end).await;
     }
 
     /// Check the run again as it starts (things change while it waits), then execute.

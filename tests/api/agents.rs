@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use crate::common::{TestApp, manifest};
 use crate::runs::{settle, start};
 
-/// A model that answers with the scripted replies in order, and keeps the requests.
+/// A model that answers with the scripted replies in order, and keeps the requests. An
+/// error reply's `retry_after` field is also sent as its `Retry-After` header (else `0`).
 #[derive(Clone, Default)]
 struct FakeModel {
     replies: Arc<Mutex<VecDeque<(u16, Value)>>>,
@@ -36,9 +37,10 @@ impl FakeModel {
                         .unwrap()
                         .pop_front()
                         .unwrap_or((200, say("out of script")));
+                    let retry_after = reply["retry_after"].as_str().unwrap_or("0").to_string();
                     (
                         StatusCode::from_u16(status).unwrap(),
-                        [("retry-after", "0")],
+                        [("retry-after", retry_after)],
                         axum::Json(reply),
                     )
                 }
@@ -73,8 +75,17 @@ fn say(text: &str) -> Value {
 }
 
 async fn agent_app(base: &str) -> TestApp {
+    agent_app_on(base, 6).await
+}
+
+/// The writer agent on a server running at most `slots` runs at once.
+async fn agent_app_on(base: &str, slots: usize) -> TestApp {
     let base = base.to_string();
-    let app = TestApp::with(move |c| c.runs.llm_base_url = Some(base)).await;
+    let app = TestApp::with(move |c| {
+        c.runs.llm_base_url = Some(base);
+        c.runs.max_concurrent_runs = slots;
+    })
+    .await;
     app.write_worker_file(
         "writer",
         "SKILL.md",
@@ -213,6 +224,42 @@ async fn an_agent_reads_its_context_and_writes_its_outputs() {
             .unwrap()
             .contains("no such file"),
         "the model sees the error"
+    );
+}
+
+/// The answers that complete the writer agent.
+fn writer_outputs() -> (u16, Value) {
+    calls(&[
+        ("o1", "output_summary", json!({"value": "Short."})),
+        ("o2", "output_report", json!({"value": "# R\n"})),
+    ])
+}
+
+#[tokio::test]
+async fn a_run_that_panics_fails_and_frees_its_slot() {
+    let (_, base) = FakeModel::serve(vec![
+        (503, json!({"error": "busy", "retry_after": "NaN"})),
+        writer_outputs(),
+    ])
+    .await;
+    let app = agent_app_on(&base, 1).await;
+    let run = settle(&app, &start(&app, "writer", json!({"topic": "x"})).await).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["error_code"], "internal_error");
+    assert!(
+        run["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["level"] == "error"
+                && l["message"] == "floom failed inside while running this worker"),
+        "{}",
+        run["logs"]
+    );
+    let next = settle(&app, &start(&app, "writer", json!({"topic": "y"})).await).await;
+    assert_eq!(
+        next["status"], "completed",
+        "the only slot was freed: {next}"
     );
 }
 
