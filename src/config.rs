@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, ValueEnum};
 
 use crate::auth::SharedSecret;
 use crate::vault::KeySource;
@@ -21,9 +21,12 @@ pub struct DataArgs {
     /// The workers folder; when the workspace is not given, its parent is the workspace.
     #[arg(long, env = "FLOOM_WORKERS_DIR")]
     pub workers_dir: Option<PathBuf>,
-    /// The operational SQLite database (also read from `FLOOM_DB`). Default: `<data-dir>/floom.db`.
+    /// The operational SQLite database. Default: `<data-dir>/floom.db`.
     #[arg(long = "db", env = "WORKEROS_DB")]
     pub db: Option<PathBuf>,
+    /// Upstream's other name for the operational database; `WORKEROS_DB` wins over it.
+    #[arg(long = "floom-db", env = "FLOOM_DB", hide = true)]
+    pub floom_db: Option<PathBuf>,
     /// The derived query index (disposable). Default: `<data-dir>/index.db`.
     #[arg(long, env = "FLOOM_INDEX_DB")]
     pub index_db: Option<PathBuf>,
@@ -170,22 +173,19 @@ pub struct RunArgs {
 }
 
 impl Default for RunArgs {
+    /// The defaults declared on the flags above, and nothing from the environment.
     fn default() -> Self {
-        RunArgs {
-            max_concurrent_runs: 6,
-            sandbox: SandboxMode::Auto,
-            run_timeout: 300,
-            run_log_limit: 1024 * 1024,
-            approval_ttl_hours: 24.0,
-            api_url: None,
-            composio_signing_key: None,
-            composio_tolerance_seconds: 300,
-            webhook_receipt_ttl_seconds: 604_800,
-            llm_base_url: None,
-            openai_api_key: None,
-            agent_model: None,
-            run_max_processes: 256,
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            runs: RunArgs,
         }
+        let matches = Defaults::command()
+            .mut_args(|a| a.env(None))
+            .get_matches_from(["floom"]);
+        Defaults::from_arg_matches(&matches)
+            .expect("the declared defaults parse")
+            .runs
     }
 }
 
@@ -256,14 +256,9 @@ impl Paths {
                 workspace.display()
             ),
         };
-        let db = args
-            .db
-            .clone()
-            .or_else(|| {
-                std::env::var_os("FLOOM_DB")
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
+        let given = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        let db = given(&args.db)
+            .or_else(|| given(&args.floom_db))
             .unwrap_or_else(|| data_dir.join("floom.db"));
         let index_db = args
             .index_db
@@ -319,6 +314,9 @@ pub const SECRET_ENV: &[&str] = &[
     "COMPOSIO_WEBHOOK_SIGNING_KEY",
 ];
 
+/// The longest an approval may wait: a hundred years.
+const MAX_APPROVAL_TTL_HOURS: f64 = 876_600.0;
+
 /// The validated configuration of a running server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -364,8 +362,10 @@ impl Config {
         if runs.max_concurrent_runs == 0 {
             bail!("WORKEROS_MAX_CONCURRENT_RUNS must be at least 1");
         }
-        if !runs.approval_ttl_hours.is_finite() || runs.approval_ttl_hours <= 0.0 {
-            bail!("APPROVAL_TTL_HOURS must be a positive number of hours");
+        if !(runs.approval_ttl_hours > 0.0 && runs.approval_ttl_hours <= MAX_APPROVAL_TTL_HOURS) {
+            bail!(
+                "APPROVAL_TTL_HOURS must be a positive number of hours, at most {MAX_APPROVAL_TTL_HOURS}"
+            );
         }
         let secret = match auth.secret.as_deref() {
             None | Some("") => None,
@@ -426,7 +426,49 @@ mod tests {
         assert_eq!(p.workspace, PathBuf::from("d/workspace"));
         assert_eq!(p.workers, PathBuf::from("d/workspace/workers"));
         assert_eq!(p.index_db, PathBuf::from("d/index.db"));
+        assert_eq!(p.db, PathBuf::from("d/floom.db"));
         assert!(p.git_remote.is_none());
+    }
+
+    #[test]
+    fn floom_db_is_the_other_name_of_the_store() {
+        let p = Paths::resolve(&args(|a| a.floom_db = Some("/var/f.db".into()))).unwrap();
+        assert_eq!(p.db, PathBuf::from("/var/f.db"));
+        let p = Paths::resolve(&args(|a| {
+            a.floom_db = Some("/var/f.db".into());
+            a.db = Some("/var/w.db".into());
+        }))
+        .unwrap();
+        assert_eq!(p.db, PathBuf::from("/var/w.db"), "WORKEROS_DB wins");
+        let p = Paths::resolve(&args(|a| a.floom_db = Some("".into()))).unwrap();
+        assert_eq!(p.db, PathBuf::from("d/floom.db"), "empty is unset");
+    }
+
+    #[test]
+    fn approval_ttl_is_checked() {
+        let data = args(|_| {});
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e300] {
+            let runs = RunArgs {
+                approval_ttl_hours: bad,
+                ..RunArgs::default()
+            };
+            let e = Config::from_args(&data, &AuthArgs::default(), &runs).unwrap_err();
+            assert!(e.to_string().contains("APPROVAL_TTL_HOURS"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn run_defaults_are_the_declared_ones() {
+        let r = RunArgs::default();
+        assert_eq!(r.max_concurrent_runs, 6);
+        assert_eq!(r.sandbox, SandboxMode::Auto);
+        assert_eq!(r.run_timeout, 300);
+        assert_eq!(r.run_log_limit, 1024 * 1024);
+        assert_eq!(r.approval_ttl_hours, 24.0);
+        assert_eq!(r.composio_tolerance_seconds, 300);
+        assert_eq!(r.webhook_receipt_ttl_seconds, 604_800);
+        assert_eq!(r.run_max_processes, 256);
+        assert!(r.api_url.is_none() && r.llm_base_url.is_none());
     }
 
     #[test]

@@ -174,8 +174,11 @@ impl Engine {
         ask: Ask,
     ) -> anyhow::Result<ApprovalRecord> {
         let now = chrono::Utc::now();
-        let ttl = Duration::from_secs_f64(self.settings.approval_ttl_hours * 3600.0);
-        let expires = now + chrono::Duration::from_std(ttl)?;
+        let expires = Duration::try_from_secs_f64(self.settings.approval_ttl_hours * 3600.0)
+            .ok()
+            .and_then(|ttl| chrono::Duration::from_std(ttl).ok())
+            .and_then(|ttl| now.checked_add_signed(ttl))
+            .ok_or_else(|| anyhow::anyhow!("APPROVAL_TTL_HOURS puts the expiry out of range"))?;
         let a = ApprovalRecord {
             id: crate::ids::prefixed("apr_"),
             run_id: run.id.clone(),
