@@ -197,7 +197,7 @@ impl Index {
         let written: anyhow::Result<()> = async {
             let mut next = batches.next();
             while let Some(parsing) = next {
-                let derived = parsing.await?;
+                let derived = parsing.await??;
                 next = batches.next();
                 store::replace(&self.write, &derived).await?;
                 self.bump();
@@ -345,7 +345,10 @@ fn same_content(before: &[derive::FileRow], after: &[derive::FileRow]) -> bool {
 }
 
 /// Parse on every core: reading and YAML dominate a rebuild.
-fn derive_parallel(root: &Path, work: Vec<(u64, Vec<DiskFile>)>) -> Vec<derive::Derived> {
+fn derive_parallel(
+    root: &Path,
+    work: Vec<(u64, Vec<DiskFile>)>,
+) -> anyhow::Result<Vec<derive::Derived>> {
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(8);
@@ -366,9 +369,13 @@ fn derive_parallel(root: &Path, work: Vec<(u64, Vec<DiskFile>)>) -> Vec<derive::
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("derive thread"))
-            .collect()
+        let mut derived = Vec::new();
+        for h in handles {
+            // `derive` reports a file its parser panics on; anything else is a fault.
+            derived.extend(h.join().map_err(|p| {
+                anyhow::anyhow!("deriving issues failed: {}", crate::panics::message(&*p))
+            })?);
+        }
+        Ok(derived)
     })
 }
