@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 const TIMEOUT: Duration = Duration::from_secs(120);
 /// Tries per request (the first and the retries).
 const ATTEMPTS: u32 = 4;
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// Where the model is.
 #[derive(Debug, Clone)]
@@ -49,7 +51,7 @@ pub enum LlmError {
 }
 
 /// Ask the model once (retrying 429 and 5xx with exponential backoff, honouring
-/// `Retry-After` up to 30 s).
+/// `Retry-After` up to [`MAX_RETRY_AFTER`]).
 pub async fn chat(
     cfg: &ModelConfig,
     messages: &[Value],
@@ -83,8 +85,7 @@ pub async fn chat(
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<f64>().ok())
-                .map(|s| Duration::from_secs_f64(s.clamp(0.0, 30.0)))
+                .and_then(retry_after)
                 .unwrap_or(delay);
             tracing::warn!(status, attempt, "model busy; retrying");
             tokio::time::sleep(wait).await;
@@ -104,6 +105,15 @@ pub async fn chat(
         return parse(&text);
     }
     unreachable!("the last attempt returns")
+}
+
+/// The wait a `Retry-After` header asks for, in seconds, at most [`MAX_RETRY_AFTER`].
+/// What is not a finite, non-negative number (an HTTP date, `NaN`, `inf`, `-1`) is
+/// ignored: the caller's own backoff applies.
+fn retry_after(value: &str) -> Option<Duration> {
+    let secs: f64 = value.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0)
+        .then(|| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 fn parse(text: &str) -> Result<Reply, LlmError> {
@@ -137,4 +147,33 @@ fn parse(text: &str) -> Result<Reply, LlmError> {
 /// A tool as the chat-completions API describes it.
 pub fn tool(name: &str, description: &str, parameters: Value) -> Value {
     json!({"type": "function", "function": {"name": name, "description": description, "parameters": parameters}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_defensively() {
+        assert_eq!(retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(retry_after("0"), Some(Duration::ZERO));
+        for huge in ["31", "1e300", "18446744073709551616"] {
+            assert_eq!(retry_after(huge), Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        for bad in [
+            "NaN",
+            "nan",
+            "inf",
+            "-inf",
+            "Infinity",
+            "1e400",
+            "-1",
+            "-0.5",
+            "",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+        ] {
+            assert_eq!(retry_after(bad), None, "{bad}");
+        }
+    }
 }
