@@ -371,7 +371,9 @@ impl Bundle {
                 skip("worker", &id, "no worker.yml");
                 continue;
             };
-            if let Ok(c) = manifest::parse(&id, &String::from_utf8_lossy(yml)) {
+            if let Ok(c) = crate::panics::parse_untrusted(|| {
+                manifest::parse(&id, &String::from_utf8_lossy(yml))
+            }) {
                 secrets.extend(c.required_secrets());
                 connections.extend(c.required_connections());
             }
@@ -418,12 +420,12 @@ impl Bundle {
                 skip("issue", &id, "exists");
                 continue;
             }
-            if IssueDoc::parse(&md).is_err() {
+            if crate::panics::parse_untrusted(|| IssueDoc::parse(&md)).is_err() {
                 skip("issue", &id, "not UTF-8 with readable front matter");
                 continue;
             }
             if let Some(c) = &comments
-                && parse_comments(c).is_err()
+                && crate::panics::parse_untrusted(|| parse_comments(c)).is_err()
             {
                 skip("issue", &id, "its comment log is not UTF-8");
                 continue;

@@ -287,7 +287,7 @@ impl RunFeedback<'_> {
                 let bytes = tokio::fs::read(index.root().join(&path)).await;
                 let found = bytes
                     .ok()
-                    .and_then(|b| IssueDoc::parse(&b).ok())
+                    .and_then(|b| crate::panics::parse_untrusted(|| IssueDoc::parse(&b)).ok())
                     .and_then(|d| d.meta.extra_str(FEEDBACK_KEY));
                 if found.as_deref() == Some(key) {
                     return Ok(Some(num));

@@ -211,7 +211,7 @@ fn read_issue(repo: &Repo, rel: &str, id: &str) -> Result<(IssueDoc, String), Is
         std::fs::read(repo.root().join(rel)).map_err(|_| IssueError::NotFound(id.to_string()))?;
     let oid = blob_oid(&bytes);
     ensure_committed(repo, rel, Some(oid), id)?;
-    let doc = IssueDoc::parse(&bytes)
+    let doc = crate::panics::parse_untrusted(|| IssueDoc::parse(&bytes))
         .map_err(|e| IssueError::Malformed(format!("{id} cannot be read ({rel}): {e}")))?;
     Ok((doc, oid.to_string()))
 }

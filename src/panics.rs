@@ -23,6 +23,17 @@ pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| message(&*p))
 }
 
+/// Run a parser over untrusted input (a user's file, an upload): its error as text,
+/// and a panic in it as one more way the input is malformed.
+pub fn parse_untrusted<T, E: std::fmt::Display>(
+    parse: impl FnOnce() -> Result<T, E>,
+) -> Result<T, String> {
+    match catch(parse) {
+        Ok(parsed) => parsed.map_err(|e| e.to_string()),
+        Err(panic) => Err(format!("the reader failed on it: {panic}")),
+    }
+}
+
 /// Run `work` as a task of its own; a panic in it becomes `Err` with its message.
 pub async fn in_task<T: Send + 'static>(
     work: impl Future<Output = T> + Send + 'static,
@@ -47,6 +58,25 @@ mod tests {
         assert_eq!(
             catch(|| -> u8 { panic!("boom {n}") }),
             Err("boom 3".to_string())
+        );
+    }
+
+    #[test]
+    fn a_parser_that_panics_reports_malformed_input() {
+        let r: Result<(), String> = parse_untrusted(|| -> Result<(), std::fmt::Error> {
+            let bytes: &[u8] = b"";
+            let _ = bytes[1];
+            Ok(())
+        });
+        let e = r.unwrap_err();
+        assert!(
+            e.starts_with("the reader failed on it: index out of bounds"),
+            "{e}"
+        );
+        let r: Result<(), String> = parse_untrusted(|| Err(std::fmt::Error));
+        assert_eq!(
+            r.unwrap_err(),
+            "an error occurred when formatting an argument"
         );
     }
 

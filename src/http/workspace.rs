@@ -131,9 +131,12 @@ async fn import(
     if bytes.len() > bundles::MAX_BUNDLE_BYTES {
         return Err(too_large());
     }
-    let parsed = tokio::task::spawn_blocking(move || Bundle::read(&bytes))
-        .await
-        .map_err(anyhow::Error::from)??;
+    let parsed = tokio::task::spawn_blocking(move || {
+        crate::panics::catch(|| Bundle::read(&bytes))
+            .unwrap_or_else(|p| Err(BundleError::Invalid(format!("bundle cannot be read: {p}"))))
+    })
+    .await
+    .map_err(anyhow::Error::from)??;
     let workers_rel = state.index.workers_rel().to_string_lossy().into_owned();
     let author = caller.git_author();
     let report = crate::commit::commit_planned::<_, BundleError, _>(

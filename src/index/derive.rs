@@ -125,13 +125,13 @@ pub fn derive(root: &Path, num: u64, mut files: Vec<DiskFile>) -> Derived {
     let mut issue = None;
     if let Some(ci) = chosen {
         let md_path = rows[ci].file.path.clone();
-        match read_with(|| IssueDoc::parse(&contents[ci])) {
+        match crate::panics::parse_untrusted(|| IssueDoc::parse(&contents[ci])) {
             Err(e) => rows[ci].error = Some(e),
             Ok(doc) => {
                 let mut comments = Vec::new();
                 let sibling = layout::comments_path(&md_path);
                 if let Some(k) = rows.iter().position(|r| r.file.path == sibling) {
-                    match read_with(|| parse_comments(&contents[k])) {
+                    match crate::panics::parse_untrusted(|| parse_comments(&contents[k])) {
                         Ok((parsed, bad)) => {
                             comments = parsed;
                             if !bad.is_empty() {
@@ -177,15 +177,6 @@ pub fn derive(root: &Path, num: u64, mut files: Vec<DiskFile>) -> Derived {
     }
 }
 
-/// Parse a file with `parse`. A parser that panics on it makes the file malformed,
-/// reported like any other file it cannot read, rather than taking the server down.
-fn read_with<T, E: std::fmt::Display>(parse: impl FnOnce() -> Result<T, E>) -> Result<T, String> {
-    match crate::panics::catch(parse) {
-        Ok(parsed) => parsed.map_err(|e| e.to_string()),
-        Err(panic) => Err(format!("the reader failed on this file: {panic}")),
-    }
-}
-
 fn issue_row(num: u64, path: &str, oid: &str, doc: IssueDoc, comments: Vec<Comment>) -> IssueRow {
     let m = doc.meta;
     let stem = path
@@ -223,7 +214,6 @@ fn issue_row(num: u64, path: &str, oid: &str, doc: IssueDoc, comments: Vec<Comme
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workspace::issue_file::FormatError;
 
     const GOOD: &str = "---\nid: ISSUE-0001\ntitle: t\n---\n\nbody\n";
 
@@ -315,21 +305,5 @@ mod tests {
             (i.id.as_str(), i.status.as_str(), i.body.as_str()),
             ("ISSUE-0042", "open", "")
         );
-    }
-
-    #[test]
-    fn a_parser_that_panics_makes_the_file_malformed() {
-        let r: Result<(), String> = read_with(|| -> Result<(), FormatError> {
-            let bytes: &[u8] = b"";
-            let _ = bytes[1];
-            Ok(())
-        });
-        let e = r.unwrap_err();
-        assert!(
-            e.starts_with("the reader failed on this file: index out of bounds"),
-            "{e}"
-        );
-        let r: Result<(), String> = read_with(|| Err(FormatError::NoTitle));
-        assert_eq!(r.unwrap_err(), "front matter has no `title`");
     }
 }

@@ -190,7 +190,8 @@ pub fn derive(workers_dir: &Path, id: &str) -> Option<DerivedWorker> {
     } else {
         match &manifest_yaml {
             None => Err(format!("{MANIFEST} is not a UTF-8 text file under 512 KiB")),
-            Some(text) => manifest::parse(id, text).map_err(|e| format!("{MANIFEST}: {e}")),
+            Some(text) => crate::panics::parse_untrusted(|| manifest::parse(id, text))
+                .map_err(|e| format!("{MANIFEST}: {e}")),
         }
     };
     let created_at = iso_from_ns(created);

@@ -545,7 +545,7 @@ impl Engine {
             ))));
         }
         let Value::Object(mut inputs) = run.inputs() else {
-            unreachable!("runs store objects")
+            anyhow::bail!("run {} has inputs that are not an object", run.id);
         };
         let missing = missing_inputs(&config, &inputs);
         if !missing.is_empty() {
