@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::TestApp;
+use crate::common::{TestApp, eventually};
 use crate::runs::{script_worker, settle, start};
 
 async fn paused(app: &TestApp, note: &str) -> (String, Value) {
@@ -264,8 +264,13 @@ async fn a_worker_without_decision_required_gets_a_synthesised_preview() {
 async fn approvals_expire() {
     let app = TestApp::with(|c| c.runs.approval_ttl_hours = 0.0001).await;
     let (id, _) = paused(&app, "late").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.state.engine.expire_approvals().await.unwrap(), 1);
+    // 0.36 s on, a sweep expires it (run here rather than waiting for the background
+    // sweeper's next round).
+    eventually("the approval expires", || async {
+        app.state.engine.expire_approvals().await.unwrap();
+        app.get(&format!("/runs/{id}")).await.body["status"] == "cancelled"
+    })
+    .await;
     let run = app.get(&format!("/runs/{id}")).await.body;
     assert_eq!(run["status"], "cancelled");
     assert_eq!(run["error_code"], "approval_expired");

@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::TestApp;
+use crate::common::{TestApp, eventually};
 use crate::runs::{script_worker, settle, start};
 
 fn items<'a>(o: &'a Value, kind: &str) -> Vec<&'a Value> {
@@ -89,8 +89,10 @@ async fn runs_failures_and_setup_problems_show() {
     .unwrap();
     app.post("/workers/reload", json!({})).await;
     app.state.index.reconcile(&|_, _| {}).await.unwrap();
-    // The scheduler notices the new schedule within a second.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    eventually("the scheduler sees the new schedule", || async {
+        app.get("/workers/ticking").await.body["next_run_at"].is_string()
+    })
+    .await;
 
     let o = app.get("/system/overview").await.body;
     let s = &o["stats"];

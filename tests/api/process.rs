@@ -5,11 +5,13 @@
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::git_in;
+use crate::common::{eventually, git_in};
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -81,10 +83,12 @@ async fn sigkill_during_writes_loses_nothing_acknowledged() {
     assert_eq!(seed["id"], "ISSUE-0001");
 
     // Writers run until the server dies under them; each records what was acknowledged.
+    let acked_so_far = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..6)
         .map(|w| {
             let client = client.clone();
             let base = base.clone();
+            let acked_so_far = Arc::clone(&acked_so_far);
             tokio::spawn(async move {
                 let mut acked = Vec::new();
                 for i in 0.. {
@@ -103,7 +107,8 @@ async fn sigkill_during_writes_loses_nothing_acknowledged() {
                     };
                     match res {
                         Ok(r) if r.status().is_success() => {
-                            acked.push(r.json::<Value>().await.unwrap())
+                            acked.push(r.json::<Value>().await.unwrap());
+                            acked_so_far.fetch_add(1, Ordering::SeqCst);
                         }
                         _ => break,
                     }
@@ -112,7 +117,12 @@ async fn sigkill_during_writes_loses_nothing_acknowledged() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill in the middle of the burst: once it has written something, while it goes on.
+    eventually("the burst writes", || {
+        let n = acked_so_far.load(Ordering::SeqCst);
+        async move { n >= 30 }
+    })
+    .await;
     server.kill().unwrap();
     server.wait().unwrap();
     let mut acked = Vec::new();
@@ -120,7 +130,7 @@ async fn sigkill_during_writes_loses_nothing_acknowledged() {
         acked.extend(w.await.unwrap());
     }
     assert!(
-        acked.len() > 5,
+        acked.len() >= 30,
         "the burst wrote something ({})",
         acked.len()
     );
@@ -228,29 +238,50 @@ async fn check_command_reports_bad_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_requests_and_leaves_a_clean_tree() {
     let (data, _port, base, client, mut server) = start_fresh().await;
-    let writes: Vec<_> = (0..8)
-        .map(|i| {
+    // Writers keep requests in flight (queued for the single writer) until the server
+    // stops answering.
+    let acked = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
             let client = client.clone();
             let base = base.clone();
+            let acked = Arc::clone(&acked);
             tokio::spawn(async move {
-                let r = client
-                    .post(format!("{base}/workspace/issues"))
-                    .json(&json!({"title": format!("t{i}")}))
-                    .send()
-                    .await;
-                r.map(|r| r.status().is_success()).unwrap_or(false)
+                for i in 0.. {
+                    let r = client
+                        .post(format!("{base}/workspace/issues"))
+                        .json(&json!({"title": format!("w{w} #{i}")}))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().is_success() => acked.fetch_add(1, Ordering::SeqCst),
+                        _ => break,
+                    };
+                }
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    eventually("writes under way", || {
+        let n = acked.load(Ordering::SeqCst);
+        async move { n >= 3 }
+    })
+    .await;
+    let before = acked.load(Ordering::SeqCst);
     let ok = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
         .unwrap();
     assert!(ok.success());
-    let acked = futures_count(writes).await;
+    for w in writers {
+        w.await.unwrap();
+    }
     let status = server.wait().unwrap();
     assert!(status.success(), "graceful exit: {status}");
+    let acked = acked.load(Ordering::SeqCst);
+    assert!(
+        acked > before,
+        "the requests in flight at SIGTERM were answered: {before} acknowledged before, {acked} in all"
+    );
     let ws = data.path().join("workspace");
     assert_eq!(
         git_in(&ws, &["status", "--porcelain"]),
@@ -265,14 +296,6 @@ async fn sigterm_finishes_requests_and_leaves_a_clean_tree() {
         created >= acked,
         "{created} commits for {acked} acknowledged writes"
     );
-}
-
-async fn futures_count(tasks: Vec<tokio::task::JoinHandle<bool>>) -> usize {
-    let mut n = 0;
-    for t in tasks {
-        n += usize::from(t.await.unwrap());
-    }
-    n
 }
 
 #[test]
@@ -400,4 +423,37 @@ fn users_are_managed_from_the_command_line() {
             .unwrap()
             .contains("bo\tmember\tactive")
     );
+}
+
+#[test]
+fn the_store_follows_floom_db_and_workeros_db() {
+    let data = tempfile::tempdir().unwrap();
+    let add = |id: &str, env: &[(&str, &std::path::Path)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_floom"));
+        cmd.args(["users", "--data-dir"])
+            .arg(data.path())
+            .args(["add", id])
+            .env("FLOOM_LOG", "error")
+            .env_remove("FLOOM_DB")
+            .env_remove("WORKEROS_DB");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let floom_db = data.path().join("by-floom-db.db");
+    let workeros_db = data.path().join("by-workeros-db.db");
+    add("ada", &[("FLOOM_DB", &floom_db)]);
+    assert!(floom_db.exists(), "FLOOM_DB names the store");
+    assert!(!data.path().join("floom.db").exists());
+    add(
+        "bo",
+        &[("FLOOM_DB", &floom_db), ("WORKEROS_DB", &workeros_db)],
+    );
+    assert!(workeros_db.exists(), "WORKEROS_DB wins over FLOOM_DB");
 }

@@ -6,7 +6,7 @@ use axum::http::{Method, StatusCode};
 use floom::config::Role;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, manifest};
+use crate::common::{TestApp, eventually, manifest};
 
 /// Write a python script worker and load it.
 pub async fn script_worker(app: &TestApp, id: &str, script: &str, extra: &str) {
@@ -82,7 +82,14 @@ async fn a_script_run_completes_with_outputs_artifacts_and_logs() {
         json!({"name": "report", "label": null, "type": "markdown", "value": "out/report.md"})
     );
     assert_eq!(run["trigger_source"], "manual");
-    assert!(run["duration_ms"].as_i64().unwrap() >= 0);
+    let at = |k: &str| chrono::DateTime::parse_from_rfc3339(run[k].as_str().unwrap()).unwrap();
+    let elapsed = (at("completed_at") - at("started_at")).num_milliseconds();
+    let duration = run["duration_ms"].as_i64().unwrap();
+    assert!(duration > 0, "a python process takes time: {duration}");
+    assert!(
+        (duration - elapsed).abs() <= 2,
+        "duration_ms {duration} is completed_at - started_at ({elapsed})"
+    );
     assert!(run.get("error").is_none(), "nulls are left out");
     assert!(run.get("queue_position").is_none());
     assert_eq!(run["can_replay"], true);
@@ -264,10 +271,8 @@ async fn a_timeout_kills_the_whole_tree() {
         "limits: {timeout_seconds: 1}\n",
     )
     .await;
-    let t = Instant::now();
     let id = start(&app, "slow", json!({})).await;
     let run = settle(&app, &id).await;
-    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert_eq!(run["error_code"], "timeout");
     assert_eq!(run["error"], "Worker timed out after 1 s");
     assert!(log_text(&run).contains("info started"));
@@ -770,7 +775,15 @@ async fn schedules_fire_while_the_server_runs() {
     assert_eq!(detail["trigger_ref"], "trg_cron_1");
     let next = app.get("/workers/cron").await.body["next_run_at"].clone();
     assert!(next.is_string(), "the next fire is shown: {next}");
-    // Paused in the manifest: no more fires.
+    // Paused in the manifest: no more fires, while a worker on the same schedule (the
+    // clock) shows the scheduler going on.
+    script_worker(
+        &app,
+        "clock",
+        "import json\nopen('result.json','w').write(json.dumps({'outputs': {}}))\n",
+        "triggers:\n  - {type: schedule, cron: '* * * * * *'}\n",
+    )
+    .await;
     app.add_worker(
         "cron",
         &crate::common::manifest(
@@ -779,28 +792,32 @@ async fn schedules_fire_while_the_server_runs() {
         ),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let count = app
-        .get("/runs?worker_id=cron")
-        .await
-        .body
-        .as_array()
-        .unwrap()
-        .len();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let runs_of = |worker: &'static str| {
+        let app = &app;
+        async move {
+            app.get(&format!("/runs?worker_id={worker}"))
+                .await
+                .body
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+    // The scheduler drops a worker's schedule before it shows no next fire.
+    eventually("the scheduler sees the pause", || async {
+        app.get("/workers/cron").await.body["next_run_at"].is_null()
+    })
+    .await;
+    let count = runs_of("cron").await;
+    let ticks = runs_of("clock").await;
+    eventually("the clock fires twice more", || async {
+        runs_of("clock").await >= ticks + 2
+    })
+    .await;
     assert_eq!(
-        app.get("/runs?worker_id=cron")
-            .await
-            .body
-            .as_array()
-            .unwrap()
-            .len(),
+        runs_of("cron").await,
         count,
         "a paused worker does not fire"
-    );
-    assert_eq!(
-        app.get("/workers/cron").await.body["next_run_at"],
-        Value::Null
     );
 }
 
