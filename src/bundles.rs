@@ -12,13 +12,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use zip::write::SimpleFileOptions;
 
-use crate::commit::Planned;
 use crate::index::Index;
 use crate::index::worker_scan;
 use crate::index::workers::WorkerFilter;
 use crate::workspace::git::FileWrite;
 use crate::workspace::issue_file::{IssueDoc, parse_comments};
 use crate::workspace::layout::{self, FileKind};
+use crate::workspace::write::Planned;
 use crate::workspace::{Repo, manifest};
 
 pub const MAX_BUNDLE_BYTES: usize = 50 * 1024 * 1024;

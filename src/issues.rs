@@ -9,13 +9,13 @@ use chrono::Utc;
 use git2::Oid;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tokio::sync::OwnedMutexGuard;
 
 use crate::index::Index;
 use crate::index::query::{CommentOut, IssueJson};
 use crate::workspace::git::{CommitInfo, FileWrite, blob_oid};
 use crate::workspace::issue_file::{Comment, IssueDoc, IssueMeta, iso_timestamp, py_strip};
 use crate::workspace::layout::{self, FileKind, format_id};
+use crate::workspace::write::{Allocate, Planned};
 use crate::workspace::{Repo, Workspace};
 
 pub const ASSET_TYPES: [&str; 6] = ["worker", "context", "run", "connection", "approval", "mcp"];
@@ -87,6 +87,13 @@ pub struct Author {
     pub email: String,
 }
 
+impl Author {
+    /// The commit author: (name, email).
+    fn git(&self) -> (String, String) {
+        (self.name.clone(), self.email.clone())
+    }
+}
+
 /// Parse and check a request id (`ISSUE-NNNN`).
 pub fn parse_issue_id(id: &str) -> Result<u64, IssueError> {
     layout::parse_id(id).ok_or_else(|| {
@@ -130,40 +137,6 @@ fn now() -> String {
     iso_timestamp(Utc::now())
 }
 
-/// Run `f` under the single writer, then bring the index up to date for `num` before
-/// releasing it. Spawned, so a client hanging up cannot cut a write in half. With
-/// `allocate`, `f` gets the highest issue number in use (read under the lock); else 0.
-async fn write_through<T, F>(
-    ws: &Workspace,
-    index: &Arc<Index>,
-    allocate: bool,
-    f: F,
-) -> Result<T, IssueError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Repo, u64) -> Result<(T, u64, Vec<String>), IssueError> + Send + 'static,
-{
-    let ws = ws.clone();
-    let index = Arc::clone(index);
-    tokio::spawn(async move {
-        let guard: OwnedMutexGuard<Repo> = ws.lock().await;
-        let floor = if allocate { index.max_num().await? } else { 0 };
-        let (guard, result) = tokio::task::spawn_blocking(move || {
-            let mut guard = guard;
-            let r = f(&mut guard, floor);
-            (guard, r)
-        })
-        .await
-        .map_err(anyhow::Error::from)?;
-        let (value, num, paths) = result?;
-        index.sync_nums(&BTreeSet::from([num]), &paths).await?;
-        drop(guard);
-        Ok(value)
-    })
-    .await
-    .map_err(|e| IssueError::Internal(e.into()))?
-}
-
 /// The issue file of `num` on disk: where the index saw it, else a canonical place.
 fn locate(root: &Path, known: &[(String, FileKind)], num: u64) -> Result<String, IssueError> {
     known
@@ -190,20 +163,23 @@ fn ensure_committed(
     Ok(())
 }
 
-/// Commit one issue file.
-fn commit_issue(
-    repo: &mut Repo,
-    path: &str,
-    doc: &IssueDoc,
-    message: &str,
-    author: &Author,
-) -> Result<(), IssueError> {
-    let write = FileWrite {
+/// One issue file to write.
+fn issue_write(path: &str, doc: &IssueDoc) -> FileWrite {
+    FileWrite {
         path: path.to_string(),
         content: doc.render().into_bytes(),
-    };
-    repo.commit_files(&[write], message, (&author.name, &author.email))?;
-    Ok(())
+    }
+}
+
+/// A plan that writes the files of issue `num`.
+fn planned<T>(num: u64, writes: Vec<FileWrite>, message: String, value: T) -> Planned<T> {
+    Planned {
+        writes,
+        message,
+        issue_nums: BTreeSet::from([num]),
+        workers: BTreeSet::new(),
+        value,
+    }
 }
 
 fn read_issue(repo: &Repo, rel: &str, id: &str) -> Result<(IssueDoc, String), IssueError> {
@@ -259,43 +235,45 @@ impl IssueService {
         let labels = normalize_labels(input.labels.unwrap_or_default());
         let body = input.body.unwrap_or_default();
         let source = blank_to_none(input.source);
-        let num = write_through(&self.workspace, &self.index, true, move |repo, floor| {
-            let mut num = floor + 1;
-            while layout::canonical_paths(num)
-                .iter()
-                .any(|p| repo.root().join(p).exists())
-            {
-                num += 1;
-            }
-            let id = format_id(num);
-            let ts = now();
-            let doc = IssueDoc {
-                meta: IssueMeta {
-                    id: Some(id.clone()),
-                    status: Some("open".into()),
-                    title: title.clone(),
-                    asset_type,
-                    asset_id,
-                    source,
-                    labels,
-                    created_by: Some(author.user_id.clone()),
-                    created_at: Some(ts.clone()),
-                    updated_at: Some(ts),
-                    extra,
+        let by = author.git();
+        let num = self
+            .workspace
+            .write::<_, IssueError, _, _>(
+                &self.index,
+                by,
+                Allocate::IssueNumber,
+                move |repo, floor| {
+                    let mut num = floor + 1;
+                    while layout::canonical_paths(num)
+                        .iter()
+                        .any(|p| repo.root().join(p).exists())
+                    {
+                        num += 1;
+                    }
+                    let id = format_id(num);
+                    let ts = now();
+                    let doc = IssueDoc {
+                        meta: IssueMeta {
+                            id: Some(id.clone()),
+                            status: Some("open".into()),
+                            title: title.clone(),
+                            asset_type,
+                            asset_id,
+                            source,
+                            labels,
+                            created_by: Some(author.user_id.clone()),
+                            created_at: Some(ts.clone()),
+                            updated_at: Some(ts),
+                            extra,
+                        },
+                        body,
+                    };
+                    let path = layout::new_issue_path(num);
+                    let message = format!("issues: create {id} {title}");
+                    Ok(planned(num, vec![issue_write(&path, &doc)], message, num))
                 },
-                body,
-            };
-            let path = layout::new_issue_path(num);
-            commit_issue(
-                repo,
-                &path,
-                &doc,
-                &format!("issues: create {id} {title}"),
-                &author,
-            )?;
-            Ok((num, num, vec![path]))
-        })
-        .await?;
+            )
+            .await?;
         self.read_back(num).await
     }
 
@@ -327,39 +305,41 @@ impl IssueService {
             None
         };
         let known = self.index.paths_of(num).await?;
-        write_through(&self.workspace, &self.index, false, move |repo, _| {
-            let id = format_id(num);
-            let rel = locate(repo.root(), &known, num)?;
-            let (mut doc, etag) = read_issue(repo, &rel, &id)?;
-            if let Some(expected) = if_match
-                && !etag_matches(&expected, &etag)
-            {
-                return Err(IssueError::Stale(format!(
-                    "{id} changed since you read it (ETag \"{etag}\"); fetch it again"
-                )));
-            }
-            let m = &mut doc.meta;
-            if let Some(t) = title {
-                m.title = t;
-            }
-            if let Some(s) = patch.status {
-                m.status = Some(s);
-            }
-            if let Some(l) = patch.labels {
-                m.labels = normalize_labels(l);
-            }
-            if let Some((t, i)) = asset {
-                m.asset_type = t;
-                m.asset_id = i;
-            }
-            if let Some(b) = patch.body {
-                doc.body = b;
-            }
-            doc.meta.updated_at = Some(now());
-            commit_issue(repo, &rel, &doc, &format!("issues: update {id}"), &author)?;
-            Ok(((), num, vec![rel]))
-        })
-        .await?;
+        let by = author.git();
+        self.workspace
+            .write(&self.index, by, Allocate::No, move |repo, _| {
+                let id = format_id(num);
+                let rel = locate(repo.root(), &known, num)?;
+                let (mut doc, etag) = read_issue(repo, &rel, &id)?;
+                if let Some(expected) = if_match
+                    && !etag_matches(&expected, &etag)
+                {
+                    return Err(IssueError::Stale(format!(
+                        "{id} changed since you read it (ETag \"{etag}\"); fetch it again"
+                    )));
+                }
+                let m = &mut doc.meta;
+                if let Some(t) = title {
+                    m.title = t;
+                }
+                if let Some(s) = patch.status {
+                    m.status = Some(s);
+                }
+                if let Some(l) = patch.labels {
+                    m.labels = normalize_labels(l);
+                }
+                if let Some((t, i)) = asset {
+                    m.asset_type = t;
+                    m.asset_id = i;
+                }
+                if let Some(b) = patch.body {
+                    doc.body = b;
+                }
+                doc.meta.updated_at = Some(now());
+                let message = format!("issues: update {id}");
+                Ok(planned(num, vec![issue_write(&rel, &doc)], message, ()))
+            })
+            .await?;
         self.read_back(num).await
     }
 
@@ -374,49 +354,48 @@ impl IssueService {
             return Err(IssueError::Invalid("comment body is required".into()));
         }
         let known = self.index.paths_of(num).await?;
-        write_through(&self.workspace, &self.index, false, move |repo, _| {
-            let id = format_id(num);
-            let rel = locate(repo.root(), &known, num)?;
-            let (mut doc, _) = read_issue(repo, &rel, &id)?;
-            let log_path = layout::comments_path(&rel);
-            let existing = std::fs::read(repo.root().join(&log_path)).ok();
-            ensure_committed(repo, &log_path, existing.as_deref().map(blob_oid), &id)?;
-            let comment = Comment {
-                id: new_comment_id()?,
-                body,
-                created_by: Some(author.user_id.clone()),
-                created_at: Some(now()),
-            };
-            let mut log = existing.unwrap_or_default();
-            if !log.is_empty() && !log.ends_with(b"\n") {
-                log.push(b'\n');
-            }
-            log.extend_from_slice(comment.to_line().as_bytes());
-            doc.meta.updated_at = comment.created_at.clone();
-            let writes = [
-                FileWrite {
-                    path: log_path.clone(),
-                    content: log,
-                },
-                FileWrite {
-                    path: rel.clone(),
-                    content: doc.render().into_bytes(),
-                },
-            ];
-            repo.commit_files(
-                &writes,
-                &format!("issues: comment on {id}"),
-                (&author.name, &author.email),
-            )?;
-            let out = CommentOut {
-                id: comment.id,
-                body: comment.body,
-                created_by: comment.created_by,
-                created_at: comment.created_at,
-            };
-            Ok((out, num, vec![log_path, rel]))
-        })
-        .await
+        let by = author.git();
+        self.workspace
+            .write(&self.index, by, Allocate::No, move |repo, _| {
+                let id = format_id(num);
+                let rel = locate(repo.root(), &known, num)?;
+                let (mut doc, _) = read_issue(repo, &rel, &id)?;
+                let log_path = layout::comments_path(&rel);
+                let existing = std::fs::read(repo.root().join(&log_path)).ok();
+                ensure_committed(repo, &log_path, existing.as_deref().map(blob_oid), &id)?;
+                let comment = Comment {
+                    id: new_comment_id()?,
+                    body,
+                    created_by: Some(author.user_id.clone()),
+                    created_at: Some(now()),
+                };
+                let mut log = existing.unwrap_or_default();
+                if !log.is_empty() && !log.ends_with(b"\n") {
+                    log.push(b'\n');
+                }
+                log.extend_from_slice(comment.to_line().as_bytes());
+                doc.meta.updated_at = comment.created_at.clone();
+                let writes = vec![
+                    FileWrite {
+                        path: log_path,
+                        content: log,
+                    },
+                    issue_write(&rel, &doc),
+                ];
+                let out = CommentOut {
+                    id: comment.id,
+                    body: comment.body,
+                    created_by: comment.created_by,
+                    created_at: comment.created_at,
+                };
+                Ok(planned(
+                    num,
+                    writes,
+                    format!("issues: comment on {id}"),
+                    out,
+                ))
+            })
+            .await
     }
 
     /// Commits that touched the issue's files, newest first.

@@ -6,7 +6,6 @@
 
 pub mod auth;
 pub mod bundles;
-pub mod commit;
 pub mod config;
 pub mod connections;
 pub mod error;

@@ -10,13 +10,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::bundles::{is_secret_file, unique_worker_id};
-use crate::commit::{Planned, commit_planned};
 use crate::index::Index;
 use crate::index::worker_scan::MANIFEST;
 use crate::store::Store;
 use crate::workspace::Workspace;
 use crate::workspace::git::FileWrite;
 use crate::workspace::manifest::is_safe_segment;
+use crate::workspace::write::{Allocate, Planned};
 
 /// Longest a remote share may take to fetch, and its largest size.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
@@ -240,8 +240,9 @@ impl Sharing<'_> {
             "shared-worker".to_string()
         };
         let workers_rel = self.index.workers_rel().to_string_lossy().into_owned();
-        let id =
-            commit_planned::<_, ShareError, _>(self.workspace, self.index, author, move |repo| {
+        let id = self
+            .workspace
+            .write::<_, ShareError, _, _>(self.index, author, Allocate::No, move |repo, _| {
                 let id =
                     unique_worker_id(&repo.root().join(&workers_rel), &wanted, &BTreeSet::new());
                 Ok(Planned {

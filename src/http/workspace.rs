@@ -16,6 +16,7 @@ use crate::auth::Admin;
 use crate::bundles::{self, Bundle, BundleError, ImportReport};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
+use crate::workspace::write::Allocate;
 
 impl From<BundleError> for ApiError {
     fn from(e: BundleError) -> Self {
@@ -139,13 +140,13 @@ async fn import(
     .map_err(anyhow::Error::from)??;
     let workers_rel = state.index.workers_rel().to_string_lossy().into_owned();
     let author = caller.git_author();
-    let report = crate::commit::commit_planned::<_, BundleError, _>(
-        &state.issues.workspace,
-        &state.index,
-        author,
-        move |repo| parsed.plan(repo, &workers_rel),
-    )
-    .await?;
+    let report = state
+        .issues
+        .workspace
+        .write::<_, BundleError, _, _>(&state.index, author, Allocate::No, move |repo, _| {
+            parsed.plan(repo, &workers_rel)
+        })
+        .await?;
     tracing::info!(by = %caller.user_id, summary = %bundles::summary(&report), "workspace bundle imported");
     Ok(axum::Json(report))
 }

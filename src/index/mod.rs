@@ -24,6 +24,7 @@ use sqlx::migrate::MigrateError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::workspace::layout::{self, FileKind};
+use crate::workspace::write::{Follower, Touched};
 use derive::{DiskFile, derive};
 
 /// Issues derived and written per transaction during a reconcile.
@@ -313,6 +314,19 @@ impl Index {
             .collect();
         paths.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
         Ok(paths)
+    }
+}
+
+/// The index sees every workspace write before the writer is released.
+impl Follower for Index {
+    async fn highest_issue(&self) -> anyhow::Result<u64> {
+        self.max_num().await
+    }
+
+    async fn follow(&self, touched: Touched) -> anyhow::Result<()> {
+        self.sync_nums(&touched.issue_nums, &touched.paths).await?;
+        self.sync_workers(&touched.workers).await?;
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@ pub mod layout;
 pub mod manifest;
 pub mod pyyaml;
 pub mod stager;
+pub mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
