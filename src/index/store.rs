@@ -12,17 +12,19 @@ const ROWS_PER_INSERT: usize = 400;
 
 pub async fn clear(pool: &SqlitePool) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
-    for table in [
-        "index_files",
-        "issues",
-        "issue_labels",
-        "issue_comments",
-        "issues_fts",
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
-            .execute(&mut *tx)
-            .await?;
-    }
+    sqlx::query!("DELETE FROM index_files")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!("DELETE FROM issues").execute(&mut *tx).await?;
+    sqlx::query!("DELETE FROM issue_labels")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!("DELETE FROM issue_comments")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!("DELETE FROM issues_fts")
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await
 }
 

@@ -1,10 +1,8 @@
 //! Approval rows: a paused run waiting for a human's decision.
 
-use sqlx::{QueryBuilder, Sqlite};
-
 use super::Store;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ApprovalRecord {
     pub id: String,
     pub run_id: String,
@@ -40,9 +38,20 @@ pub struct Decision<'a> {
     pub follow_up_run_id: Option<&'a str>,
 }
 
-const COLUMNS: &str = "id, run_id, worker_id, owner_id, kind, status, label, preview, preview_type,
-    preview_payload_json, decision_input_json, created_at, expires_at, expires_ts, decided_at,
-    decided_by, reason, edited_output_json, annotations_json, follow_up_run_id";
+/// A compile-checked query of whole [`ApprovalRecord`]s: `SELECT <the columns> <after>`.
+macro_rules! select_approvals {
+    ($after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            ApprovalRecord,
+            "SELECT id, run_id, worker_id, owner_id, kind, status, label, preview, preview_type,
+                preview_payload_json, decision_input_json, created_at, expires_at, expires_ts,
+                decided_at, decided_by, reason, edited_output_json, annotations_json,
+                follow_up_run_id "
+                + $after
+            $(, $arg)*
+        )
+    };
+}
 
 impl Store {
     pub async fn insert_approval(&self, a: &ApprovalRecord) -> sqlx::Result<()> {
@@ -73,39 +82,36 @@ impl Store {
 
     /// The newest approval of a run.
     pub async fn approval_of_run(&self, run_id: &str) -> sqlx::Result<Option<ApprovalRecord>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM approvals WHERE run_id = ? ORDER BY created_at DESC LIMIT 1"
-        )))
-        .bind(run_id)
+        select_approvals!(
+            "FROM approvals WHERE run_id = ? ORDER BY created_at DESC LIMIT 1",
+            run_id
+        )
         .fetch_optional(&self.read)
         .await
     }
 
     /// The approved approval whose follow-up is this run: it makes the run an execute phase.
     pub async fn approval_followed_by(&self, run_id: &str) -> sqlx::Result<Option<ApprovalRecord>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM approvals WHERE follow_up_run_id = ? AND status = 'approved'"
-        )))
-        .bind(run_id)
+        select_approvals!(
+            "FROM approvals WHERE follow_up_run_id = ? AND status = 'approved'",
+            run_id
+        )
         .fetch_optional(&self.read)
         .await
     }
 
     pub async fn approval(&self, id: &str) -> sqlx::Result<Option<ApprovalRecord>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM approvals WHERE id = ?"
-        )))
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await
+        select_approvals!("FROM approvals WHERE id = ?", id)
+            .fetch_optional(&self.read)
+            .await
     }
 
     /// Approvals with `status`, newest first.
     pub async fn approvals(&self, status: &str) -> sqlx::Result<Vec<ApprovalRecord>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM approvals WHERE status = ? ORDER BY created_at DESC, id"
-        )))
-        .bind(status)
+        select_approvals!(
+            "FROM approvals WHERE status = ? ORDER BY created_at DESC, id",
+            status
+        )
         .fetch_all(&self.read)
         .await
     }
@@ -140,10 +146,11 @@ impl Store {
 
     /// Pending approvals past their expiry.
     pub async fn expired_approvals(&self, now_ts: i64) -> sqlx::Result<Vec<ApprovalRecord>> {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT {COLUMNS} FROM approvals WHERE status = 'pending' AND expires_ts <= "
-        ));
-        qb.push_bind(now_ts);
-        qb.build_query_as().fetch_all(&self.read).await
+        select_approvals!(
+            "FROM approvals WHERE status = 'pending' AND expires_ts <= ?",
+            now_ts
+        )
+        .fetch_all(&self.read)
+        .await
     }
 }

@@ -41,7 +41,6 @@ pub struct Connection {
     pub mcp_allowed_tools: Vec<String>,
 }
 
-#[derive(sqlx::FromRow)]
 struct Row {
     id: String,
     kind: String,
@@ -103,11 +102,20 @@ impl From<Row> for Connection {
     }
 }
 
-const COLUMNS: &str =
-    "id, kind, app_name, status, display_name, account_label, scopes, credentials,
-    mcp_label, mcp_url, mcp_transport, mcp_command, mcp_args, mcp_env, mcp_cwd, mcp_auth_secret,
-    mcp_allowed_tools, owner_id, created_at, updated_at, last_checked_at, last_check_status,
-    last_used_at, last_used_by";
+/// A compile-checked query of whole connection rows: `SELECT <the columns> <after>`.
+macro_rules! select_connections {
+    ($after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Row,
+            "SELECT id, kind, app_name, status, display_name, account_label, scopes, credentials,
+                mcp_label, mcp_url, mcp_transport, mcp_command, mcp_args, mcp_env, mcp_cwd,
+                mcp_auth_secret, mcp_allowed_tools, owner_id, created_at, updated_at,
+                last_checked_at, last_check_status, last_used_at, last_used_by "
+                + $after
+            $(, $arg)*
+        )
+    };
+}
 
 /// Whether a write hit the unique MCP label.
 pub fn is_duplicate_label(e: &sqlx::Error) -> bool {
@@ -117,21 +125,16 @@ pub fn is_duplicate_label(e: &sqlx::Error) -> bool {
 
 impl Store {
     pub async fn connections(&self) -> sqlx::Result<Vec<Connection>> {
-        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM connections ORDER BY created_at, id"
-        )))
-        .fetch_all(&self.read)
-        .await?;
+        let rows = select_connections!("FROM connections ORDER BY created_at, id")
+            .fetch_all(&self.read)
+            .await?;
         Ok(rows.into_iter().map(Connection::from).collect())
     }
 
     pub async fn connection(&self, id: &str) -> sqlx::Result<Option<Connection>> {
-        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM connections WHERE id = ?"
-        )))
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await?;
+        let row = select_connections!("FROM connections WHERE id = ?", id)
+            .fetch_optional(&self.read)
+            .await?;
         Ok(row.map(Connection::from))
     }
 

@@ -140,10 +140,37 @@ pub struct ArtifactRecord {
     pub created_at: String,
 }
 
+/// The columns of [`RunRecord`], for the dynamic list queries.
 const RUN_COLUMNS: &str = "seq, id, worker_id, worker_name, status, trigger_source, trigger_ref,
     runner, input_json, output_json, approval_status, error, error_raw, error_code, created_at,
     created_ts, started_at, completed_at, duration_ms, cancel_requested, retry_of_run_id,
     retry_attempt, total_tokens, triggered_by, trace_id";
+
+/// A compile-checked query of whole [`RunRecord`]s: `<before> <the columns> <after>`.
+/// The columns carry their nullability, which SQLite cannot tell through a `RETURNING`
+/// or a subquery.
+macro_rules! query_runs {
+    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            RunRecord,
+            $before
+                + r#" seq AS "seq!", id AS "id!", worker_id AS "worker_id!",
+                worker_name AS "worker_name?", status AS "status!",
+                trigger_source AS "trigger_source!", trigger_ref AS "trigger_ref?",
+                runner AS "runner?", input_json AS "input_json!", output_json AS "output_json?",
+                approval_status AS "approval_status!", error AS "error?",
+                error_raw AS "error_raw?", error_code AS "error_code?",
+                created_at AS "created_at!", created_ts AS "created_ts!",
+                started_at AS "started_at?", completed_at AS "completed_at?",
+                duration_ms AS "duration_ms?", cancel_requested AS "cancel_requested!: bool",
+                retry_of_run_id AS "retry_of_run_id?", retry_attempt AS "retry_attempt!",
+                total_tokens AS "total_tokens?", triggered_by AS "triggered_by?",
+                trace_id AS "trace_id!" "#
+                + $after
+            $(, $arg)*
+        )
+    };
+}
 
 /// The conditions of a query: ` WHERE a AND b …`, or nothing at all when there are
 /// none, so that a bare `COUNT(*)` stays the one SQLite answers from the table's pages
@@ -250,22 +277,20 @@ impl Store {
     }
 
     pub async fn run(&self, id: &str) -> sqlx::Result<Option<RunRecord>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"
-        )))
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await
+        query_runs!("SELECT", "FROM runs WHERE id = ?", id)
+            .fetch_optional(&self.read)
+            .await
     }
 
     /// The oldest queued run, now marked running.
     pub async fn claim_next(&self, started_at: &str) -> sqlx::Result<Option<RunRecord>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        query_runs!(
             "UPDATE runs SET status = 'running', started_at = ?
              WHERE seq = (SELECT seq FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1)
-             RETURNING {RUN_COLUMNS}"
-        )))
-        .bind(started_at)
+             RETURNING",
+            "",
+            started_at
+        )
         .fetch_optional(&self.write)
         .await
     }
@@ -352,11 +377,9 @@ impl Store {
 
     /// Runs a stopped server left `running`.
     pub async fn interrupted_runs(&self) -> sqlx::Result<Vec<RunRecord>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' ORDER BY seq"
-        )))
-        .fetch_all(&self.read)
-        .await
+        query_runs!("SELECT", "FROM runs WHERE status = 'running' ORDER BY seq")
+            .fetch_all(&self.read)
+            .await
     }
 
     /// 1-based place in the queue of a queued run.
@@ -425,11 +448,12 @@ impl Store {
 
     /// The newest completed run of a worker that has outputs.
     pub async fn latest_output(&self, worker_id: &str) -> sqlx::Result<Option<RunRecord>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE worker_id = ? AND status = 'completed'
-             AND output_json IS NOT NULL ORDER BY seq DESC LIMIT 1"
-        )))
-        .bind(worker_id)
+        query_runs!(
+            "SELECT",
+            "FROM runs WHERE worker_id = ? AND status = 'completed'
+             AND output_json IS NOT NULL ORDER BY seq DESC LIMIT 1",
+            worker_id
+        )
         .fetch_optional(&self.read)
         .await
     }
@@ -518,14 +542,16 @@ impl Store {
         n: usize,
         since_us: i64,
     ) -> sqlx::Result<std::collections::HashMap<String, Vec<RunRecord>>> {
-        let rows: Vec<RunRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM (
+        let n = n as i64;
+        let rows: Vec<RunRecord> = query_runs!(
+            "SELECT",
+            "FROM (
                 SELECT *, ROW_NUMBER() OVER (PARTITION BY worker_id ORDER BY seq DESC) AS rank
                 FROM runs WHERE created_ts >= ? AND status IN ('completed', 'failed', 'cancelled'))
-             WHERE rank <= ? ORDER BY worker_id, seq DESC"
-        )))
-        .bind(since_us)
-        .bind(n as i64)
+             WHERE rank <= ? ORDER BY worker_id, seq DESC",
+            since_us,
+            n
+        )
         .fetch_all(&self.read)
         .await?;
         let mut out: std::collections::HashMap<String, Vec<RunRecord>> = Default::default();
@@ -590,11 +616,13 @@ impl Store {
     }
 
     pub async fn artifacts(&self, run_id: &str) -> sqlx::Result<Vec<ArtifactRecord>> {
-        sqlx::query_as(
-            "SELECT id, run_id, name, type, relative_path, path, size_bytes, created_at
-             FROM artifacts WHERE run_id = ? ORDER BY relative_path",
+        sqlx::query_as!(
+            ArtifactRecord,
+            r#"SELECT id, run_id, name, type AS media_type, relative_path, path, size_bytes,
+                      created_at
+               FROM artifacts WHERE run_id = ? ORDER BY relative_path"#,
+            run_id
         )
-        .bind(run_id)
         .fetch_all(&self.read)
         .await
     }
