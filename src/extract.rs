@@ -154,3 +154,35 @@ pub fn limit<T: Copy + Into<i64>>(
         ))
     }
 }
+
+/// A timestamp in a query (`since`, `until`, `updated_since`): microseconds since the
+/// epoch; a bad one is upstream's `400 "Invalid <name> value"`, on every list.
+pub fn instant(value: Option<&str>, name: &str) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| {
+            parse_instant(v).ok_or_else(|| ApiError::BadRequest(format!("Invalid {name} value")))
+        })
+        .transpose()
+}
+
+/// ISO-8601 as Python's `fromisoformat` reads it: with an offset (UTC if none), or a date.
+fn parse_instant(v: &str) -> Option<i64> {
+    let v = v.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&v.replace(' ', "T").replace("Z", "+00:00"))
+    {
+        return Some(t.timestamp_micros());
+    }
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(v, f) {
+            return Some(t.and_utc().timestamp_micros());
+        }
+    }
+    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_micros())
+}

@@ -11,13 +11,12 @@ use super::json_doc::JsonDoc;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, Query, limit};
+use crate::extract::{Json, Path, Query, instant, limit};
 use crate::index::query::{
     CommentOut, Cursor, Issue, IssueDetail, IssueFilter, ListRequest, Order, SortKey,
 };
 use crate::issues::{Author, IssueError, IssuePatch, NewComment, NewIssue, parse_issue_id};
 use crate::workspace::git::CommitInfo;
-use crate::workspace::issue_file::timestamp_micros;
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
@@ -108,19 +107,10 @@ async fn list_issues(
     Query(p): Query<ListParams>,
 ) -> ApiResult<JsonDoc<IssueList>> {
     let limit = limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
-    let updated_since = match p.updated_since.as_deref() {
-        None | Some("") => None,
-        Some(t) => match timestamp_micros(Some(t)) {
-            0 => {
-                return Err(ApiError::validation(
-                    "query",
-                    Some("updated_since"),
-                    "must be an ISO-8601 timestamp with a time zone",
-                ));
-            }
-            micros => Some(micros),
-        },
-    };
+    let updated_since = instant(
+        p.updated_since.as_deref().filter(|t| !t.is_empty()),
+        "updated_since",
+    )?;
     let sort = p.sort.unwrap_or_default();
     let order = p.order.unwrap_or_default();
     let after = p

@@ -17,7 +17,7 @@ use super::stream::{Download, EventStream};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, Query, limit};
+use crate::extract::{Json, Path, Query, instant, limit};
 use crate::feedback::{FeedbackError, FeedbackIssue, FeedbackIssueRequest, NewFeedback};
 use crate::issues::Author;
 use crate::runs::read::RunQuery;
@@ -161,28 +161,6 @@ fn parse_statuses(s: &str) -> ApiResult<Vec<String>> {
     Ok(out)
 }
 
-/// ISO-8601 as Python's `fromisoformat` reads it: with an offset (UTC if none), or a date.
-fn parse_instant(v: &str) -> Option<i64> {
-    let v = v.trim();
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&v.replace(' ', "T").replace("Z", "+00:00"))
-    {
-        return Some(t.timestamp_micros());
-    }
-    for f in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(v, f) {
-            return Some(t.and_utc().timestamp_micros());
-        }
-    }
-    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc().timestamp_micros())
-}
-
 async fn create_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -241,16 +219,8 @@ async fn list_runs(
         Some(s) => parse_statuses(s)?,
         None => Vec::new(),
     };
-    let parse = |v: &Option<String>, what: &str| -> ApiResult<Option<i64>> {
-        v.as_deref()
-            .map(|s| {
-                parse_instant(s)
-                    .ok_or_else(|| ApiError::BadRequest(format!("Invalid {what} value")))
-            })
-            .transpose()
-    };
-    let since_ts = parse(&p.since, "since")?;
-    let until_ts = parse(&p.until, "until")?;
+    let since_ts = instant(p.since.as_deref(), "since")?;
+    let until_ts = instant(p.until.as_deref(), "until")?;
     if let (Some(s), Some(u)) = (since_ts, until_ts)
         && s > u
     {

@@ -172,7 +172,6 @@ async fn bad_queries_are_422() {
         "limit=ten".to_string(),
         "sort=title".to_string(),
         "order=up".to_string(),
-        "updated_since=yesterday".to_string(),
         "cursor=garbage".to_string(),
         format!("cursor={cursor}&order=desc"),
         "bogus=1".to_string(),
@@ -182,6 +181,10 @@ async fn bad_queries_are_422() {
         assert_eq!(r.body["detail"], "validation failed", "{query}");
         assert_eq!(r.body["errors"][0]["loc"][0], "query", "{query}");
     }
+    // A bad timestamp is upstream's 400, as on the run list.
+    let r = app.get("/workspace/issues?updated_since=yesterday").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["detail"], "Invalid updated_since value");
 }
 
 #[tokio::test]
