@@ -192,6 +192,14 @@ fn read_issue(repo: &Repo, rel: &str, id: &str) -> Result<(IssueDoc, String), Is
     Ok((doc, oid.to_string()))
 }
 
+/// An issue as a write finds it: its id, file, content and ETag.
+struct Existing {
+    id: String,
+    rel: String,
+    doc: IssueDoc,
+    etag: String,
+}
+
 pub struct IssueService {
     pub workspace: Workspace,
     pub index: Arc<Index>,
@@ -304,42 +312,42 @@ impl IssueService {
         } else {
             None
         };
-        let known = self.index.paths_of(num).await?;
-        let by = author.git();
-        self.workspace
-            .write(&self.index, by, Allocate::No, move |repo, _| {
-                let id = format_id(num);
-                let rel = locate(repo.root(), &known, num)?;
-                let (mut doc, etag) = read_issue(repo, &rel, &id)?;
-                if let Some(expected) = if_match
-                    && !etag_matches(&expected, &etag)
-                {
-                    return Err(IssueError::Stale(format!(
-                        "{id} changed since you read it (ETag \"{etag}\"); fetch it again"
-                    )));
-                }
-                let m = &mut doc.meta;
-                if let Some(t) = title {
-                    m.title = t;
-                }
-                if let Some(s) = patch.status {
-                    m.status = Some(s);
-                }
-                if let Some(l) = patch.labels {
-                    m.labels = normalize_labels(l);
-                }
-                if let Some((t, i)) = asset {
-                    m.asset_type = t;
-                    m.asset_id = i;
-                }
-                if let Some(b) = patch.body {
-                    doc.body = b;
-                }
-                doc.meta.updated_at = Some(now());
-                let message = format!("issues: update {id}");
-                Ok(planned(num, vec![issue_write(&rel, &doc)], message, ()))
-            })
-            .await?;
+        self.change_existing(&author, num, move |_, existing| {
+            let Existing {
+                id,
+                rel,
+                mut doc,
+                etag,
+            } = existing;
+            if let Some(expected) = if_match
+                && !etag_matches(&expected, &etag)
+            {
+                return Err(IssueError::Stale(format!(
+                    "{id} changed since you read it (ETag \"{etag}\"); fetch it again"
+                )));
+            }
+            let m = &mut doc.meta;
+            if let Some(t) = title {
+                m.title = t;
+            }
+            if let Some(s) = patch.status {
+                m.status = Some(s);
+            }
+            if let Some(l) = patch.labels {
+                m.labels = normalize_labels(l);
+            }
+            if let Some((t, i)) = asset {
+                m.asset_type = t;
+                m.asset_id = i;
+            }
+            if let Some(b) = patch.body {
+                doc.body = b;
+            }
+            doc.meta.updated_at = Some(now());
+            let message = format!("issues: update {id}");
+            Ok(planned(num, vec![issue_write(&rel, &doc)], message, ()))
+        })
+        .await?;
         self.read_back(num).await
     }
 
@@ -353,47 +361,68 @@ impl IssueService {
         if body.is_empty() {
             return Err(IssueError::Invalid("comment body is required".into()));
         }
+        let created_by = author.user_id.clone();
+        self.change_existing(&author, num, move |repo, existing| {
+            let Existing {
+                id, rel, mut doc, ..
+            } = existing;
+            let log_path = layout::comments_path(&rel);
+            let existing = std::fs::read(repo.root().join(&log_path)).ok();
+            ensure_committed(repo, &log_path, existing.as_deref().map(blob_oid), &id)?;
+            let comment = Comment {
+                id: new_comment_id()?,
+                body,
+                created_by: Some(created_by),
+                created_at: Some(now()),
+            };
+            let mut log = existing.unwrap_or_default();
+            if !log.is_empty() && !log.ends_with(b"\n") {
+                log.push(b'\n');
+            }
+            log.extend_from_slice(comment.to_line().as_bytes());
+            doc.meta.updated_at = comment.created_at.clone();
+            let writes = vec![
+                FileWrite {
+                    path: log_path,
+                    content: log,
+                },
+                issue_write(&rel, &doc),
+            ];
+            let out = CommentOut {
+                id: comment.id,
+                body: comment.body,
+                created_by: comment.created_by,
+                created_at: comment.created_at,
+            };
+            Ok(planned(
+                num,
+                writes,
+                format!("issues: comment on {id}"),
+                out,
+            ))
+        })
+        .await
+    }
+
+    /// Write to an existing issue: under the writer, find its file and read it (refusing
+    /// an edit nobody has committed), then let `change` plan the write.
+    async fn change_existing<T, F>(
+        &self,
+        author: &Author,
+        num: u64,
+        change: F,
+    ) -> Result<T, IssueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Repo, Existing) -> Result<Planned<T>, IssueError> + Send + 'static,
+    {
         let known = self.index.paths_of(num).await?;
-        let by = author.git();
         self.workspace
-            .write(&self.index, by, Allocate::No, move |repo, _| {
+            .write(&self.index, author.git(), Allocate::No, move |repo, _| {
                 let id = format_id(num);
                 let rel = locate(repo.root(), &known, num)?;
-                let (mut doc, _) = read_issue(repo, &rel, &id)?;
-                let log_path = layout::comments_path(&rel);
-                let existing = std::fs::read(repo.root().join(&log_path)).ok();
-                ensure_committed(repo, &log_path, existing.as_deref().map(blob_oid), &id)?;
-                let comment = Comment {
-                    id: new_comment_id()?,
-                    body,
-                    created_by: Some(author.user_id.clone()),
-                    created_at: Some(now()),
-                };
-                let mut log = existing.unwrap_or_default();
-                if !log.is_empty() && !log.ends_with(b"\n") {
-                    log.push(b'\n');
-                }
-                log.extend_from_slice(comment.to_line().as_bytes());
-                doc.meta.updated_at = comment.created_at.clone();
-                let writes = vec![
-                    FileWrite {
-                        path: log_path,
-                        content: log,
-                    },
-                    issue_write(&rel, &doc),
-                ];
-                let out = CommentOut {
-                    id: comment.id,
-                    body: comment.body,
-                    created_by: comment.created_by,
-                    created_at: comment.created_at,
-                };
-                Ok(planned(
-                    num,
-                    writes,
-                    format!("issues: comment on {id}"),
-                    out,
-                ))
+                let (doc, etag) = read_issue(repo, &rel, &id)?;
+                change(repo, Existing { id, rel, doc, etag })
             })
             .await
     }
