@@ -292,7 +292,7 @@ impl OverviewSource<'_> {
         let mut scheduled_today: Vec<Scheduled> = workers
             .iter()
             .filter_map(|w| {
-                let at = self.schedule.of(&w.id)?;
+                let at = crate::workers::next_run_at(self.schedule, w)?;
                 (at <= horizon).then(|| {
                     let s = w.summary();
                     Scheduled {

@@ -292,7 +292,10 @@ impl Workers<'_> {
 /// When an enabled schedule worker fires next: the scheduler's own time once it has
 /// seen the worker, else computed from its crons now (a worker just added is never
 /// shown without one).
-fn next_run_at(scheduled: &NextFires, row: &WorkerRow) -> Option<chrono::DateTime<chrono::Utc>> {
+pub fn next_run_at(
+    scheduled: &NextFires,
+    row: &WorkerRow,
+) -> Option<chrono::DateTime<chrono::Utc>> {
     if !row.enabled {
         return None;
     }

@@ -31,7 +31,11 @@ async fn an_idle_workspace_has_empty_numbers() {
     assert_eq!(s["success_rate_scope"], "active_workers");
     assert_eq!(s["active_workers_count"], 3);
     assert_eq!(s["next_scheduled_at"], Value::Null);
-    assert_eq!(o.body["needs_attention"], json!([]));
+    // The example agent worker cannot run until a model is configured, and says so.
+    let attention = o.body["needs_attention"].as_array().unwrap();
+    assert_eq!(attention.len(), 1, "{attention:?}");
+    assert_eq!(attention[0]["kind"], "no_model");
+    assert_eq!(attention[0]["worker_id"], "summarize-notes");
     assert_eq!(o.body["recent_runs"], json!([]));
 }
 
@@ -159,7 +163,8 @@ async fn runs_failures_and_setup_problems_show() {
         kinds,
         [
             ("needs-key", "missing_secret"),
-            ("needs-mail", "missing_connection")
+            ("needs-mail", "missing_connection"),
+            ("summarize-notes", "no_model")
         ]
     );
     assert_eq!(
