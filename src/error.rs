@@ -107,16 +107,31 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl ApiError {
+    /// A refusal that surfaced through a domain error's catch-all (the workspace refusing
+    /// a write travels as an `anyhow::Error`) is the conflict it is, not a 500.
+    fn refine(self) -> Self {
+        match self {
+            ApiError::Internal(e) => match e.downcast::<crate::workspace::git::WriteRefused>() {
+                Ok(refused) => ApiError::Conflict(refused.0),
+                Err(e) => ApiError::Internal(e),
+            },
+            other => other,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let retry_after = match &self {
+        let this = self.refine();
+        let status = this.status();
+        let retry_after = match &this {
             ApiError::RateLimited {
                 retry_after_seconds,
             } => Some(*retry_after_seconds),
             _ => None,
         };
-        let body = match self {
+        let body = match this {
             ApiError::Internal(cause) => {
                 // The cause goes to the log; the client learns only that it was ours.
                 tracing::error!(error = ?cause, "internal error");

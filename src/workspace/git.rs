@@ -69,9 +69,21 @@ pub struct Repo {
     root: PathBuf,
     pusher: Arc<Pusher>,
     stager: Arc<Stager>,
+    /// The branch HEAD named when the server opened the workspace: the one it writes.
+    branch: Option<String>,
 }
 
+/// The workspace is in no state to take a write (a detached HEAD, another branch): the
+/// write is refused before anything is written. The API answers 409 with this text.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WriteRefused(pub String);
+
 /// Git object id of `content` as a blob: the content hash the index keys on.
+fn short_branch(name: &str) -> &str {
+    name.strip_prefix("refs/heads/").unwrap_or(name)
+}
+
 pub fn blob_oid(content: &[u8]) -> Oid {
     Oid::hash_object(ObjectType::Blob, content).expect("hashing a blob in memory")
 }
@@ -90,11 +102,16 @@ impl Repo {
             },
         };
         let stager = Stager::open(&root, repo.path())?;
+        let branch = repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string));
         let mut this = Repo {
             repo,
             root,
             pusher: Arc::new(Pusher::default()),
             stager,
+            branch,
         };
         this.recover()?;
         // Start with a clean `git status` when we can; when the git index is locked
@@ -142,6 +159,7 @@ impl Repo {
         message: &str,
         author: (&str, &str),
     ) -> anyhow::Result<Oid> {
+        let target = self.writable_branch()?;
         let parent = self.head_commit()?;
         let base = parent.as_ref().map(|c| c.tree()).transpose()?;
         let mut changes = Changes::default();
@@ -172,13 +190,6 @@ impl Repo {
         )?;
 
         // The commit point: move the branch, but only from the parent we built on.
-        let head_ref = self.repo.find_reference("HEAD")?;
-        let target = head_ref
-            .symbolic_target()
-            .ok()
-            .flatten()
-            .unwrap_or("HEAD")
-            .to_string();
         let log = format!("commit: {}", message.lines().next().unwrap_or(""));
         let moved = match &parent {
             Some(p) => self
@@ -198,6 +209,36 @@ impl Repo {
         clear_journal(self.repo.path())?;
         self.pusher.request(&self.root, &self.repo);
         Ok(commit)
+    }
+
+    /// The branch a commit may move: the one HEAD names, if it is the one this server
+    /// serves. A detached HEAD (someone ran `git checkout <sha>`) would take a commit
+    /// that the next checkout loses; another branch is not what clients read.
+    fn writable_branch(&self) -> Result<String, WriteRefused> {
+        let head = self
+            .repo
+            .find_reference("HEAD")
+            .map_err(|e| WriteRefused(format!("the workspace has no HEAD: {e}")))?;
+        let Some(current) = head.symbolic_target().ok().flatten() else {
+            let at = head
+                .target()
+                .map(|o| o.to_string()[..7].to_string())
+                .unwrap_or_default();
+            return Err(WriteRefused(format!(
+                "The workspace's HEAD is detached (at {at}): a commit there would be lost at the next checkout. Check out a branch in {} to write again.",
+                self.root.display()
+            )));
+        };
+        match &self.branch {
+            Some(served) if served != current => Err(WriteRefused(format!(
+                "The workspace is on {}, but this server writes to {}: check out {} in {} (or restart the server) to write again.",
+                short_branch(current),
+                short_branch(served),
+                short_branch(served),
+                self.root.display()
+            ))),
+            _ => Ok(current.to_string()),
+        }
     }
 
     /// Replace a working-tree file atomically (temp file in `.git`, then rename).

@@ -61,3 +61,66 @@ async fn a_second_server_or_a_reindex_on_a_used_folder_exits_naming_the_first() 
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A write on a detached HEAD would be lost at the next checkout; a write on another
+/// branch is not what clients read. Both are refused with 409, nothing written.
+#[tokio::test]
+async fn writes_on_a_detached_head_or_another_branch_are_refused() {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    let app = crate::common::TestApp::new().await;
+    let id = app.create(json!({"title": "before"})).await;
+    let branch = app
+        .git(&["rev-parse", "--abbrev-ref", "HEAD"])
+        .trim()
+        .to_string();
+    let head = app.git(&["rev-parse", "HEAD"]);
+    for (how, args) in [
+        ("detached", vec!["checkout", "--quiet", "--detach"]),
+        ("another branch", vec!["checkout", "--quiet", "-b", "side"]),
+    ] {
+        app.git(&args);
+        let files = app.git(&["ls-files", "--others", "--modified"]);
+        for r in [
+            app.post("/workspace/issues", json!({"title": "lost?"}))
+                .await,
+            app.post(
+                &format!("/workspace/issues/{id}/comments"),
+                json!({"body": "lost?"}),
+            )
+            .await,
+            app.patch(
+                &format!("/workspace/issues/{id}"),
+                json!({"status": "closed"}),
+            )
+            .await,
+        ] {
+            assert_eq!(r.status, StatusCode::CONFLICT, "{how}: {:?}", r.body);
+            let detail = r.body["detail"].as_str().unwrap();
+            match how {
+                "detached" => assert!(detail.contains("detached"), "{detail}"),
+                _ => assert!(
+                    detail.contains("side") && detail.contains(&branch),
+                    "{detail}"
+                ),
+            }
+        }
+        assert_eq!(app.git(&["rev-parse", "HEAD"]), head, "{how}: no commit");
+        assert_eq!(
+            app.git(&["ls-files", "--others", "--modified"]),
+            files,
+            "{how}: no file written"
+        );
+        app.git(&["checkout", "--quiet", &branch]);
+    }
+    let r = app
+        .post("/workspace/issues", json!({"title": "after"}))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "back on its branch: {:?}",
+        r.body
+    );
+}
