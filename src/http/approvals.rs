@@ -45,7 +45,15 @@ async fn reject_run(
     OptionalJson(body): OptionalJson<RejectBody>,
 ) -> ApiResult<axum::Json<DecisionOut>> {
     let body = body.unwrap_or_default();
-    let out = state.engine.reject(&id, &caller.user_id, body).await?;
+    let out = state
+        .engine
+        .reject(
+            &state.issues.workspace,
+            &id,
+            (&caller.user_id, caller.git_author()),
+            body,
+        )
+        .await?;
     tracing::info!(run = %id, by = %caller.user_id, "rejected");
     Ok(axum::Json(out))
 }

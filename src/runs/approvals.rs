@@ -312,10 +312,15 @@ impl Engine {
     /// worker is asked to try again (upstream's newer contract): a retry run is queued
     /// with the original inputs and the reason as `_workeros_review_feedback`, and the
     /// answer names the retry; after [`MAX_FEEDBACK_RETRIES`] in a row it just rejects.
+    ///
+    /// With `scope: global` the reason is also kept as a durable rule for the worker,
+    /// committed into its folder in `workspace` before the decision is recorded (so a
+    /// refused commit decides nothing).
     pub async fn reject(
         &self,
+        workspace: &crate::workspace::Workspace,
         run_id: &str,
-        by: &str,
+        (by, author): (&str, (String, String)),
         body: RejectBody,
     ) -> Result<DecisionOut, RunError> {
         let scope = FeedbackScope::parse(body.scope.as_deref())?;
@@ -326,6 +331,16 @@ impl Engine {
             .as_deref()
             .map(str::trim)
             .filter(|r| !r.is_empty());
+        if let (FeedbackScope::Global, Some(reason)) = (scope, comment) {
+            let rule = super::rules::Rule {
+                rule: reason.to_string(),
+                approval_id: approval.id.clone(),
+                run_id: run_id.to_string(),
+                created_by: by.to_string(),
+                created_at: crate::store::now(),
+            };
+            super::rules::record(workspace, &self.index, &run.worker_id, rule, author).await?;
+        }
         let attempt = match run.trigger_source.as_str() {
             "approval_feedback" => run.retry_attempt + 1,
             _ => 1,

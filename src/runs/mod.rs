@@ -12,6 +12,7 @@ mod exec;
 mod logs;
 pub mod outcome;
 pub mod read;
+pub mod rules;
 pub mod sandbox;
 pub mod schedule;
 pub mod view;
@@ -300,11 +301,16 @@ impl Engine {
         worker_id: &str,
         worker_name: &str,
         config: &WorkerConfig,
-        inputs: Map<String, Value>,
+        mut inputs: Map<String, Value>,
         origin: Origin,
         retry_of: Option<&str>,
         attempt: i64,
     ) -> Result<RunRecord, RunError> {
+        // Every run of a worker is given its durable review rules.
+        rules::apply(
+            &mut inputs,
+            &rules::read(self.index.workers_dir(), worker_id),
+        );
         let now = chrono::Utc::now();
         let created_at = crate::workspace::issue_file::iso_timestamp(now);
         let new = NewRun {

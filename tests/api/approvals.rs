@@ -192,6 +192,71 @@ async fn reject_with_a_reason_queues_a_retry_with_the_feedback() {
     );
 }
 
+/// `scope: global` keeps the reason as a durable rule: one commit in the worker's folder,
+/// given to every later run of the worker.
+#[tokio::test]
+async fn a_global_rejection_becomes_a_rule_for_later_runs() {
+    let app = TestApp::new().await;
+    let commits = app.commit_count();
+    let (first, _) = paused(&app, "monthly").await;
+    let r = app
+        .post(
+            &format!("/runs/{first}/reject"),
+            json!({"reason": "Always cite the source URL.", "scope": "Global"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let retry = r.body["run_id"].as_str().unwrap().to_string();
+    assert_eq!(app.commit_count(), commits + 1, "one commit");
+    let log = app.git(&["log", "-1", "--name-only", "--format=%s"]);
+    assert!(
+        log.contains("workers: review rule for send-digest"),
+        "{log}"
+    );
+    assert!(
+        log.contains("workers/send-digest/approval-rules.jsonl"),
+        "{log}"
+    );
+    let file =
+        std::fs::read_to_string(app.ws().join("workers/send-digest/approval-rules.jsonl")).unwrap();
+    let line: Value = serde_json::from_str(file.lines().next().unwrap()).unwrap();
+    assert_eq!(line["rule"], "Always cite the source URL.");
+    assert_eq!(line["run_id"], first.as_str());
+    assert_eq!(app.status().await, "", "committed, nothing left over");
+
+    // The retry carries its own comment and the rule.
+    let run = settle(&app, &retry).await;
+    let feedback = &run["inputs"]["_workeros_review_feedback"];
+    assert_eq!(feedback["scope"], "global");
+    assert_eq!(feedback["comment"], "Always cite the source URL.");
+    assert_eq!(feedback["rules"], json!(["Always cite the source URL."]));
+
+    // A later, unrelated run of the worker is given the rule too.
+    let later = start(&app, "send-digest", json!({"recipient": "x@example.com"})).await;
+    let run = settle(&app, &later).await;
+    assert_eq!(
+        run["inputs"]["_workeros_review_feedback"],
+        json!({"decision": "rejected", "comment": "Always cite the source URL.", "scope": "global", "rules": ["Always cite the source URL."]})
+    );
+    // Other workers are not.
+    let other = settle(
+        &app,
+        &start(&app, "hello-report", json!({"name": "x"})).await,
+    )
+    .await;
+    assert!(other["inputs"].get("_workeros_review_feedback").is_none());
+
+    // An asset rejection keeps no rule.
+    let r = app
+        .post(
+            &format!("/runs/{later}/reject"),
+            json!({"reason": "not this one"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(app.commit_count(), commits + 1);
+}
+
 #[tokio::test]
 async fn decisions_refuse_what_they_cannot_decide() {
     let app = TestApp::new().await;
