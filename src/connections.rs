@@ -51,6 +51,10 @@ pub struct NewConnection {
     pub display_name: Option<String>,
     #[serde(default)]
     pub account_label: Option<String>,
+    /// App accounts: the app's own id of the account (Composio's `ca_…`), so that a
+    /// delivery naming it runs the worker using this account. Stored, never shown.
+    #[serde(default)]
+    pub account_id: Option<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
     /// `active` (default), `disabled`, `expired`, `pending`.
@@ -90,6 +94,7 @@ pub struct NewConnection {
 pub struct ConnectionPatch {
     pub display_name: Option<String>,
     pub account_label: Option<String>,
+    pub account_id: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub status: Option<String>,
     pub credentials: Option<BTreeMap<String, String>>,
@@ -165,6 +170,7 @@ fn validate(c: &Connection) -> Result<(), ConnectionError> {
     for (field, value, max) in [
         ("display_name", &c.display_name, 120),
         ("account_label", &c.account_label, 200),
+        ("account_id", &c.account_id, 200),
     ] {
         if value.as_ref().is_some_and(|v| v.chars().count() > max) {
             bad(field, &format!("at most {max} characters"));
@@ -309,6 +315,7 @@ impl Connections<'_> {
             .into(),
             scopes: new.scopes,
             account_label: new.account_label,
+            account_id: new.account_id,
             display_name: new.display_name,
             last_checked_at: None,
             last_check_status: None,
@@ -352,6 +359,7 @@ impl Connections<'_> {
         set_opt!(
             display_name,
             account_label,
+            account_id,
             mcp_command,
             mcp_cwd,
             mcp_url,

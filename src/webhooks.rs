@@ -115,6 +115,20 @@ pub fn trigger_ids(headers: &[&str], payload: &Value) -> Vec<String> {
     out
 }
 
+const ACCOUNT_KEYS: &[&str] = &["connected_account_id", "connectedAccountId", "account_id"];
+
+/// Every connected-account id a delivery names: its top level, `data` and `metadata`.
+pub fn account_ids(payload: &Value) -> Vec<String> {
+    [Some(payload), payload.get("data"), payload.get("metadata")]
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .flat_map(|o| ACCOUNT_KEYS.iter().filter_map(|k| o.get(*k)?.as_str()))
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// The event a delivery is about.
 pub fn event_name(payload: &Value) -> Option<String> {
     ["event", "event_name", "trigger_event", "trigger"]
@@ -189,6 +203,47 @@ impl Composio<'_> {
         }
     }
 
+    /// Of several workers sharing a trigger id, the one whose declared connection is the
+    /// account the delivery names; none or several: no worker (upstream's error).
+    async fn by_account(
+        &self,
+        named: Vec<(String, usize)>,
+        payload: &Value,
+    ) -> Result<(String, usize), WebhookError> {
+        let accounts = account_ids(payload);
+        if accounts.is_empty() {
+            return Err(WebhookError::NoWorker);
+        }
+        let internal = |e: anyhow::Error| WebhookError::Internal(e.to_string());
+        let connections = self
+            .store
+            .connections()
+            .await
+            .map_err(|e| internal(e.into()))?;
+        let mut matching = Vec::new();
+        for (worker, position) in named {
+            let Some((_, extra)) = self.index.worker(&worker).await.map_err(internal)? else {
+                continue;
+            };
+            let slugs = extra
+                .config
+                .map(|c| c.required_connections())
+                .unwrap_or_default();
+            let uses_account = connections.iter().any(|c| {
+                c.status == "active"
+                    && c.account_id.as_ref().is_some_and(|a| accounts.contains(a))
+                    && slugs.iter().any(|s| s.eq_ignore_ascii_case(&c.app_name))
+            });
+            if uses_account {
+                matching.push((worker, position));
+            }
+        }
+        match matching.as_slice() {
+            [one] => Ok(one.clone()),
+            _ => Err(WebhookError::NoWorker),
+        }
+    }
+
     /// The worker (and its trigger's position) a delivery is for.
     async fn resolve(
         &self,
@@ -204,15 +259,20 @@ impl Composio<'_> {
         if !ids.is_empty() {
             // A delivery naming a trigger runs that trigger's worker or nothing: a stale
             // id never falls through to another worker.
-            return listeners
+            let named: Vec<(String, usize)> = listeners
                 .iter()
-                .find_map(|(w, specs)| {
+                .filter_map(|(w, specs)| {
                     specs
                         .iter()
                         .find(|s| s.trigger_id.as_ref().is_some_and(|t| ids.contains(t)))
                         .map(|s| (w.clone(), s.position))
                 })
-                .ok_or(WebhookError::NoWorker);
+                .collect();
+            return match named.as_slice() {
+                [one] => Ok(one.clone()),
+                [] => Err(WebhookError::NoWorker),
+                _ => self.by_account(named, payload).await,
+            };
         }
         let event = event_name(payload).ok_or(WebhookError::NoWorker)?;
         let mut matches = listeners.iter().flat_map(|(w, specs)| {

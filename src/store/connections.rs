@@ -20,6 +20,10 @@ pub struct Connection {
     pub kind: String,
     pub scopes: Vec<String>,
     pub account_label: Option<String>,
+    /// The app's own id of the account (Composio's `ca_…`): matched against a
+    /// delivery's `connected_account_id`, never shown (as upstream never shows it).
+    #[serde(skip)]
+    pub account_id: Option<String>,
     pub display_name: Option<String>,
     pub last_checked_at: Option<String>,
     pub last_check_status: Option<String>,
@@ -48,6 +52,7 @@ struct Row {
     status: String,
     display_name: Option<String>,
     account_label: Option<String>,
+    account_id: Option<String>,
     scopes: String,
     credentials: String,
     mcp_label: Option<String>,
@@ -82,6 +87,7 @@ impl From<Row> for Connection {
             kind: r.kind,
             scopes: parse(&r.scopes),
             account_label: r.account_label,
+            account_id: r.account_id,
             display_name: r.display_name,
             last_checked_at: r.last_checked_at,
             last_check_status: r.last_check_status,
@@ -107,7 +113,7 @@ macro_rules! select_connections {
     ($after:literal $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             Row,
-            "SELECT id, kind, app_name, status, display_name, account_label, scopes, credentials,
+            "SELECT id, kind, app_name, status, display_name, account_label, account_id, scopes, credentials,
                 mcp_label, mcp_url, mcp_transport, mcp_command, mcp_args, mcp_env, mcp_cwd,
                 mcp_auth_secret, mcp_allowed_tools, owner_id, created_at, updated_at,
                 last_checked_at, last_check_status, last_used_at, last_used_by "
@@ -149,13 +155,15 @@ impl Store {
         );
         sqlx::query!(
             "INSERT INTO connections (id, kind, app_name, status, display_name, account_label,
-                scopes, credentials, mcp_label, mcp_url, mcp_transport, mcp_command, mcp_args,
-                mcp_env, mcp_cwd, mcp_auth_secret, mcp_allowed_tools, owner_id, created_at,
-                updated_at, last_checked_at, last_check_status, last_used_at, last_used_by)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                account_id, scopes, credentials, mcp_label, mcp_url, mcp_transport, mcp_command,
+                mcp_args, mcp_env, mcp_cwd, mcp_auth_secret, mcp_allowed_tools, owner_id,
+                created_at, updated_at, last_checked_at, last_check_status, last_used_at,
+                last_used_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO UPDATE SET
                 app_name = excluded.app_name, status = excluded.status,
                 display_name = excluded.display_name, account_label = excluded.account_label,
+                account_id = excluded.account_id,
                 scopes = excluded.scopes, credentials = excluded.credentials,
                 mcp_label = excluded.mcp_label, mcp_url = excluded.mcp_url,
                 mcp_transport = excluded.mcp_transport, mcp_command = excluded.mcp_command,
@@ -168,6 +176,7 @@ impl Store {
             c.status,
             c.display_name,
             c.account_label,
+            c.account_id,
             scopes,
             credentials,
             c.mcp_label,

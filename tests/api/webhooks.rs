@@ -240,3 +240,68 @@ async fn without_a_signing_key_deliveries_are_refused() {
         "COMPOSIO_WEBHOOK_SIGNING_KEY is not configured"
     );
 }
+
+/// Two workers may share one Composio trigger id (one per connected account): the
+/// delivery's `metadata.connected_account_id` picks the worker whose connection is that
+/// account; none or both matching is upstream's 404.
+#[tokio::test]
+async fn a_shared_trigger_id_goes_to_the_worker_of_the_named_account() {
+    let app = TestApp::with(|c| c.runs.composio_signing_key = Some(KEY.into())).await;
+    for (worker, slug, account) in [
+        ("alice-mail", "gmail", "ca_alice"),
+        ("bob-mail", "outlook", "ca_bob"),
+    ] {
+        app.write_worker_file(
+            worker,
+            "run.py",
+            "import json\njson.dump({'outputs': {}}, open('result.json', 'w'))\n",
+        );
+        app.add_worker(
+            worker,
+            &manifest(
+                worker,
+                &format!("exec: {{entry: run.py}}\nconnections: [{slug}]\ntrigger: {{type: composio, composio: {{event: NEW_MAIL, trigger_id: ti_shared}}}}\n"),
+            ),
+        )
+        .await;
+        let r = app
+            .post(
+                "/connections",
+                json!({"kind": "app", "app_name": slug, "account_id": account}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        assert!(
+            r.body.get("account_id").is_none(),
+            "the raw account id is never shown"
+        );
+    }
+    for (n, account, worker) in [(1, "ca_bob", "bob-mail"), (2, "ca_alice", "alice-mail")] {
+        let r = signed(
+            &app,
+            &format!("s{n}"),
+            &json!({"trigger_id": "ti_shared", "metadata": {"connected_account_id": account}}),
+        )
+        .await;
+        assert_eq!(r.body["status"], "queued", "{:?}", r.body);
+        let run = settle(&app, r.body["run_id"].as_str().unwrap()).await;
+        assert_eq!(run["worker_id"], worker);
+    }
+    for (n, body) in [
+        (3, json!({"trigger_id": "ti_shared"})),
+        (
+            4,
+            json!({"trigger_id": "ti_shared", "metadata": {"connected_account_id": "ca_nobody"}}),
+        ),
+    ] {
+        let r = signed(&app, &format!("s{n}"), &body).await;
+        assert_eq!(
+            (r.status, r.body["detail"].as_str()),
+            (
+                StatusCode::NOT_FOUND,
+                Some("No worker registered for Composio trigger")
+            ),
+            "{body}"
+        );
+    }
+}
