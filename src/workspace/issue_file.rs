@@ -4,7 +4,7 @@
 use chrono::{DateTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::pyyaml::{self, Value};
+use super::pyyaml::{self, Object, Top, TopMapping, Value};
 
 /// Front matter keys upstream writes, in its order.
 const KNOWN_KEYS: [&str; 10] = [
@@ -42,10 +42,15 @@ impl IssueMeta {
     /// A scalar value of a key floom does not interpret.
     pub fn extra_str(&self, key: &str) -> Option<String> {
         let (_, text) = self.extra.iter().find(|(k, _)| k == key)?;
-        let map: yaml_serde::Mapping = yaml_serde::from_str(text).ok()?;
-        match map.get(key)? {
-            yaml_serde::Value::String(s) => Some(s.clone()),
-            yaml_serde::Value::Number(n) => Some(n.to_string()),
+        let Ok(Object::Map(entries)) = pyyaml::safe_load(text) else {
+            return None;
+        };
+        let (_, value) = entries
+            .into_iter()
+            .find(|(k, _)| matches!(k, Object::Str(k) if k == key))?;
+        match value {
+            Object::Str(s) => Some(s),
+            n @ (Object::Int(_) | Object::Float(_)) => n.py_str(),
             _ => None,
         }
     }
@@ -97,15 +102,76 @@ fn split_front_matter(text: &str) -> Option<(&str, &str)> {
     None
 }
 
-fn scalar_string(key: &str, v: &yaml_serde::Value) -> Result<Option<String>, FormatError> {
-    use yaml_serde::Value as Y;
-    Ok(match v {
-        Y::Null => None,
-        Y::String(s) => Some(s.clone()),
-        Y::Bool(b) => Some(if *b { "True" } else { "False" }.into()),
-        Y::Number(n) => Some(n.to_string()),
-        _ => return Err(FormatError::WrongType(key.into())),
-    })
+/// A front-matter value as text, the way upstream turns it into text: Python's
+/// `str()` of what `safe_load` read (`yes` is `True`, `017` is `15`, `1e3` stays
+/// `1e3`), a timestamp in `created_at`/`updated_at` as its JSON form (`isoformat()`).
+/// `None` for null; a list or mapping is the wrong type.
+fn text_value(key: &str, v: &Object) -> Result<Option<String>, FormatError> {
+    match v {
+        Object::Null => Ok(None),
+        Object::Timestamp(t) if key == "created_at" || key == "updated_at" => {
+            Ok(Some(t.py_str('T')))
+        }
+        other => other
+            .py_str()
+            .map(Some)
+            .ok_or_else(|| FormatError::WrongType(key.into())),
+    }
+}
+
+/// Upstream's `str(meta.get(key) or default)`: a false value (null, `''`, `0`, `false`)
+/// counts as absent.
+fn truthy_text(key: &str, v: &Object) -> Result<Option<String>, FormatError> {
+    if v.truthy() {
+        text_value(key, v)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Labels: each item as text; a null item is dropped (upstream would show `None`),
+/// and a single scalar is one label (upstream would split it into characters).
+fn labels_value(v: &Object) -> Result<Vec<String>, FormatError> {
+    match v {
+        Object::Seq(items) => items
+            .iter()
+            .filter_map(|item| text_value("labels", item).transpose())
+            .collect(),
+        single if single.truthy() => Ok(text_value("labels", single)?.into_iter().collect()),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The entries floom does not interpret, each with its text as written: the whole
+/// block (comments and continuation lines included) when the text splits into one
+/// block per entry, else the entry's own span. A repeated key keeps its last entry
+/// (the value `safe_load` reads); a merge key (`<<`) is kept as written.
+fn extra_entries(yaml: &str, top: &TopMapping) -> Vec<(String, String)> {
+    let blocks = top_level_blocks(yaml);
+    let verbatim = blocks.len() == top.written.len();
+    let mut extra = Vec::new();
+    for (i, entry) in top.written.iter().enumerate() {
+        let name = match &entry.key {
+            None => "<<".to_string(),
+            Some(Object::Str(k)) if KNOWN_KEYS.contains(&k.as_str()) => continue,
+            Some(key) => {
+                let repeated_later = top.written[i + 1..]
+                    .iter()
+                    .any(|later| later.key.as_ref() == Some(key));
+                if repeated_later {
+                    continue;
+                }
+                key.py_str().unwrap_or_default()
+            }
+        };
+        let text = if verbatim {
+            blocks[i].to_string()
+        } else {
+            format!("{}\n", &yaml[entry.span.clone()])
+        };
+        extra.push((name, text));
+    }
+    extra
 }
 
 /// Top-level entries of the YAML text, each with its continuation lines (indented
@@ -134,53 +200,31 @@ impl IssueDoc {
     pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
         let text = std::str::from_utf8(bytes).map_err(|e| FormatError::NotUtf8(e.valid_up_to()))?;
         let (yaml, body) = split_front_matter(text).ok_or(FormatError::NoFrontMatter)?;
-        let map: yaml_serde::Mapping = match yaml_serde::from_str(yaml) {
-            Ok(yaml_serde::Value::Mapping(m)) => m,
-            Ok(yaml_serde::Value::Null) => yaml_serde::Mapping::new(),
-            Ok(_) => return Err(FormatError::NotMapping),
+        let top = match pyyaml::load_top(yaml) {
+            Ok(Top::Mapping(m)) => m,
+            Ok(Top::Empty) => TopMapping::default(),
+            Ok(Top::Other) => return Err(FormatError::NotMapping),
             Err(e) => return Err(FormatError::Yaml(e.to_string())),
         };
-        let blocks = top_level_blocks(yaml);
-        let verbatim = blocks.len() == map.len();
         let mut meta = IssueMeta::default();
         let mut title = None;
-        for (i, (k, v)) in map.iter().enumerate() {
-            let key = match k {
-                yaml_serde::Value::String(s) => s.clone(),
-                other => scalar_string("?", other)?.ok_or(FormatError::NotMapping)?,
-            };
+        for (k, v) in &top.entries {
+            let Object::Str(key) = k else { continue };
             match key.as_str() {
-                "id" => meta.id = scalar_string(&key, v)?,
-                "status" => meta.status = scalar_string(&key, v)?,
-                "title" => title = scalar_string(&key, v)?,
-                "asset_type" => meta.asset_type = scalar_string(&key, v)?,
-                "asset_id" => meta.asset_id = scalar_string(&key, v)?,
-                "source" => meta.source = scalar_string(&key, v)?,
-                "created_by" => meta.created_by = scalar_string(&key, v)?,
-                "created_at" => meta.created_at = scalar_string(&key, v)?,
-                "updated_at" => meta.updated_at = scalar_string(&key, v)?,
-                "labels" => {
-                    meta.labels = match v {
-                        yaml_serde::Value::Null => Vec::new(),
-                        yaml_serde::Value::Sequence(items) => items
-                            .iter()
-                            .filter_map(|item| scalar_string(&key, item).transpose())
-                            .collect::<Result<_, _>>()?,
-                        single => scalar_string(&key, single)?.into_iter().collect(),
-                    }
-                }
-                _ => {
-                    let text = if verbatim {
-                        blocks[i].to_string()
-                    } else {
-                        let mut one = yaml_serde::Mapping::new();
-                        one.insert(k.clone(), v.clone());
-                        yaml_serde::to_string(&one).map_err(|e| FormatError::Yaml(e.to_string()))?
-                    };
-                    meta.extra.push((key, text));
-                }
+                "id" => meta.id = truthy_text(key, v)?,
+                "status" => meta.status = truthy_text(key, v)?,
+                "title" => title = truthy_text(key, v)?,
+                "asset_type" => meta.asset_type = text_value(key, v)?,
+                "asset_id" => meta.asset_id = text_value(key, v)?,
+                "source" => meta.source = text_value(key, v)?,
+                "created_by" => meta.created_by = text_value(key, v)?,
+                "created_at" => meta.created_at = text_value(key, v)?,
+                "updated_at" => meta.updated_at = text_value(key, v)?,
+                "labels" => meta.labels = labels_value(v)?,
+                _ => {}
             }
         }
+        meta.extra = extra_entries(yaml, &top);
         meta.title = match title {
             Some(t) if !py_strip(&t).is_empty() => t,
             _ => return Err(FormatError::NoTitle),

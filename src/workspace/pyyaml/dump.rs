@@ -6,9 +6,7 @@
 //! emitter (`analyze_scalar`, `choose_scalar_style`, `write_plain`,
 //! `write_single_quoted`, `write_double_quoted`).
 
-use std::sync::LazyLock;
-
-use regex::Regex;
+use super::resolve::resolve;
 
 const BEST_WIDTH: usize = 80;
 /// Indentation of a scalar's continuation lines inside a top-level mapping.
@@ -269,40 +267,9 @@ impl Emitter<'_> {
     }
 }
 
-/// PyYAML's implicit resolvers: a plain scalar matching one of these would read back
-/// as something other than a string, so such strings are quoted.
-static IMPLICIT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"^(?:",
-        // bool
-        r"yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF",
-        // float
-        r"|[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?",
-        r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?",
-        r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*",
-        r"|[-+]?\.(?:inf|Inf|INF)",
-        r"|\.(?:nan|NaN|NAN)",
-        // int
-        r"|[-+]?0b[0-1_]+",
-        r"|[-+]?0[0-7_]+",
-        r"|[-+]?(?:0|[1-9][0-9_]*)",
-        r"|[-+]?0x[0-9a-fA-F_]+",
-        r"|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+",
-        // merge, null, value
-        r"|<<|~|null|Null|NULL|=",
-        // timestamp
-        r"|[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]",
-        r"|[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?",
-        r"(?:[Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?",
-        r"(?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?",
-        r")\n?$"
-    ))
-    .expect("static regex")
-});
-
 fn choose_style(s: &str) -> Style {
     let a = analyze(s);
-    if a.allow_block_plain && !s.is_empty() && !IMPLICIT.is_match(s) {
+    if a.allow_block_plain && !s.is_empty() && resolve(s).is_none() {
         Style::Plain
     } else if a.allow_single_quoted {
         Style::Single
