@@ -267,11 +267,15 @@ impl Emitter<'_> {
     }
 }
 
+/// PyYAML's choice, with one exception: PyYAML single-quotes a string holding NEL
+/// (U+0085) and then reads that NEL back as a folded space, so `"a\u{85}b"` comes
+/// back as `"a b"`. floom double-quotes such a string (`"a\Nb"`), which PyYAML and
+/// floom both read back unchanged.
 fn choose_style(s: &str) -> Style {
     let a = analyze(s);
     if a.allow_block_plain && !s.is_empty() && resolve(s).is_none() {
         Style::Plain
-    } else if a.allow_single_quoted {
+    } else if a.allow_single_quoted && !s.contains('\u{85}') {
         Style::Single
     } else {
         Style::Double

@@ -33,6 +33,8 @@ pub enum Event {
         anchor: Option<String>,
         tag: Option<String>,
         value: String,
+        /// Written plain (not quoted, not a block scalar).
+        plain: bool,
         /// PyYAML's `implicit[0]`: untagged (or tagged `!`) and plain, so the implicit
         /// resolvers apply.
         plain_implicit: bool,
@@ -150,6 +152,7 @@ unsafe fn convert(e: &sys::yaml_event_t) -> Event {
                     tag: opt_string(s.tag),
                     // The input is UTF-8 and libyaml writes UTF-8.
                     value: String::from_utf8_lossy(bytes).into_owned(),
+                    plain: s.style == sys::YAML_PLAIN_SCALAR_STYLE,
                     plain_implicit: s.plain_implicit,
                 }
             }

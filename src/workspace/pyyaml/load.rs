@@ -121,6 +121,7 @@ fn compose(text: &str) -> Result<Option<Rc<Node>>, LoadError> {
     let mut c = Composer {
         parser: Parser::new(text),
         anchors: HashMap::new(),
+        scalars: Vec::new(),
     };
     c.expect_stream_start()?;
     let (event, start, _) = c.next()?;
@@ -141,7 +142,61 @@ fn compose(text: &str) -> Result<Option<Rc<Node>>, LoadError> {
             "expected a single document in the stream, but found another document",
         ));
     }
+    refuse_tabs_as_pyyaml(text, &c.scalars)?;
     Ok(Some(root))
+}
+
+/// PyYAML's scanner, unlike libyaml's, takes a tab only inside a quoted or block
+/// scalar or a comment: between tokens or inside a plain scalar it stops with "found
+/// character '\t' that cannot start any token". `scalars` are the scalars' spans and
+/// whether each is plain.
+fn refuse_tabs_as_pyyaml(text: &str, scalars: &[(Range<usize>, bool)]) -> Result<(), LoadError> {
+    if !text.contains('\t') {
+        return Ok(());
+    }
+    #[derive(Clone, Copy, PartialEq)]
+    enum Region {
+        Between,
+        Plain,
+        Quoted,
+    }
+    let bytes = text.as_bytes();
+    let mut region = vec![Region::Between; bytes.len()];
+    for (span, plain) in scalars {
+        let r = if *plain {
+            Region::Plain
+        } else {
+            Region::Quoted
+        };
+        region[span.clone()].fill(r);
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], region[i]) {
+            (_, Region::Quoted) => {}
+            (b'#', Region::Between) => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            (b'\t', _) => {
+                let line_start = text[..i].rfind('\n').map_or(0, |p| p + 1);
+                let mark = Mark {
+                    index: i,
+                    line: text[..i].matches('\n').count(),
+                    column: text[line_start..i].chars().count(),
+                };
+                return Err(at(
+                    mark,
+                    "found character '\\t' that cannot start any token",
+                ));
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 fn at(m: Mark, what: &str) -> LoadError {
@@ -155,6 +210,8 @@ fn at(m: Mark, what: &str) -> LoadError {
 struct Composer<'a> {
     parser: Parser<'a>,
     anchors: HashMap<String, Rc<Node>>,
+    /// Every scalar's span, and whether it is plain.
+    scalars: Vec<(Range<usize>, bool)>,
 }
 
 impl Composer<'_> {
@@ -193,8 +250,10 @@ impl Composer<'_> {
                 anchor,
                 tag,
                 value,
+                plain,
                 plain_implicit,
             } => {
+                self.scalars.push((start.index..end.index, plain));
                 let tag = match tag {
                     Some(t) if t != "!" => t,
                     _ if plain_implicit => implicit_tag(&value),
