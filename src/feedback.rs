@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::index::query::{IssueFilter, ListRequest, Order, SortKey, TotalCache};
-use crate::issues::{Author, IssueError, IssueService, NewIssue};
+use crate::issues::{Author, IssueError, IssueService, NewIssue, check_text};
 use crate::store::Store;
 use crate::store::feedback::Feedback;
 use crate::workspace::issue_file::IssueDoc;
@@ -147,6 +147,15 @@ impl RunFeedback<'_> {
             .run(run_id)
             .await?
             .ok_or(FeedbackError::RunNotFound)?;
+        // The issue's text, checked under the request's own field names.
+        for (field, value) in [
+            ("feedback_text", &req.feedback_text),
+            ("feedback_id", &req.feedback_id),
+        ] {
+            if let Some(v) = value {
+                check_text(&[field], v, false)?;
+            }
+        }
         let stored = match &req.feedback_id {
             Some(id) => self
                 .store

@@ -20,11 +20,20 @@ use crate::workspace::{Repo, Workspace};
 
 pub const ASSET_TYPES: [&str; 6] = ["worker", "context", "run", "connection", "approval", "mcp"];
 pub const STATUSES: [&str; 2] = ["open", "closed"];
+/// Caps on issue text (docs/issues.md). Upstream has none; a title longer than a
+/// screen or hundreds of labels is a client's mistake, not an issue.
+pub const MAX_TITLE_CHARS: usize = 512;
+pub const MAX_LABELS: usize = 50;
+/// Long enough for any worker id (64), which run feedback uses as a label.
+pub const MAX_LABEL_CHARS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
     #[error("{0}")]
     Invalid(String),
+    /// A field's text is refused: `loc` names it (`["labels", "2"]`).
+    #[error("{}: {reason}", loc.join("."))]
+    InvalidText { loc: Vec<String>, reason: String },
     #[error("Issue not found: {0}")]
     NotFound(String),
     #[error("{0}")]
@@ -114,6 +123,72 @@ fn normalize_labels(labels: Vec<String>) -> Vec<String> {
         .map(|l| py_strip(&l).to_string())
         .filter(|l| !l.is_empty() && seen.insert(l.clone()))
         .collect()
+}
+
+/// Refuse NUL anywhere in issue text (git cannot carry it in a commit message, and
+/// nothing shows it), and in a single line (titles, labels) every other C0 control
+/// but tab.
+pub fn check_text(loc: &[&str], value: &str, single_line: bool) -> Result<(), IssueError> {
+    let refused = |c: char| c == '\0' || (single_line && c < ' ' && c != '\t');
+    match value.chars().find(|&c| refused(c)) {
+        None => Ok(()),
+        Some(c) => Err(IssueError::InvalidText {
+            loc: loc.iter().map(|s| s.to_string()).collect(),
+            reason: if c == '\0' {
+                "must not contain NUL (U+0000)".into()
+            } else {
+                format!(
+                    "must not contain control characters other than tab (found U+{:04X})",
+                    c as u32
+                )
+            },
+        }),
+    }
+}
+
+/// A title (stripped): one line of at most [`MAX_TITLE_CHARS`] characters.
+fn check_title(title: &str) -> Result<(), IssueError> {
+    check_text(&["title"], title, true)?;
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(IssueError::InvalidText {
+            loc: vec!["title".into()],
+            reason: format!("must be at most {MAX_TITLE_CHARS} characters"),
+        });
+    }
+    Ok(())
+}
+
+/// Labels as given (each one line of at most [`MAX_LABEL_CHARS`]), then normalized (at
+/// most [`MAX_LABELS`]).
+fn checked_labels(labels: Vec<String>) -> Result<Vec<String>, IssueError> {
+    for (i, label) in labels.iter().enumerate() {
+        let i = i.to_string();
+        check_text(&["labels", &i], label, true)?;
+        if py_strip(label).chars().count() > MAX_LABEL_CHARS {
+            return Err(IssueError::InvalidText {
+                loc: vec!["labels".into(), i],
+                reason: format!("must be at most {MAX_LABEL_CHARS} characters"),
+            });
+        }
+    }
+    let labels = normalize_labels(labels);
+    if labels.len() > MAX_LABELS {
+        return Err(IssueError::InvalidText {
+            loc: vec!["labels".into()],
+            reason: format!("at most {MAX_LABELS} labels"),
+        });
+    }
+    Ok(labels)
+}
+
+/// NUL checks of the free-text fields of a create or update.
+fn check_free_text(fields: &[(&str, Option<&String>)]) -> Result<(), IssueError> {
+    for (name, value) in fields {
+        if let Some(v) = value {
+            check_text(&[name], v, false)?;
+        }
+    }
+    Ok(())
 }
 
 fn validate_asset(
@@ -223,6 +298,9 @@ impl IssueService {
         input: NewIssue,
         extra: Vec<(String, String)>,
     ) -> Result<(IssueJson, String), IssueError> {
+        for (key, value) in &extra {
+            check_text(&[key], value, false)?;
+        }
         let extra: Vec<(String, String)> = extra
             .into_iter()
             .map(|(k, v)| {
@@ -239,8 +317,15 @@ impl IssueService {
         if title.is_empty() {
             return Err(IssueError::Invalid("title is required".into()));
         }
+        check_title(&title)?;
+        check_free_text(&[
+            ("body", input.body.as_ref()),
+            ("asset_type", input.asset_type.as_ref()),
+            ("asset_id", input.asset_id.as_ref()),
+            ("source", input.source.as_ref()),
+        ])?;
         let (asset_type, asset_id) = validate_asset(input.asset_type, input.asset_id)?;
-        let labels = normalize_labels(input.labels.unwrap_or_default());
+        let labels = checked_labels(input.labels.unwrap_or_default())?;
         let body = input.body.unwrap_or_default();
         let source = blank_to_none(input.source);
         let by = author.git();
@@ -305,6 +390,15 @@ impl IssueService {
             }
             t => t.as_deref().map(|t| py_strip(t).to_string()),
         };
+        if let Some(t) = &title {
+            check_title(t)?;
+        }
+        check_free_text(&[
+            ("body", patch.body.as_ref()),
+            ("asset_type", patch.asset_type.as_ref()),
+            ("asset_id", patch.asset_id.as_ref()),
+        ])?;
+        let labels = patch.labels.map(checked_labels).transpose()?;
         let asset = if patch.clear_asset {
             Some((None, None))
         } else if patch.asset_type.is_some() || patch.asset_id.is_some() {
@@ -333,8 +427,8 @@ impl IssueService {
             if let Some(s) = patch.status {
                 m.status = Some(s);
             }
-            if let Some(l) = patch.labels {
-                m.labels = normalize_labels(l);
+            if let Some(l) = labels {
+                m.labels = l;
             }
             if let Some((t, i)) = asset {
                 m.asset_type = t;
@@ -361,6 +455,7 @@ impl IssueService {
         if body.is_empty() {
             return Err(IssueError::Invalid("comment body is required".into()));
         }
+        check_text(&["body"], &body, false)?;
         let created_by = author.user_id.clone();
         self.change_existing(&author, num, move |repo, existing| {
             let Existing {

@@ -26,6 +26,12 @@ impl From<IssueError> for ApiError {
     fn from(e: IssueError) -> Self {
         match e {
             IssueError::Invalid(m) => ApiError::BadRequest(m),
+            IssueError::InvalidText { loc, reason } => {
+                ApiError::Validation(vec![crate::error::FieldError {
+                    loc: std::iter::once("body".to_string()).chain(loc).collect(),
+                    msg: reason,
+                }])
+            }
             e @ IssueError::NotFound(_) => ApiError::NotFound(e.to_string()),
             IssueError::Malformed(m) | IssueError::Uncommitted(m) => ApiError::Conflict(m),
             IssueError::Stale(m) => ApiError::PreconditionFailed(m),

@@ -206,3 +206,31 @@ async fn filing_refuses_what_it_cannot_file() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(app.get("/workspace/issues").await.body["issues"], json!([]));
 }
+
+#[tokio::test]
+async fn feedback_issue_text_is_checked_like_any_issue() {
+    let app = TestApp::new().await;
+    let run = a_run(&app).await;
+    let commits = app.commit_count();
+    let uri = format!("/runs/{run}/feedback/issue");
+    for (body, field) in [
+        (json!({"feedback_text": "a\u{0}b"}), "feedback_text"),
+        (
+            json!({"feedback_text": "ok", "feedback_id": "k\u{0}"}),
+            "feedback_id",
+        ),
+        (
+            json!({"feedback_text": "ok", "title": "two\nlines"}),
+            "title",
+        ),
+        (
+            json!({"feedback_text": "ok", "title": "t".repeat(513)}),
+            "title",
+        ),
+    ] {
+        let r = app.post(&uri, body.clone()).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(r.body["errors"][0]["loc"], json!(["body", field]), "{body}");
+    }
+    assert_eq!(app.commit_count(), commits);
+}

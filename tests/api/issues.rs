@@ -493,3 +493,167 @@ async fn malformed_files_are_skipped_and_reported() {
     // Ids stay unique even past unreadable files.
     assert_eq!(app.create(json!({"title": "after"})).await, "ISSUE-0005");
 }
+
+/// Strings that are not strings under YAML 1.2 (or are under 1.1): the writer emits
+/// some plain, as PyYAML does, and every one must come back as sent, after a rewrite,
+/// a restart and an index rebuild.
+#[tokio::test]
+async fn yaml_ambiguous_text_round_trips() {
+    let app = TestApp::new().await;
+    let titles = [
+        "1e3",
+        "1E5",
+        "+1e3",
+        "1.5e3",
+        "0o17",
+        "017",
+        "0x1F",
+        "1_000",
+        "1:20",
+        "yes",
+        "Off",
+        "~",
+        "null",
+        "2026-06-21",
+        ".inf",
+        "1.5",
+        "=",
+        "<<",
+    ];
+    let mut ids = Vec::new();
+    for title in titles {
+        let r = app
+            .post(
+                "/workspace/issues",
+                json!({"title": title, "labels": [title, "1e3", "0o17"], "source": title}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{title}: {:?}", r.body);
+        assert_eq!(r.body["title"], title);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        // A rewrite (the next PATCH) must not turn the text into a number.
+        let r = app
+            .patch(
+                &format!("/workspace/issues/{id}"),
+                json!({"status": "closed"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        ids.push((id, title));
+    }
+    let file = app.git(&["show", "HEAD:.floom/issues/000/ISSUE-0001.md"]);
+    assert!(
+        file.contains("title: 1e3\n"),
+        "written plain as PyYAML does:\n{file}"
+    );
+    let app = app.restart(false).await;
+    app.state.index.rebuild(&|_, _| {}).await.unwrap();
+    for (id, title) in ids {
+        let r = app.get(&format!("/workspace/issues/{id}")).await;
+        assert_eq!(r.body["title"], title);
+        assert_eq!(r.body["source"], title);
+        let mut labels = vec![title];
+        for l in ["1e3", "0o17"] {
+            if l != title {
+                labels.push(l);
+            }
+        }
+        assert_eq!(r.body["labels"], json!(labels), "{id}");
+    }
+}
+
+fn field_error(r: &crate::common::Reply) -> (StatusCode, serde_json::Value) {
+    (r.status, r.body["errors"][0]["loc"].clone())
+}
+
+#[tokio::test]
+async fn control_characters_and_oversized_text_are_422_naming_the_field() {
+    let app = TestApp::new().await;
+    let id = app.create(json!({"title": "t"})).await;
+    let commits = app.commit_count();
+    let loc = |parts: &[&str]| json!(["body"].iter().chain(parts).collect::<Vec<_>>());
+    let long_label = "l".repeat(65);
+    let many: Vec<String> = (0..51).map(|i| format!("l{i}")).collect();
+    let create_cases = [
+        (json!({"title": "a\u{0}b"}), loc(&["title"])),
+        (json!({"title": "two\nlines"}), loc(&["title"])),
+        (json!({"title": "bell\u{7}"}), loc(&["title"])),
+        (json!({"title": "x".repeat(513)}), loc(&["title"])),
+        (
+            json!({"title": "t", "body": "nul \u{0} here"}),
+            loc(&["body"]),
+        ),
+        (json!({"title": "t", "source": "s\u{0}"}), loc(&["source"])),
+        (
+            json!({"title": "t", "asset_type": "worker", "asset_id": "a\u{0}"}),
+            loc(&["asset_id"]),
+        ),
+        (
+            json!({"title": "t", "labels": ["ok", "esc\u{1b}"]}),
+            loc(&["labels", "1"]),
+        ),
+        (
+            json!({"title": "t", "labels": ["a\nb"]}),
+            loc(&["labels", "0"]),
+        ),
+        (
+            json!({"title": "t", "labels": [long_label]}),
+            loc(&["labels", "0"]),
+        ),
+        (json!({"title": "t", "labels": many}), loc(&["labels"])),
+    ];
+    for (body, want) in create_cases {
+        let r = app.post("/workspace/issues", body.clone()).await;
+        assert_eq!(
+            field_error(&r),
+            (StatusCode::UNPROCESSABLE_ENTITY, want),
+            "{body}"
+        );
+        assert_eq!(r.body["detail"], "validation failed");
+    }
+    let uri = format!("/workspace/issues/{id}");
+    for (body, want) in [
+        (json!({"title": "a\u{0}"}), loc(&["title"])),
+        (json!({"title": "a\rb"}), loc(&["title"])),
+        (json!({"title": "y".repeat(600)}), loc(&["title"])),
+        (json!({"body": "\u{0}"}), loc(&["body"])),
+        (
+            json!({"labels": ["fine", "bad\u{2}"]}),
+            loc(&["labels", "1"]),
+        ),
+    ] {
+        let r = app.patch(&uri, body.clone()).await;
+        assert_eq!(
+            field_error(&r),
+            (StatusCode::UNPROCESSABLE_ENTITY, want),
+            "{body}"
+        );
+    }
+    let r = app
+        .post(&format!("{uri}/comments"), json!({"body": "a\u{0}b"}))
+        .await;
+    assert_eq!(
+        field_error(&r),
+        (StatusCode::UNPROCESSABLE_ENTITY, loc(&["body"]))
+    );
+    assert_eq!(app.commit_count(), commits, "nothing written");
+
+    // At the caps, and tabs and line breaks where they belong, are fine.
+    let fifty: Vec<String> = (0..50).map(|i| format!("{i:0>64}")).collect();
+    let r = app
+        .post(
+            "/workspace/issues",
+            json!({"title": format!("tab\there {}", "z".repeat(503)), "labels": fifty,
+                   "body": "line\nbreaks\r\nand \u{7} bell"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["title"].as_str().unwrap().chars().count(), 512);
+    let r = app
+        .post(
+            &format!("{uri}/comments"),
+            json!({"body": "multi\nline\ttab"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+}

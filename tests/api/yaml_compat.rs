@@ -773,5 +773,8 @@ json.dump(out, sys.stdout)
         failures.join("\n")
     );
     // Not vacuous: both kinds of case are there.
-    assert!(refused >= 15 && as_issues >= 30, "{refused} refused, {as_issues} as issues");
+    assert!(
+        refused >= 15 && as_issues >= 30,
+        "{refused} refused, {as_issues} as issues"
+    );
 }
