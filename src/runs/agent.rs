@@ -471,7 +471,7 @@ impl Engine {
         let mut specs = BTreeMap::new();
         for f in &config.exec.outputs {
             let name = format!("output_{}", f.name);
-            let value_schema = match (f.kind, f.ty) {
+            let value_schema = match (f.kind, f.scalar_type()) {
                 (FieldKind::Scalar, Some(ScalarType::Number)) => json!({"type": "number"}),
                 (FieldKind::Scalar, Some(ScalarType::Boolean)) => json!({"type": "boolean"}),
                 _ => json!({"type": "string"}),

@@ -818,7 +818,7 @@ fn unlisted_choice(config: &WorkerConfig, inputs: &Map<String, Value>) -> Option
         .exec
         .inputs
         .iter()
-        .filter(|f| f.ty == Some(ScalarType::Select))
+        .filter(|f| f.scalar_type() == Some(ScalarType::Select))
         .find_map(|f| {
             let given = inputs.get(&f.name).filter(|v| !v.is_null())?;
             let allowed: Vec<&Value> = f

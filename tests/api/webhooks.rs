@@ -304,4 +304,63 @@ async fn a_shared_trigger_id_goes_to_the_worker_of_the_named_account() {
             "{body}"
         );
     }
+
+/// The worker of upstream's own Composio tests, as it writes it: `exec` has a command
+/// and a script runtime but no `entry`, and the top-level `entrypoint: SKILL.md` is for
+/// display. It must be a script worker: listed ready, run by hand and by a delivery.
+#[tokio::test]
+async fn upstreams_own_composio_worker_is_ready_and_runs() {
+    const UPSTREAM: &str = r#"schema_version: "0.3"
+id: other-gmail-composio
+name: other-gmail-composio
+title: Other Gmail Composio
+description: Run from a Composio Gmail event.
+version: 0.1.0
+entrypoint: SKILL.md
+exec: {command: python run.py, runtime: python311, runner: e2b, inputs: [], outputs: []}
+inputs: []
+outputs: []
+secrets: []
+trigger:
+  type: composio
+  composio: {event: GMAIL_NEW_EMAIL, connection_id: conn_gmail_other_stub}
+"#;
+    let app = TestApp::with(|c| c.runs.composio_signing_key = Some(KEY.into())).await;
+    let id = "other-gmail-composio";
+    app.write_worker_file(id, "SKILL.md", "Read the email.\n");
+    app.write_worker_file(
+        id,
+        "run.py",
+        "import json\nopen('result.json','w').write(json.dumps({'outputs': {}}))\n",
+    );
+    app.add_worker(id, UPSTREAM).await;
+
+    let list = app.get("/workers").await;
+    let w = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == id)
+        .expect("listed")
+        .clone();
+    assert_eq!(w["status"], "ready", "{w}");
+    assert_eq!(w["runtime"], "python");
+    assert_eq!(w["trigger_type"], "composio");
+    let detail = app.get(&format!("/workers/{id}")).await.body;
+    assert_eq!(detail["config"]["exec"]["mode"], "pure-script", "{detail}");
+    assert_eq!(detail["config"]["exec"]["entry"], "run.py");
+
+    let run = crate::runs::start(&app, id, json!({})).await;
+    assert_eq!(settle(&app, &run).await["status"], "completed");
+    let r = signed(
+        &app,
+        "msg_up",
+        &json!({"metadata": {"trigger_slug": "GMAIL_NEW_EMAIL"}, "data": {}}),
+    )
+    .await;
+    assert_eq!(r.body["status"], "queued", "{:?}", r.body);
+    let run = settle(&app, r.body["run_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["worker_id"], id);
 }

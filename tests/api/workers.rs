@@ -486,3 +486,19 @@ async fn every_worker_route_needs_the_secret_and_serves_both_roles() {
         }
     }
 }
+
+/// A legacy manifest with an output type floom does not know loads, and the type is
+/// shown as written.
+#[tokio::test]
+async fn a_legacy_output_type_is_kept_and_shown() {
+    let app = TestApp::new().await;
+    app.write_worker_file("digest", "run.py", "print('hi')\n");
+    app.add_worker(
+        "digest",
+        "id: digest\nname: Digest\nruntime: {type: python, entrypoint: run.py}\noutputs: [{name: summary, type: markdown}]\n",
+    )
+    .await;
+    let w = app.get("/workers/digest").await.body;
+    assert_eq!(w["status"], "ready", "{w}");
+    assert_eq!(w["config"]["exec"]["outputs"][0]["type"], "markdown");
+}

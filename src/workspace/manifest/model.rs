@@ -169,6 +169,11 @@ pub enum Runtime {
 }
 
 impl Runtime {
+    /// Runs a script (not an agent).
+    pub fn is_script(self) -> bool {
+        matches!(self, Runtime::Python311 | Runtime::Node22 | Runtime::Bash)
+    }
+
     /// The short name lists show (`python`, `node`, `bash`, `agent`).
     pub fn family(self) -> &'static str {
         match self {
@@ -206,7 +211,7 @@ pub struct Field {
     pub kind: FieldKind,
     /// Scalar fields only.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub ty: Option<ScalarType>,
+    pub ty: Option<FieldType>,
     /// File fields only; defaults to the first of `accepts`, else `application/octet-stream`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
@@ -262,10 +267,23 @@ impl Field {
         format!("out/{}.{ext}", self.name)
     }
 
-    /// The type a list shows: the scalar type, or for files what their media type says.
-    pub fn display_type(&self) -> &'static str {
+    /// The scalar type, when it is one floom knows.
+    pub fn scalar_type(&self) -> Option<ScalarType> {
+        match &self.ty {
+            Some(FieldType::Known(t)) => Some(*t),
+            _ => None,
+        }
+    }
+
+    /// The type a list shows: the scalar type (a legacy manifest's own name kept as
+    /// written), or for files what their media type says.
+    pub fn display_type(&self) -> &str {
         match self.kind {
-            FieldKind::Scalar => self.ty.unwrap_or(ScalarType::String).as_str(),
+            FieldKind::Scalar => match &self.ty {
+                Some(FieldType::Known(t)) => t.as_str(),
+                Some(FieldType::Other(name)) => name,
+                None => ScalarType::String.as_str(),
+            },
             FieldKind::File => match self.media_type.as_deref() {
                 Some("text/markdown") => "markdown",
                 Some("text/csv") => "csv",
@@ -282,6 +300,15 @@ pub enum FieldKind {
     #[default]
     Scalar,
     File,
+}
+
+/// A field's `type`: one floom knows, or another name (legacy manifests only, e.g.
+/// upstream's `markdown` output), kept and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum FieldType {
+    Known(ScalarType),
+    Other(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -147,7 +147,7 @@ pub fn contract(worker_id: &str, doc: ContractDoc) -> Result<WorkerConfig, Manif
         .or(doc.resources)
         .unwrap_or_default();
     let default_entry = doc.entrypoint.as_deref().unwrap_or("SKILL.md");
-    let exec = check_exec(&mut p, exec_doc, default_entry);
+    let exec = check_exec(&mut p, exec_doc, default_entry, false);
     let triggers = check_triggers(&mut p, doc.trigger, doc.triggers, false);
     let memory = doc.memory.map(|m| m.0).unwrap_or_default();
     if memory.enabled {
@@ -281,6 +281,7 @@ pub fn legacy(worker_id: &str, doc: LegacyDoc) -> Result<WorkerConfig, ManifestE
         } else {
             "run.py"
         },
+        true,
     );
     let triggers = check_triggers(&mut p, doc.trigger, doc.triggers, true);
     if let Some(r) = &doc.retry {
@@ -367,11 +368,18 @@ fn check_tags(p: &mut Problems, tags: &[String]) {
     );
 }
 
-/// Resolve entry, mode, runtime and command; check the fields.
-fn check_exec(p: &mut Problems, doc: ExecDoc, default_entry: &str) -> Exec {
+/// Resolve entry, mode, runtime and command; check the fields. Without `exec.entry`,
+/// a script runtime (`python311`, `node22`, `bash`) or an `exec.command` means a script
+/// worker, whose entry comes from the command (`python run.py` gives `run.py`) or else
+/// the runtime's default; otherwise `default_entry` (for 0.3 the top-level display
+/// `entrypoint`, which never turns a script worker into an agent). `legacy` accepts
+/// field types floom does not know, as upstream's `WorkerConfig` does.
+fn check_exec(p: &mut Problems, doc: ExecDoc, default_entry: &str, legacy: bool) -> Exec {
+    let script_declared = doc.command.is_some() || doc.runtime.is_some_and(Runtime::is_script);
     let entry = match (&doc.entry, doc.mode) {
         (Some(e), _) => e.clone(),
-        (None, Some(Mode::PureScript)) => "run.py".into(),
+        (None, Some(Mode::PureScript)) => script_entry(&doc, default_entry),
+        (None, None) if script_declared => script_entry(&doc, default_entry),
         (None, _) => default_entry.to_string(),
     };
     let suffix = entry.rsplit_once('.').map(|(_, s)| s).unwrap_or("");
@@ -444,8 +452,8 @@ fn check_exec(p: &mut Problems, doc: ExecDoc, default_entry: &str) -> Exec {
     };
     let mut inputs = doc.inputs;
     let mut outputs = doc.outputs;
-    check_fields(p, "exec.inputs", &mut inputs, false);
-    check_fields(p, "exec.outputs", &mut outputs, true);
+    check_fields(p, "exec.inputs", &mut inputs, false, legacy);
+    check_fields(p, "exec.outputs", &mut outputs, true, legacy);
     for (i, s) in doc.secrets.iter().enumerate() {
         p.check(
             SECRET_NAME.is_match(s),
@@ -470,6 +478,24 @@ fn check_exec(p: &mut Problems, doc: ExecDoc, default_entry: &str) -> Exec {
     }
 }
 
+/// A script worker's entry when `exec.entry` is absent: the first script file the
+/// command names (`python3 -u main.py` gives `main.py`), else `default_entry` if it is
+/// a script, else the runtime's default.
+fn script_entry(doc: &ExecDoc, default_entry: &str) -> String {
+    let is_script = |t: &str| t.ends_with(".py") || t.ends_with(".sh") || t.ends_with(".js");
+    let named = doc
+        .command
+        .as_deref()
+        .and_then(|c| c.split_whitespace().skip(1).find(|t| is_script(t)))
+        .or(Some(default_entry).filter(|e| is_script(e)));
+    match (named, doc.runtime) {
+        (Some(file), _) => file.to_string(),
+        (None, Some(Runtime::Node22)) => "index.js".into(),
+        (None, Some(Runtime::Bash)) => "run.sh".into(),
+        (None, _) => "run.py".into(),
+    }
+}
+
 fn mode_name(m: Mode) -> &'static str {
     match m {
         Mode::Agent => "agent",
@@ -479,7 +505,7 @@ fn mode_name(m: Mode) -> &'static str {
 }
 
 /// Check inputs or outputs, and fill in the defaults of file fields.
-fn check_fields(p: &mut Problems, at: &str, fields: &mut [Field], output: bool) {
+fn check_fields(p: &mut Problems, at: &str, fields: &mut [Field], output: bool, legacy: bool) {
     let mut seen: Vec<&str> = Vec::new();
     for (i, f) in fields.iter_mut().enumerate() {
         let here = format!("{at}[{i}]");
@@ -497,7 +523,15 @@ fn check_fields(p: &mut Problems, at: &str, fields: &mut [Field], output: bool) 
                         "media_type and path are for file fields (kind: file)",
                     );
                 }
-                if f.ty == Some(ScalarType::Select)
+                if let (Some(FieldType::Other(t)), false) = (&f.ty, legacy) {
+                    p.at(
+                        &format!("{here}.type"),
+                        format!(
+                            "unknown type `{t}`: use string, number, boolean, textarea, select, url or text"
+                        ),
+                    );
+                }
+                if f.scalar_type() == Some(ScalarType::Select)
                     && f.options.as_ref().is_none_or(Vec::is_empty)
                     && f.enum_values.as_ref().is_none_or(Vec::is_empty)
                 {
@@ -505,7 +539,7 @@ fn check_fields(p: &mut Problems, at: &str, fields: &mut [Field], output: bool) 
                 }
             }
             FieldKind::File => {
-                if f.ty.is_some() {
+                if f.ty.is_some() && !legacy {
                     p.at(
                         &format!("{here}.type"),
                         "type is for scalar fields; file fields use media_type",

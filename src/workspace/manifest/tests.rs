@@ -218,7 +218,7 @@ const BROKEN_FIELDS: &[(&str, &str, &str)] = &[
     (
         "exec: {inputs: [{name: a, type: date}]}\n",
         "exec.inputs[0].type",
-        "unknown variant",
+        "unknown type `date`",
     ),
     (
         "exec: {inputs: [{name: a, type: select}]}\n",
@@ -471,4 +471,188 @@ fn legacy_manifests_load_and_keep_their_own_rules() {
         let err = parse("x", text).expect_err(text).to_string();
         assert!(err.contains(word), "{text:?}: {err}");
     }
+}
+
+/// Manifests as upstream itself writes them (its tests' fixtures, upstream-formats.md):
+/// each must load, with the mode, entry, command and display type upstream runs it with.
+/// (label, manifest, mode, entry, command, first output's display type)
+const UPSTREAM_SHAPES: &[(&str, &str, Mode, &str, Option<&str>, Option<&str>)] = &[
+    (
+        "0.3 composio worker: command and runtime, display entrypoint SKILL.md, no exec.entry",
+        r#"schema_version: "0.3"
+id: other-gmail-composio
+name: other-gmail-composio
+title: Other Gmail Composio
+description: Run from a Composio Gmail event.
+version: 0.1.0
+entrypoint: SKILL.md
+exec: {command: python run.py, runtime: python311, runner: e2b}
+inputs: []
+outputs: []
+secrets: []
+trigger:
+  type: composio
+  composio: {event: GMAIL_NEW_EMAIL, connection_id: conn_gmail_other_stub}
+"#,
+        Mode::PureScript,
+        "run.py",
+        Some("python run.py"),
+        None,
+    ),
+    (
+        "0.3 script: exec with command, runtime, runner and empty fields",
+        r#"schema_version: "0.3"
+name: upstream-script
+title: Upstream Script
+version: 0.1.0
+exec:
+  command: python run.py
+  runtime: python311
+  runner: e2b
+  inputs: []
+  outputs: []
+"#,
+        Mode::PureScript,
+        "run.py",
+        Some("python run.py"),
+        None,
+    ),
+    (
+        "0.3 script with exec.entry and command, contexts and empty connections",
+        r#"schema_version: "0.3"
+name: other-worker
+title: Other
+description: mounts facts
+version: 0.1.0
+trigger: {type: manual}
+exec: {entry: run.py, runtime: python311, runner: e2b, command: python run.py}
+inputs: []
+connections: []
+contexts: [facts]
+"#,
+        Mode::PureScript,
+        "run.py",
+        Some("python run.py"),
+        None,
+    ),
+    (
+        "0.3 csv-tagger of upstream-formats.md",
+        r#"schema_version: "0.3"
+name: csv-tagger
+title: CSV Tagger
+description: Adds a category column to a CSV.
+version: 0.1.0
+exec:
+  entry: run.py
+  runtime: python311
+  runner: e2b
+  inputs:
+    - {name: table, kind: file, media_type: text/csv, path: inputs/table, required: true}
+    - {name: mode, type: select, enum: [fast, careful], default: fast}
+  outputs:
+    - {name: tagged, kind: file, media_type: text/csv, path: out/tagged.csv, required: true}
+  secrets: [OPENAI_API_KEY]
+capabilities:
+  secrets: [OPENAI_API_KEY]
+  network: {egress: true}
+approvals: {required: true, label: Review tags before publishing}
+"#,
+        Mode::PureScript,
+        "run.py",
+        Some("python run.py"),
+        Some("csv"),
+    ),
+    (
+        "0.3 runtime alone: node22",
+        "schema_version: \"0.3\"\nname: node-one\ntitle: N\nversion: 1.0.0\nentrypoint: SKILL.md\nexec: {runtime: node22}\n",
+        Mode::PureScript,
+        "index.js",
+        Some("node index.js"),
+        None,
+    ),
+    (
+        "0.3 runtime alone: bash",
+        "schema_version: \"0.3\"\nname: bash-one\ntitle: B\nversion: 1.0.0\nexec: {runtime: bash}\n",
+        Mode::PureScript,
+        "run.sh",
+        Some("bash run.sh"),
+        None,
+    ),
+    (
+        "0.3 command alone names its script",
+        "schema_version: \"0.3\"\nname: cmd-one\ntitle: C\nversion: 1.0.0\nexec: {command: python3 -u main.py --fast}\n",
+        Mode::PureScript,
+        "main.py",
+        Some("python3 -u main.py --fast"),
+        None,
+    ),
+    (
+        "0.3 agent: display entrypoint and nothing else",
+        "schema_version: \"0.3\"\nname: agent-one\ntitle: A\nversion: 1.0.0\nentrypoint: SKILL.md\nexec: {runner: e2b}\n",
+        Mode::Agent,
+        "SKILL.md",
+        None,
+        None,
+    ),
+    (
+        "legacy agent of upstream's tests (runtime type agent, mode agent)",
+        r#"id: approval-rules-worker
+name: approval-rules-worker
+version: 0.1.0
+trigger: {type: manual}
+runtime: {type: agent, entrypoint: SKILL.md, runner: e2b, mode: agent}
+inputs: []
+outputs: []
+secrets: []
+"#,
+        Mode::Agent,
+        "SKILL.md",
+        None,
+        None,
+    ),
+    (
+        "legacy script with an output type floom does not know",
+        r#"id: digest
+name: Digest
+runtime: {type: python, entrypoint: run.py, command: python run.py}
+inputs: [{name: topic, type: string}]
+outputs: [{name: summary, type: markdown}, {name: score, type: number}]
+"#,
+        Mode::PureScript,
+        "run.py",
+        Some("python run.py"),
+        Some("markdown"),
+    ),
+];
+
+#[test]
+fn upstream_manifest_shapes_load() {
+    for (label, text, mode, entry, command, output_type) in UPSTREAM_SHAPES {
+        let c = parse("w", text).unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(c.exec.mode, *mode, "{label}");
+        assert_eq!(c.exec.entry, *entry, "{label}");
+        assert_eq!(c.exec.command.as_deref(), *command, "{label}");
+        assert_eq!(
+            c.exec.outputs.first().map(|o| o.display_type()),
+            *output_type,
+            "{label}"
+        );
+    }
+}
+
+#[test]
+fn unknown_field_types_are_kept_in_legacy_manifests_only() {
+    let legacy = parse("w", "name: N\noutputs: [{name: summary, type: markdown}]\n").unwrap();
+    let shown = serde_json::to_value(&legacy.exec.outputs[0]).unwrap();
+    assert_eq!(shown["type"], "markdown", "kept as written");
+    let err = parse(
+        "w",
+        &with("exec:\n  outputs: [{name: summary, type: markdown}]\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("exec.outputs[0].type") && err.contains("markdown"),
+        "{err}"
+    );
 }
