@@ -52,7 +52,7 @@ impl Node {
     }
 
     fn is_merge(&self) -> bool {
-        self.tag == format!("{TAG_PREFIX}merge")
+        self.tag.strip_prefix(TAG_PREFIX) == Some("merge")
     }
 }
 
@@ -405,7 +405,7 @@ impl Builder {
                 }
             } else {
                 // `=` as a key is the string "=" (PyYAML retags it).
-                let key = if k.tag == format!("{TAG_PREFIX}value") {
+                let key = if k.tag.strip_prefix(TAG_PREFIX) == Some("value") {
                     Object::Str("=".into())
                 } else {
                     self.construct(k, depth + 1)?

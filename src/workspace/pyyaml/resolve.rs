@@ -18,18 +18,21 @@ pub enum Implicit {
     Value,
 }
 
-/// Each resolver's pattern, in PyYAML's order. Python's `re.match(...$)` also matches
-/// before one trailing newline; the writer needs that, and a plain scalar the reader
-/// sees never ends in one.
-static RESOLVERS: LazyLock<[(Implicit, Regex); 7]> = LazyLock::new(|| {
+/// Each resolver's pattern, in PyYAML's order, with the first characters PyYAML
+/// files it under (it tries only those resolvers; empty means the empty string).
+/// Python's `re.match(...$)` also matches before one trailing newline; the writer
+/// needs that, and a plain scalar the reader sees never ends in one.
+static RESOLVERS: LazyLock<[(Implicit, &str, Regex); 7]> = LazyLock::new(|| {
     let re = |body: &str| Regex::new(&format!(r"^(?:{body})\n?$")).expect("static regex");
     [
         (
             Implicit::Bool,
+            "yYnNtTfFoO",
             re("yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF"),
         ),
         (
             Implicit::Float,
+            "-+0123456789.",
             re(concat!(
                 r"[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?",
                 r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?",
@@ -40,6 +43,7 @@ static RESOLVERS: LazyLock<[(Implicit, Regex); 7]> = LazyLock::new(|| {
         ),
         (
             Implicit::Int,
+            "-+0123456789",
             re(concat!(
                 r"[-+]?0b[0-1_]+",
                 r"|[-+]?0[0-7_]+",
@@ -48,10 +52,11 @@ static RESOLVERS: LazyLock<[(Implicit, Regex); 7]> = LazyLock::new(|| {
                 r"|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+",
             )),
         ),
-        (Implicit::Merge, re("<<")),
-        (Implicit::Null, re("~|null|Null|NULL|")),
+        (Implicit::Merge, "<", re("<<")),
+        (Implicit::Null, "~nN", re("~|null|Null|NULL|")),
         (
             Implicit::Timestamp,
+            "0123456789",
             re(concat!(
                 r"[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]",
                 r"|[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?",
@@ -59,16 +64,21 @@ static RESOLVERS: LazyLock<[(Implicit, Regex); 7]> = LazyLock::new(|| {
                 r"(?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?",
             )),
         ),
-        (Implicit::Value, re("=")),
+        (Implicit::Value, "=", re("=")),
     ]
 });
 
 /// What PyYAML's `SafeLoader` resolves the plain scalar `value` to; `None` is a string.
 pub fn resolve(value: &str) -> Option<Implicit> {
+    let first = value.chars().next();
     RESOLVERS
         .iter()
-        .find(|(_, re)| re.is_match(value))
-        .map(|(tag, _)| *tag)
+        .filter(|(tag, starts, _)| match first {
+            Some(c) => starts.contains(c),
+            None => *tag == Implicit::Null,
+        })
+        .find(|(_, _, re)| re.is_match(value))
+        .map(|(tag, _, _)| *tag)
 }
 
 #[cfg(test)]
