@@ -475,11 +475,21 @@ fn legacy_manifests_load_and_keep_their_own_rules() {
 
 /// Manifests as upstream itself writes them (its tests' fixtures, upstream-formats.md):
 /// each must load, with the mode, entry, command and display type upstream runs it with.
-/// (label, manifest, mode, entry, command, first output's display type)
-const UPSTREAM_SHAPES: &[(&str, &str, Mode, &str, Option<&str>, Option<&str>)] = &[
-    (
-        "0.3 composio worker: command and runtime, display entrypoint SKILL.md, no exec.entry",
-        r#"schema_version: "0.3"
+/// A manifest and what it must load as.
+struct Shape {
+    label: &'static str,
+    manifest: &'static str,
+    mode: Mode,
+    entry: &'static str,
+    command: Option<&'static str>,
+    /// The first output's display type.
+    output_type: Option<&'static str>,
+}
+
+const UPSTREAM_SHAPES: &[Shape] = &[
+    Shape {
+        label: "0.3 composio worker: command and runtime, display entrypoint SKILL.md, no exec.entry",
+        manifest: r#"schema_version: "0.3"
 id: other-gmail-composio
 name: other-gmail-composio
 title: Other Gmail Composio
@@ -494,14 +504,14 @@ trigger:
   type: composio
   composio: {event: GMAIL_NEW_EMAIL, connection_id: conn_gmail_other_stub}
 "#,
-        Mode::PureScript,
-        "run.py",
-        Some("python run.py"),
-        None,
-    ),
-    (
-        "0.3 script: exec with command, runtime, runner and empty fields",
-        r#"schema_version: "0.3"
+        mode: Mode::PureScript,
+        entry: "run.py",
+        command: Some("python run.py"),
+        output_type: None,
+    },
+    Shape {
+        label: "0.3 script: exec with command, runtime, runner and empty fields",
+        manifest: r#"schema_version: "0.3"
 name: upstream-script
 title: Upstream Script
 version: 0.1.0
@@ -512,14 +522,14 @@ exec:
   inputs: []
   outputs: []
 "#,
-        Mode::PureScript,
-        "run.py",
-        Some("python run.py"),
-        None,
-    ),
-    (
-        "0.3 script with exec.entry and command, contexts and empty connections",
-        r#"schema_version: "0.3"
+        mode: Mode::PureScript,
+        entry: "run.py",
+        command: Some("python run.py"),
+        output_type: None,
+    },
+    Shape {
+        label: "0.3 script with exec.entry and command, contexts and empty connections",
+        manifest: r#"schema_version: "0.3"
 name: other-worker
 title: Other
 description: mounts facts
@@ -530,14 +540,14 @@ inputs: []
 connections: []
 contexts: [facts]
 "#,
-        Mode::PureScript,
-        "run.py",
-        Some("python run.py"),
-        None,
-    ),
-    (
-        "0.3 csv-tagger of upstream-formats.md",
-        r#"schema_version: "0.3"
+        mode: Mode::PureScript,
+        entry: "run.py",
+        command: Some("python run.py"),
+        output_type: None,
+    },
+    Shape {
+        label: "0.3 csv-tagger of upstream-formats.md",
+        manifest: r#"schema_version: "0.3"
 name: csv-tagger
 title: CSV Tagger
 description: Adds a category column to a CSV.
@@ -557,46 +567,46 @@ capabilities:
   network: {egress: true}
 approvals: {required: true, label: Review tags before publishing}
 "#,
-        Mode::PureScript,
-        "run.py",
-        Some("python run.py"),
-        Some("csv"),
-    ),
-    (
-        "0.3 runtime alone: node22",
-        "schema_version: \"0.3\"\nname: node-one\ntitle: N\nversion: 1.0.0\nentrypoint: SKILL.md\nexec: {runtime: node22}\n",
-        Mode::PureScript,
-        "index.js",
-        Some("node index.js"),
-        None,
-    ),
-    (
-        "0.3 runtime alone: bash",
-        "schema_version: \"0.3\"\nname: bash-one\ntitle: B\nversion: 1.0.0\nexec: {runtime: bash}\n",
-        Mode::PureScript,
-        "run.sh",
-        Some("bash run.sh"),
-        None,
-    ),
-    (
-        "0.3 command alone names its script",
-        "schema_version: \"0.3\"\nname: cmd-one\ntitle: C\nversion: 1.0.0\nexec: {command: python3 -u main.py --fast}\n",
-        Mode::PureScript,
-        "main.py",
-        Some("python3 -u main.py --fast"),
-        None,
-    ),
-    (
-        "0.3 agent: display entrypoint and nothing else",
-        "schema_version: \"0.3\"\nname: agent-one\ntitle: A\nversion: 1.0.0\nentrypoint: SKILL.md\nexec: {runner: e2b}\n",
-        Mode::Agent,
-        "SKILL.md",
-        None,
-        None,
-    ),
-    (
-        "legacy agent of upstream's tests (runtime type agent, mode agent)",
-        r#"id: approval-rules-worker
+        mode: Mode::PureScript,
+        entry: "run.py",
+        command: Some("python run.py"),
+        output_type: Some("csv"),
+    },
+    Shape {
+        label: "0.3 runtime alone: node22",
+        manifest: "schema_version: \"0.3\"\nname: node-one\ntitle: N\nversion: 1.0.0\nentrypoint: SKILL.md\nexec: {runtime: node22}\n",
+        mode: Mode::PureScript,
+        entry: "index.js",
+        command: Some("node index.js"),
+        output_type: None,
+    },
+    Shape {
+        label: "0.3 runtime alone: bash",
+        manifest: "schema_version: \"0.3\"\nname: bash-one\ntitle: B\nversion: 1.0.0\nexec: {runtime: bash}\n",
+        mode: Mode::PureScript,
+        entry: "run.sh",
+        command: Some("bash run.sh"),
+        output_type: None,
+    },
+    Shape {
+        label: "0.3 command alone names its script",
+        manifest: "schema_version: \"0.3\"\nname: cmd-one\ntitle: C\nversion: 1.0.0\nexec: {command: python3 -u main.py --fast}\n",
+        mode: Mode::PureScript,
+        entry: "main.py",
+        command: Some("python3 -u main.py --fast"),
+        output_type: None,
+    },
+    Shape {
+        label: "0.3 agent: display entrypoint and nothing else",
+        manifest: "schema_version: \"0.3\"\nname: agent-one\ntitle: A\nversion: 1.0.0\nentrypoint: SKILL.md\nexec: {runner: e2b}\n",
+        mode: Mode::Agent,
+        entry: "SKILL.md",
+        command: None,
+        output_type: None,
+    },
+    Shape {
+        label: "legacy agent of upstream's tests (runtime type agent, mode agent)",
+        manifest: r#"id: approval-rules-worker
 name: approval-rules-worker
 version: 0.1.0
 trigger: {type: manual}
@@ -605,36 +615,37 @@ inputs: []
 outputs: []
 secrets: []
 "#,
-        Mode::Agent,
-        "SKILL.md",
-        None,
-        None,
-    ),
-    (
-        "legacy script with an output type floom does not know",
-        r#"id: digest
+        mode: Mode::Agent,
+        entry: "SKILL.md",
+        command: None,
+        output_type: None,
+    },
+    Shape {
+        label: "legacy script with an output type floom does not know",
+        manifest: r#"id: digest
 name: Digest
 runtime: {type: python, entrypoint: run.py, command: python run.py}
 inputs: [{name: topic, type: string}]
 outputs: [{name: summary, type: markdown}, {name: score, type: number}]
 "#,
-        Mode::PureScript,
-        "run.py",
-        Some("python run.py"),
-        Some("markdown"),
-    ),
+        mode: Mode::PureScript,
+        entry: "run.py",
+        command: Some("python run.py"),
+        output_type: Some("markdown"),
+    },
 ];
 
 #[test]
 fn upstream_manifest_shapes_load() {
-    for (label, text, mode, entry, command, output_type) in UPSTREAM_SHAPES {
-        let c = parse("w", text).unwrap_or_else(|e| panic!("{label}: {e}"));
-        assert_eq!(c.exec.mode, *mode, "{label}");
-        assert_eq!(c.exec.entry, *entry, "{label}");
-        assert_eq!(c.exec.command.as_deref(), *command, "{label}");
+    for shape in UPSTREAM_SHAPES {
+        let label = shape.label;
+        let c = parse("w", shape.manifest).unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(c.exec.mode, shape.mode, "{label}");
+        assert_eq!(c.exec.entry, shape.entry, "{label}");
+        assert_eq!(c.exec.command.as_deref(), shape.command, "{label}");
         assert_eq!(
             c.exec.outputs.first().map(|o| o.display_type()),
-            *output_type,
+            shape.output_type,
             "{label}"
         );
     }
