@@ -304,6 +304,7 @@ async fn a_shared_trigger_id_goes_to_the_worker_of_the_named_account() {
             "{body}"
         );
     }
+}
 
 /// The worker of upstream's own Composio tests, as it writes it: `exec` has a command
 /// and a script runtime but no `entry`, and the top-level `entrypoint: SKILL.md` is for
