@@ -233,13 +233,14 @@ pub fn git_in(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Poll `check` until it holds, with a generous deadline.
+/// Poll `check` until it holds, with a generous deadline (a loaded machine, many tests
+/// at once: it returns as soon as the check holds).
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if check().await {
             return;
