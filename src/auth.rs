@@ -165,9 +165,9 @@ impl FromRequestParts<AppState> for Caller {
     /// Upstream's order: a run token, a session cookie, then the shared secret, then
     /// (with no secret configured) the local operator.
     ///
-    /// A run token is a run's own credential, for its own run's callback routes only;
-    /// none of the routes behind this extractor is one, so a valid token is refused
-    /// here with 403 and never falls through to another credential.
+    /// A run token is a run's own credential, accepted only where upstream accepts it
+    /// (see [`Starter`]); every route behind this extractor refuses a valid one with 403,
+    /// and it never falls through to another credential.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let config = &state.config;
         if let Some(token) = presented_run_token(parts) {
@@ -224,6 +224,32 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 impl OperationInput for Caller {}
+
+/// Who asks to start a run (`POST /workers/{id}/runs`): a caller, or a running run
+/// through its own token (`WORKEROS_RUN_TOKEN`), for the workers its worker `calls`.
+#[derive(Debug, Clone)]
+pub enum Starter {
+    Caller(Caller),
+    Run { run_id: String },
+}
+
+impl FromRequestParts<AppState> for Starter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(token) = presented_run_token(parts) else {
+            return Ok(Starter::Caller(
+                Caller::from_request_parts(parts, state).await?,
+            ));
+        };
+        match state.store.running_run_of_token(&token_key(token)).await? {
+            Some(run_id) => Ok(Starter::Run { run_id }),
+            None => Err(ApiError::NotSignedIn("invalid or expired run token".into())),
+        }
+    }
+}
+
+impl OperationInput for Starter {}
 
 /// A caller with the admin role; others get 403 `admin required`.
 #[derive(Debug, Clone)]

@@ -195,6 +195,7 @@ impl Composio<'_> {
             source: "composio".into(),
             reference: Some(trigger_ref),
             by: None,
+            ..Origin::default()
         };
         match self.engine.trigger(&worker_id, inputs, origin).await {
             Ok(run) => Ok(Received::Queued(run.id)),

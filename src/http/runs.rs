@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::json_doc::WithHeader;
 use super::stream::{Download, EventStream};
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, Starter};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query, instant, limit};
 use crate::feedback::{FeedbackError, FeedbackIssue, FeedbackIssueRequest, NewFeedback};
@@ -33,6 +33,7 @@ impl From<RunError> for ApiError {
             RunError::Conflict(m) => ApiError::Conflict(m),
             RunError::Unprocessable(m) => ApiError::Unprocessable(m),
             RunError::BadRequest(m) => ApiError::BadRequest(m),
+            RunError::CallRefused(m) => ApiError::Forbidden(m),
             RunError::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -163,7 +164,7 @@ fn parse_statuses(s: &str) -> ApiResult<Vec<String>> {
 
 async fn create_run(
     State(state): State<AppState>,
-    caller: Caller,
+    starter: Starter,
     Path(WorkerId { id }): Path<WorkerId>,
     Json(body): Json<RunCreate>,
 ) -> ApiResult<axum::Json<RunStarted>> {
@@ -180,6 +181,15 @@ async fn create_run(
             "lower-case letters, digits, '_' and '-', at most 40",
         ));
     }
+    // A run starting a run: only a worker its worker calls, checked first (upstream's
+    // order); the child is linked to it and acts for the person behind the chain.
+    let (by, parent) = match starter {
+        Starter::Caller(caller) => (Some(caller.user_id), None),
+        Starter::Run { run_id } => {
+            let (parent, by) = state.engine.child_of(&run_id, &id).await?;
+            (by, Some(parent))
+        }
+    };
     let run = state
         .engine
         .create(
@@ -189,7 +199,8 @@ async fn create_run(
                 origin: Origin {
                     source,
                     reference: None,
-                    by: Some(caller.user_id.clone()),
+                    by,
+                    parent,
                 },
             },
         )
@@ -404,7 +415,7 @@ pub fn router() -> ApiRouter<AppState> {
             post_with(create_run, |op| {
                 op.tag("runs")
                     .summary("Run a worker")
-                    .description("Checks, in upstream's order: the worker exists (404), is enabled (409), has its secrets and connections (422), and gets its required inputs (400); then queues the run. File inputs take the file's text, or `{\"content_base64\": \"...\"}`.")
+                    .description("A running run may call this with its own `WORKEROS_RUN_TOKEN` (`Authorization: Bearer wrt_…` or `x-workeros-run-token`) to start a worker its worker lists in `calls:` (else 403), at most 3 runs deep and 50 child runs per run (else 403); the child shows `parent_run_id`. Then, in upstream's order: the worker exists (404), is enabled (409), has its secrets and connections (422), and gets its required inputs (400); then queues the run. File inputs take the file's text, or `{\"content_base64\": \"...\"}`.")
             }),
         )
         .api_route(

@@ -293,6 +293,7 @@ impl Engine {
                     source: "approval".into(),
                     reference: None,
                     by: Some(by.to_string()),
+                    ..Origin::default()
                 },
                 None,
                 0,
@@ -418,6 +419,7 @@ impl Engine {
                     source: "approval_feedback".into(),
                     reference: None,
                     by: Some(by.to_string()),
+                    ..Origin::default()
                 },
                 Some(run_id),
                 attempt,

@@ -1,8 +1,8 @@
 //! What a run is given beyond its files: the environment of the run contract, and the
 //! values redacted from everything it leaves behind (docs/runs.md, "What a run can see").
 
-use super::Engine;
 use super::exec::Prepared;
+use super::{Engine, MAX_CALL_DEPTH, MAX_CHILD_RUNS, Parent, RunError};
 use crate::store::runs::RunRecord;
 
 /// Server-held values shorter than this are not redacted: replacing every `abc` in
@@ -22,7 +22,54 @@ impl Engine {
         if let Some(url) = &self.settings.api_url {
             env.push(("WORKEROS_API_URL".into(), url.clone()));
         }
+        if !p.config.calls.is_empty() {
+            env.push(("WORKEROS_CALL_DEPTH".into(), run.call_depth.to_string()));
+        }
         env
+    }
+
+    /// May the running run `parent_id` start a run of `target`? Only a worker its own
+    /// worker lists in `calls:`, at most [`MAX_CALL_DEPTH`] deep and [`MAX_CHILD_RUNS`]
+    /// times: the child's link to its parent, and the person behind the chain.
+    pub async fn child_of(
+        &self,
+        parent_id: &str,
+        target: &str,
+    ) -> Result<(Parent, Option<String>), RunError> {
+        let parent = self
+            .store
+            .run(parent_id)
+            .await?
+            .ok_or(RunError::NotFound("Run not found"))?;
+        let calls = match self.index.worker(&parent.worker_id).await? {
+            Some((_, extra)) => extra.config.map(|c| c.calls).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let canonical = |id: &str| id.replace('_', "-");
+        if !calls.iter().any(|c| canonical(c) == canonical(target)) {
+            return Err(RunError::CallRefused(format!(
+                "worker {} may not call {target}: it is not in its calls",
+                parent.worker_id
+            )));
+        }
+        let depth = parent.call_depth + 1;
+        if depth > MAX_CALL_DEPTH {
+            return Err(RunError::CallRefused(format!(
+                "call depth exceeded: at most {MAX_CALL_DEPTH} runs deep"
+            )));
+        }
+        if self.store.child_run_count(parent_id).await? >= MAX_CHILD_RUNS {
+            return Err(RunError::CallRefused(format!(
+                "run {parent_id} has started {MAX_CHILD_RUNS} runs, the most one run may"
+            )));
+        }
+        Ok((
+            Parent {
+                run_id: parent.id,
+                depth,
+            },
+            parent.triggered_by,
+        ))
     }
 
     /// `(NAME, value)` of everything a run's log, result, errors and artifact names must

@@ -65,9 +65,18 @@ pub enum RunError {
     Unprocessable(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A run asked to start a worker its own worker may not call (not in `calls:`, too
+    /// deep, too many).
+    #[error("{0}")]
+    CallRefused(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
+
+/// How deep a chain of runs starting runs may go (upstream's MAX).
+pub const MAX_CALL_DEPTH: i64 = 3;
+/// How many child runs one run may start.
+pub const MAX_CHILD_RUNS: i64 = 50;
 
 impl From<sqlx::Error> for RunError {
     fn from(e: sqlx::Error) -> Self {
@@ -84,6 +93,16 @@ pub struct Origin {
     pub reference: Option<String>,
     /// The caller who asked.
     pub by: Option<String>,
+    /// A run that started this one through its worker's `calls:`.
+    pub parent: Option<Parent>,
+}
+
+/// The run a child run was started by.
+#[derive(Debug, Clone)]
+pub struct Parent {
+    pub run_id: String,
+    /// The child's depth: the parent's plus one.
+    pub depth: i64,
 }
 
 /// `POST /workers/{id}/runs`.
@@ -327,6 +346,8 @@ impl Engine {
             retry_attempt: attempt,
             triggered_by: origin.by,
             trace_id: format!("trace_{}", crate::ids::random_hex(8)),
+            call_depth: origin.parent.as_ref().map_or(0, |p| p.depth),
+            parent_run_id: origin.parent.map(|p| p.run_id),
         };
         self.store.insert_run(&new).await?;
         self.publish_status(&new.id, "queued", None);
@@ -768,6 +789,10 @@ impl Engine {
                 source: "restart_retry".into(),
                 reference: run.trigger_ref.clone(),
                 by: run.triggered_by.clone(),
+                parent: run.parent_run_id.clone().map(|run_id| Parent {
+                    run_id,
+                    depth: run.call_depth,
+                }),
             };
             let again = self
                 .enqueue(

@@ -103,6 +103,7 @@ impl Engine {
             source: "schedule".into(),
             reference: Some(format!("trg_{worker_id}_{}", spec.position)),
             by: None,
+            ..Origin::default()
         };
         match self.trigger(worker_id, Map::new(), origin).await {
             Ok(run) => {

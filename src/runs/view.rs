@@ -200,6 +200,9 @@ pub struct RunDetail {
     pub retry_of_run_id: Option<String>,
     /// 0 for a first attempt; a retry's position in its chain of retries.
     pub retry_attempt: i64,
+    /// The run that started this one through its worker's `calls:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_run_id: Option<String>,
 }
 
 impl RunDetail {
@@ -257,6 +260,7 @@ impl RunDetail {
             queue_position,
             retry_of_run_id: r.retry_of_run_id,
             retry_attempt: r.retry_attempt,
+            parent_run_id: r.parent_run_id,
         }
     }
 }

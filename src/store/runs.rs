@@ -33,6 +33,10 @@ pub struct RunRecord {
     pub total_tokens: Option<i64>,
     pub triggered_by: Option<String>,
     pub trace_id: String,
+    /// The run that started this one through its worker's `calls:`.
+    pub parent_run_id: Option<String>,
+    /// 0, or how deep in a chain of calls this run is.
+    pub call_depth: i64,
 }
 
 impl RunRecord {
@@ -65,6 +69,8 @@ pub struct NewRun {
     pub retry_attempt: i64,
     pub triggered_by: Option<String>,
     pub trace_id: String,
+    pub parent_run_id: Option<String>,
+    pub call_depth: i64,
 }
 
 /// How a run ended (or paused).
@@ -144,7 +150,7 @@ pub struct ArtifactRecord {
 const RUN_COLUMNS: &str = "seq, id, worker_id, worker_name, status, trigger_source, trigger_ref,
     runner, input_json, output_json, approval_status, error, error_raw, error_code, created_at,
     created_ts, started_at, completed_at, duration_ms, cancel_requested, retry_of_run_id,
-    retry_attempt, total_tokens, triggered_by, trace_id";
+    retry_attempt, total_tokens, triggered_by, trace_id, parent_run_id, call_depth";
 
 /// A compile-checked query of whole [`RunRecord`]s: `<before> <the columns> <after>`.
 /// The columns carry their nullability, which SQLite cannot tell through a `RETURNING`
@@ -165,7 +171,8 @@ macro_rules! query_runs {
                 duration_ms AS "duration_ms?", cancel_requested AS "cancel_requested!: bool",
                 retry_of_run_id AS "retry_of_run_id?", retry_attempt AS "retry_attempt!",
                 total_tokens AS "total_tokens?", triggered_by AS "triggered_by?",
-                trace_id AS "trace_id!" "#
+                trace_id AS "trace_id!", parent_run_id AS "parent_run_id?",
+                call_depth AS "call_depth!" "#
                 + $after
             $(, $arg)*
         )
@@ -254,8 +261,8 @@ impl Store {
         sqlx::query!(
             "INSERT INTO runs (id, worker_id, worker_name, status, trigger_source, trigger_ref,
                 runner, input_json, created_at, created_ts, retry_of_run_id, retry_attempt,
-                triggered_by, trace_id, hidden)
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                triggered_by, trace_id, hidden, parent_run_id, call_depth)
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             r.id,
             r.worker_id,
             r.worker_name,
@@ -269,11 +276,23 @@ impl Store {
             r.retry_attempt,
             r.triggered_by,
             r.trace_id,
-            hidden
+            hidden,
+            r.parent_run_id,
+            r.call_depth
         )
         .execute(&self.write)
         .await?;
         Ok(())
+    }
+
+    /// How many runs `parent` started through its worker's `calls:`.
+    pub async fn child_run_count(&self, parent: &str) -> sqlx::Result<i64> {
+        sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!: i64" FROM runs WHERE parent_run_id = ?"#,
+            parent
+        )
+        .fetch_one(&self.read)
+        .await
     }
 
     pub async fn run(&self, id: &str) -> sqlx::Result<Option<RunRecord>> {

@@ -596,3 +596,91 @@ async fn the_data_folder_and_its_databases_are_private() {
         assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
     }
 }
+
+/// The one route a run token opens: starting a worker its worker `calls`, each child
+/// linked to its parent, at most three deep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_starts_the_workers_its_worker_calls_and_no_others() {
+    let server = Server::start("on", &[]).await;
+    let call = |target: &str| {
+        format!(
+            r#"import json, os, urllib.request, urllib.error
+req = urllib.request.Request(os.environ["WORKEROS_API_URL"] + "/workers/{target}/runs",
+    data=b'{{"inputs": {{}}}}', method="POST",
+    headers={{"Authorization": "Bearer " + os.environ["WORKEROS_RUN_TOKEN"], "content-type": "application/json"}})
+try:
+    r = urllib.request.urlopen(req, timeout=10)
+    status, body = r.status, json.load(r)
+except urllib.error.HTTPError as e:
+    status, body = e.code, json.load(e)
+json.dump({{"outputs": {{"depth": os.environ.get("WORKEROS_CALL_DEPTH"), "status": status,
+    "child": body.get("run_id"), "detail": body.get("detail")}}}}, open("result.json", "w"))
+"#
+        )
+    };
+    let egress = "capabilities:\n  network:\n    egress: true\n";
+    server
+        .worker("ping", &call("pong"), &format!("{egress}calls: [pong]\n"))
+        .await;
+    server
+        .worker("pong", &call("ping"), &format!("{egress}calls: [ping]\n"))
+        .await;
+    server
+        .worker(
+            "rogue",
+            &call("ping"),
+            &format!("{egress}calls: [somebody-else]\n"),
+        )
+        .await;
+
+    // A worker not in the caller's calls: 403, nothing started.
+    let id = server.run("rogue").await;
+    let run = server.settle(&id).await;
+    assert_eq!(run["outputs"]["status"], 403, "{run}");
+    assert!(
+        run["outputs"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not in its calls")
+    );
+
+    // Two workers calling each other: depth 0 starts 1, 1 starts 2, 2 starts 3, and 3
+    // is refused.
+    let mut id = server.run("ping").await;
+    for depth in 0..=3 {
+        let run = server.settle(&id).await;
+        assert_eq!(run["status"], "completed", "{run}");
+        assert_eq!(run["outputs"]["depth"], depth.to_string(), "{run}");
+        if depth == 0 {
+            assert!(run.get("parent_run_id").is_none());
+        }
+        if depth == 3 {
+            assert_eq!(run["outputs"]["status"], 403, "{run}");
+            assert!(run["outputs"]["detail"].as_str().unwrap().contains("depth"));
+            break;
+        }
+        assert_eq!(run["outputs"]["status"], 200, "{run}");
+        let child = run["outputs"]["child"].as_str().unwrap().to_string();
+        let detail = server
+            .call(reqwest::Method::GET, &format!("/runs/{child}"), None)
+            .await;
+        assert_eq!(detail["parent_run_id"], id.as_str(), "{detail}");
+        id = child;
+    }
+    let count = |w: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .call(reqwest::Method::GET, &format!("/runs?worker_id={w}"), None)
+                .await
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(
+        (count("ping").await, count("pong").await),
+        (2, 2),
+        "no fifth run"
+    );
+}
