@@ -136,7 +136,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "starting floom"
     );
     let state = AppState::open(config, &progress_reporter("indexing")).await?;
-    let _watch = watcher::spawn(state.index.clone()).context("starting the file watcher")?;
+    let _watch = watcher::spawn(state.index.clone()).context(
+        "starting the file watcher (if inotify is out of instances or watches, raise \
+         fs.inotify.max_user_instances / max_user_watches)",
+    )?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("binding {}", args.bind))?;

@@ -101,12 +101,12 @@ impl Isolation {
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         let runs_root = make_runs_root(root)?;
-        let probe_uid = root.then_some(RUN_UIDS.start);
         let bwrap = match mode {
             SandboxMode::Off => None,
             _ => find_in_path("bwrap"),
         };
-        let probe = bwrap.as_ref().map(|b| {
+        let try_bwrap = |as_uid: Option<u32>| {
+            let b = bwrap.as_ref()?;
             let mut cmd = std::process::Command::new(b);
             cmd.args([
                 "--ro-bind",
@@ -119,14 +119,35 @@ impl Isolation {
             .env_clear()
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-            if let Some(uid) = probe_uid {
+            if let Some(uid) = as_uid {
                 use std::os::unix::process::CommandExt;
                 // SAFETY: only async-signal-safe calls between fork and exec.
                 unsafe { cmd.pre_exec(move || drop_to(uid)) };
             }
-            cmd.output()
-        });
-        let kind = match (mode, bwrap, probe) {
+            Some(cmd.output())
+        };
+        let works = |p: &Option<std::io::Result<std::process::Output>>| matches!(p, Some(Ok(out)) if out.status.success());
+        // As root, runs get uids of their own, so bubblewrap must work unprivileged; where
+        // it does not (user namespaces closed to other users), it still runs as root,
+        // without the exact process bound (said at start).
+        let as_run_uid = if root {
+            try_bwrap(Some(RUN_UIDS.start))
+        } else {
+            None
+        };
+        let own_uids = works(&as_run_uid);
+        let (probe, unprivileged) = if own_uids {
+            (as_run_uid, None)
+        } else {
+            (try_bwrap(None), as_run_uid)
+        };
+        if root && !own_uids && works(&probe) {
+            tracing::warn!(
+                reason = %probe_error(unprivileged),
+                "bubblewrap cannot run as an unprivileged uid here: runs are sandboxed but execute as root, and their process bound is not enforced"
+            );
+        }
+        let kind = match (mode, bwrap.clone(), probe) {
             (_, Some(bwrap), Some(Ok(out))) if out.status.success() => Kind::Bubblewrap(bwrap),
             (SandboxMode::On, None, _) => {
                 bail!("FLOOM_SANDBOX=on but bubblewrap (bwrap) is not installed")
@@ -154,7 +175,7 @@ impl Isolation {
                 python_shim(&runs_root, &dirs)?
             }
         };
-        let own_uids = root && matches!(kind, Kind::Bubblewrap(_));
+        let own_uids = own_uids && matches!(kind, Kind::Bubblewrap(_));
         Ok(Isolation {
             kind,
             shims,
