@@ -453,6 +453,7 @@ impl Bundle {
         };
         Ok(Planned {
             writes,
+            removed: Vec::new(),
             message,
             issue_nums: nums,
             workers: workers_written,

@@ -250,6 +250,7 @@ fn issue_write(path: &str, doc: &IssueDoc) -> FileWrite {
 fn planned<T>(num: u64, writes: Vec<FileWrite>, message: String, value: T) -> Planned<T> {
     Planned {
         writes,
+        removed: Vec::new(),
         message,
         issue_nums: BTreeSet::from([num]),
         workers: BTreeSet::new(),
@@ -550,7 +551,7 @@ impl IssueService {
 }
 
 /// `If-Match` holds one or more quoted ETags, or `*`.
-fn etag_matches(header: &str, etag: &str) -> bool {
+pub(crate) fn etag_matches(header: &str, etag: &str) -> bool {
     header
         .split(',')
         .map(str::trim)

@@ -253,6 +253,7 @@ impl Sharing<'_> {
                             content: f.content.into_bytes(),
                         })
                         .collect(),
+                    removed: Vec::new(),
                     message: format!("workers: import {id} from a share"),
                     issue_nums: BTreeSet::new(),
                     workers: BTreeSet::from([id.clone()]),

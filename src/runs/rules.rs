@@ -86,6 +86,7 @@ pub async fn record(
                         content: content.into_bytes(),
                     }]
                 },
+                removed: Vec::new(),
                 message: format!("workers: review rule for {id} from {}", rule.approval_id),
                 issue_nums: BTreeSet::new(),
                 workers: BTreeSet::from([id.clone()]),

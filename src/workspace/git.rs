@@ -7,7 +7,7 @@
 //! index follow. At start-up [`Repo::recover`] completes the last two steps for a
 //! journalled commit that became HEAD, and discards one that did not.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -151,11 +151,13 @@ impl Repo {
         }
     }
 
-    /// Commit exactly `writes` on top of HEAD (other changes in the working tree stay
-    /// out of it), then bring the working tree and git index up to date.
+    /// Commit exactly `writes` and the removal of the files `removed` on top of HEAD
+    /// (other changes in the working tree stay out of it), then bring the working tree
+    /// and git index up to date.
     pub fn commit_files(
         &mut self,
         writes: &[FileWrite],
+        removed: &[String],
         message: &str,
         author: (&str, &str),
     ) -> anyhow::Result<Oid> {
@@ -166,6 +168,9 @@ impl Repo {
         for w in writes {
             let blob = self.repo.blob(&w.content)?;
             changes.put(&w.path, blob)?;
+        }
+        for path in removed {
+            changes.remove(path)?;
         }
         let tree = self
             .repo
@@ -182,7 +187,11 @@ impl Repo {
 
         let journal = Journal {
             commit: commit.to_string(),
-            paths: writes.iter().map(|w| w.path.clone()).collect(),
+            paths: writes
+                .iter()
+                .map(|w| w.path.clone())
+                .chain(removed.iter().cloned())
+                .collect(),
         };
         std::fs::write(
             self.repo.path().join(JOURNAL),
@@ -204,6 +213,9 @@ impl Repo {
 
         for w in writes {
             self.write_worktree(&w.path, &w.content)?;
+        }
+        for path in removed {
+            self.remove_worktree(path)?;
         }
         self.stager.add(&journal.paths)?;
         clear_journal(self.repo.path())?;
@@ -255,6 +267,66 @@ impl Repo {
         Ok(())
     }
 
+    /// Remove a working-tree file, and the folders it leaves empty.
+    fn remove_worktree(&self, rel: &str) -> anyhow::Result<()> {
+        let path = self.root.join(rel);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(anyhow::Error::from(e).context(format!("removing {rel}"))),
+        }
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| *d != self.root && d.starts_with(&self.root)) {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+
+    /// The files under folder `dir` in HEAD: path (from the workspace root) and blob id.
+    pub fn head_files(&self, dir: &str) -> anyhow::Result<BTreeMap<String, Oid>> {
+        let mut out = BTreeMap::new();
+        let Some(commit) = self.head_commit()? else {
+            return Ok(out);
+        };
+        let entry = match commit.tree()?.get_path(Path::new(dir)) {
+            Ok(e) if e.kind() == Some(ObjectType::Tree) => e,
+            Ok(_) => return Ok(out),
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        let tree = self.repo.find_tree(entry.id())?;
+        tree.walk(git2::TreeWalkMode::PreOrder, |parent, e| {
+            if e.kind() == Some(ObjectType::Blob)
+                && let Ok(name) = e.name()
+            {
+                out.insert(format!("{dir}/{parent}{name}"), e.id());
+            }
+            git2::TreeWalkResult::Ok
+        })?;
+        Ok(out)
+    }
+
+    /// The id of folder `dir`'s tree in HEAD: it changes whenever a file in it does.
+    pub fn head_tree_id(&self, dir: &str) -> anyhow::Result<Option<Oid>> {
+        let Some(commit) = self.head_commit()? else {
+            return Ok(None);
+        };
+        match commit.tree()?.get_path(Path::new(dir)) {
+            Ok(e) if e.kind() == Some(ObjectType::Tree) => Ok(Some(e.id())),
+            Ok(_) => Ok(None),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether git ignores `path` (a cache, a local file), so it is nobody's edit.
+    pub fn is_ignored(&self, path: &str) -> bool {
+        self.repo.is_path_ignored(Path::new(path)).unwrap_or(false)
+    }
+
     /// Finish or discard a write that a crash interrupted.
     pub fn recover(&mut self) -> anyhow::Result<()> {
         let journal_path = self.repo.path().join(JOURNAL);
@@ -268,8 +340,15 @@ impl Repo {
                 tracing::warn!(commit = %journal.commit, "completing a write interrupted by a crash");
                 let tree = self.head_commit()?.context("HEAD")?.tree()?;
                 for p in &journal.paths {
-                    let blob = self.repo.find_blob(tree.get_path(Path::new(p))?.id())?;
-                    self.write_worktree(p, blob.content())?;
+                    match tree.get_path(Path::new(p)) {
+                        Ok(entry) => {
+                            let blob = self.repo.find_blob(entry.id())?;
+                            self.write_worktree(p, blob.content())?;
+                        }
+                        // The commit removed it.
+                        Err(e) if e.code() == ErrorCode::NotFound => self.remove_worktree(p)?,
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 self.stager.add(&journal.paths)?;
             } else {
@@ -393,6 +472,8 @@ fn init(root: &Path) -> anyhow::Result<Repository> {
 #[derive(Default)]
 struct Changes {
     blobs: BTreeMap<String, Oid>,
+    /// Names removed from this folder.
+    gone: BTreeSet<String>,
     dirs: BTreeMap<String, Changes>,
 }
 
@@ -412,9 +493,26 @@ impl Changes {
         }
     }
 
-    /// Write `base` with these changes applied; returns the new tree's id.
+    fn remove(&mut self, path: &str) -> anyhow::Result<()> {
+        match path.split_once('/') {
+            _ if path.is_empty() || path.starts_with('/') => bail!("bad path {path:?}"),
+            None => {
+                self.gone.insert(path.to_string());
+                Ok(())
+            }
+            Some((dir, rest)) => self.dirs.entry(dir.to_string()).or_default().remove(rest),
+        }
+    }
+
+    /// Write `base` with these changes applied; returns the new tree's id. A folder
+    /// left empty is dropped, as git keeps no empty folders.
     fn write(&self, repo: &Repository, base: Option<&Tree<'_>>) -> anyhow::Result<Oid> {
         let mut builder = repo.treebuilder(base)?;
+        for name in &self.gone {
+            if builder.get(name)?.is_some() {
+                builder.remove(name)?;
+            }
+        }
         for (name, blob) in &self.blobs {
             builder.insert(name, *blob, 0o100644)?;
         }
@@ -424,7 +522,14 @@ impl Changes {
                 .filter(|e| e.kind() == Some(ObjectType::Tree))
                 .map(|e| repo.find_tree(e.id()))
                 .transpose()?;
-            builder.insert(name, sub.write(repo, sub_base.as_ref())?, 0o040000)?;
+            let sub_tree = sub.write(repo, sub_base.as_ref())?;
+            if repo.find_tree(sub_tree)?.is_empty() {
+                if builder.get(name)?.is_some() {
+                    builder.remove(name)?;
+                }
+            } else {
+                builder.insert(name, sub_tree, 0o040000)?;
+            }
         }
         Ok(builder.write()?)
     }
@@ -486,6 +591,7 @@ mod tests {
         };
         repo.commit_files(
             &[w],
+            &[],
             &format!("write {path}"),
             ("tester", "tester@workeros.local"),
         )

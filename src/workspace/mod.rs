@@ -71,6 +71,25 @@ impl Workspace {
         .await?
     }
 
+    /// The id of folder `dir`'s tree in HEAD (a worker's ETag), read through a handle
+    /// of its own like [`Workspace::history`].
+    pub async fn head_tree_id(&self, dir: String) -> anyhow::Result<Option<git2::Oid>> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let repo = git2::Repository::open(&root)?;
+            let tree = match repo.head() {
+                Ok(h) => h.peel_to_tree()?,
+                Err(_) => return Ok(None),
+            };
+            Ok(tree
+                .get_path(Path::new(&dir))
+                .ok()
+                .filter(|e| e.kind() == Some(git2::ObjectType::Tree))
+                .map(|e| e.id()))
+        })
+        .await?
+    }
+
     /// The single writer: hold this across read-modify-write-commit-index.
     pub async fn lock(&self) -> OwnedMutexGuard<Repo> {
         Arc::clone(&self.repo).lock_owned().await

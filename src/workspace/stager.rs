@@ -177,8 +177,12 @@ impl Stager {
         index.read(false)?;
         let tree = repo.head()?.peel_to_tree()?;
         for (path, _) in &snapshot {
-            // Gone from HEAD (someone checked out another commit): theirs to stage.
+            // Gone from HEAD: a commit of ours removed it (unstage it, the file is gone
+            // too), or someone checked out another commit (theirs to stage).
             let Ok(entry) = tree.get_path(Path::new(path)) else {
+                if !self.workdir.join(path).exists() {
+                    let _ = index.remove_path(Path::new(path));
+                }
                 continue;
             };
             // add_path hashes the file and records its stat; when the file no longer

@@ -32,6 +32,8 @@ pub struct Touched {
 /// What a plan decided to write, and the value the caller gets back.
 pub struct Planned<T> {
     pub writes: Vec<FileWrite>,
+    /// Files removed (workspace-relative paths).
+    pub removed: Vec<String>,
     pub message: String,
     /// Issue numbers whose files are written.
     pub issue_nums: BTreeSet<u64>,
@@ -78,8 +80,13 @@ impl Workspace {
             let (guard, planned) = tokio::task::spawn_blocking(move || {
                 let mut guard = guard;
                 let planned = plan(&guard, floor).and_then(|p| {
-                    if !p.writes.is_empty() {
-                        guard.commit_files(&p.writes, &p.message, (&author.0, &author.1))?;
+                    if !p.writes.is_empty() || !p.removed.is_empty() {
+                        guard.commit_files(
+                            &p.writes,
+                            &p.removed,
+                            &p.message,
+                            (&author.0, &author.1),
+                        )?;
                     }
                     Ok(p)
                 });
@@ -89,7 +96,12 @@ impl Workspace {
             .map_err(anyhow::Error::from)?;
             let planned = planned?;
             let touched = Touched {
-                paths: planned.writes.iter().map(|w| w.path.clone()).collect(),
+                paths: planned
+                    .writes
+                    .iter()
+                    .map(|w| w.path.clone())
+                    .chain(planned.removed.iter().cloned())
+                    .collect(),
                 issue_nums: planned.issue_nums,
                 workers: planned.workers,
             };
