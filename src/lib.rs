@@ -29,6 +29,8 @@ pub mod signin;
 pub mod store;
 pub mod vault;
 pub mod webhooks;
+pub mod worker_authoring;
+pub mod worker_webhooks;
 pub mod workers;
 pub mod workspace;
 

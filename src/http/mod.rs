@@ -13,6 +13,8 @@ mod sharing;
 mod stream;
 mod system;
 mod webhooks;
+mod worker_authoring;
+mod worker_webhooks;
 mod workers;
 mod workspace;
 
@@ -47,6 +49,7 @@ pub fn app(state: AppState) -> Router {
         .merge(approvals::router())
         .merge(auth::router())
         .merge(webhooks::router())
+        .merge(worker_webhooks::router())
         .merge(workspace::router())
         .merge(sharing::router())
         .finish_api_with(&mut api, describe);

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::json_doc::JsonDoc;
+use super::worker_authoring as authoring;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -78,7 +79,7 @@ pub struct WorkerVersions {
     pub versions: Vec<CommitInfo>,
 }
 
-fn checked_id(id: &str) -> ApiResult<&str> {
+pub(super) fn checked_id(id: &str) -> ApiResult<&str> {
     if is_safe_segment(id) {
         Ok(id)
     } else {
@@ -136,14 +137,9 @@ async fn get_worker(
     State(state): State<AppState>,
     caller: Caller,
     Path(WorkerId { id }): Path<WorkerId>,
-) -> ApiResult<axum::Json<WorkerDetail>> {
+) -> ApiResult<JsonDoc<WorkerDetail>> {
     let id = checked_id(&id)?;
-    state
-        .workers()
-        .detail(&caller, id)
-        .await?
-        .map(axum::Json)
-        .ok_or_else(|| ApiError::NotFound("Worker not found".into()))
+    authoring::detail_doc(&state, &caller, id, StatusCode::OK).await
 }
 
 async fn reload_workers(
@@ -193,7 +189,8 @@ pub fn router() -> ApiRouter<AppState> {
                 op.tag("workers")
                     .summary("List workers")
                     .description("Every `workers/<id>/worker.yml`, ordered by id. A worker whose manifest does not load is listed with `status: \"error\"` and a description saying what is wrong and where.")
-            }),
+            })
+            .post_with(authoring::create_worker, authoring::create_doc),
         )
         .api_route(
             "/workers/reload",
@@ -208,8 +205,38 @@ pub fn router() -> ApiRouter<AppState> {
             get_with(get_worker, |op| {
                 op.tag("workers")
                     .summary("One worker")
-                    .description("With its files, manifest text, triggers, and the secrets and connections it still lacks.")
-            }),
+                    .description("With its files, manifest text, triggers, the secrets and connections it still lacks, and (with a webhook trigger) its webhook URL. Carries an `ETag`: the folder's tree id in HEAD.")
+            })
+            .put_with(authoring::replace_worker, authoring::replace_doc)
+            .delete_with(authoring::delete_worker, authoring::delete_doc),
+        )
+        .api_route(
+            "/workers/{id}/pause",
+            post_with(
+                authoring::pause_worker,
+                authoring::lifecycle_doc("Pause a worker", "Sets `paused: true` in `worker.yml`: it stops running (schedules, webhooks, runs answer 409)."),
+            ),
+        )
+        .api_route(
+            "/workers/{id}/resume",
+            post_with(
+                authoring::resume_worker,
+                authoring::lifecycle_doc("Resume a paused worker", "Removes `paused` from `worker.yml` and turns `enabled: false` into `enabled: true`."),
+            ),
+        )
+        .api_route(
+            "/workers/{id}/archive",
+            post_with(
+                authoring::archive_worker,
+                authoring::lifecycle_doc("Archive a worker", "Sets `archived: true`: it leaves the default list and cannot run."),
+            ),
+        )
+        .api_route(
+            "/workers/{id}/restore",
+            post_with(
+                authoring::restore_worker,
+                authoring::lifecycle_doc("Restore an archived worker", "Removes `archived` and `archive_reason` from `worker.yml`."),
+            ),
         )
         .api_route(
             "/workers/{id}/versions",

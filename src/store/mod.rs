@@ -12,6 +12,7 @@ pub mod secrets;
 pub mod shares;
 pub mod tools;
 pub mod users;
+pub mod webhook_secrets;
 pub mod webhooks;
 
 use std::path::Path;

@@ -24,5 +24,7 @@ mod signin;
 mod system;
 mod watcher;
 mod webhooks;
+mod worker_authoring;
+mod worker_webhooks;
 mod workers;
 mod yaml_compat;
