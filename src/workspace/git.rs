@@ -614,6 +614,43 @@ mod tests {
     }
 
     #[test]
+    fn removals_are_one_commit_and_leave_no_empty_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = Repo::open_or_init(dir.path(), None).unwrap();
+        write(&mut repo, "w/a/x.txt", "1");
+        write(&mut repo, "w/a/sub/y.txt", "2");
+        write(&mut repo, "w/b.txt", "3");
+        let files = repo.head_files("w/a").unwrap();
+        let removed: Vec<String> = files.into_keys().collect();
+        assert_eq!(removed, ["w/a/sub/y.txt", "w/a/x.txt"]);
+        let before = repo.head_tree_id("w").unwrap();
+        repo.commit_files(&[], &removed, "rm w/a", ("tester", "t@x"))
+            .unwrap();
+        assert_eq!(repo.head_tree_id("w/a").unwrap(), None);
+        assert_ne!(repo.head_tree_id("w").unwrap(), before);
+        assert!(!dir.path().join("w/a").exists(), "emptied folders go");
+        assert!(dir.path().join("w/b.txt").exists());
+        repo.stager.flush().unwrap();
+        let status = repo.repo.statuses(None).unwrap();
+        assert!(status.is_empty(), "the git index follows the removal");
+    }
+
+    #[test]
+    fn a_removal_cut_short_by_a_crash_is_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = Repo::open_or_init(dir.path(), None).unwrap();
+        write(&mut repo, "x.md", "one");
+        // The commit moved HEAD, then the process died before the file went.
+        let commit = repo
+            .commit_files(&[], &["x.md".to_string()], "rm", ("tester", "t@x"))
+            .unwrap();
+        std::fs::write(dir.path().join("x.md"), "one").unwrap();
+        let repo = reopen_after_crash(repo, dir.path(), commit.to_string());
+        assert!(!dir.path().join("x.md").exists());
+        drop(repo);
+    }
+
+    #[test]
     fn commits_only_its_own_paths() {
         let dir = tempfile::tempdir().unwrap();
         let mut repo = Repo::open_or_init(dir.path(), None).unwrap();
