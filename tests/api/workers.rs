@@ -115,7 +115,14 @@ async fn detail_has_files_manifest_and_config() {
         d["triggers_spec"][1]["webhook"]["allowed_methods"],
         json!(["POST"])
     );
-    assert_eq!(d["webhook_url"], "/webhooks/tagger");
+    // The real URL with its token (docs/webhooks.md; the token is checked against an
+    // independent HMAC in worker_webhooks.rs).
+    let url = d["webhook_url"].as_str().unwrap();
+    let token = url.strip_prefix("/webhooks/tagger?token=").unwrap();
+    assert!(
+        token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{url}"
+    );
     assert_eq!(d["enabled"], true);
     assert_eq!(d["recent_runs"], json!([]));
     assert_eq!(d["version"], "1.0.0");
