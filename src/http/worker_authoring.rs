@@ -154,7 +154,10 @@ pub async fn delete_worker(
     authoring(&state)
         .delete(&actor(&state, &caller), &canonical, if_match(&headers))
         .await?;
-    state.store.delete_webhook_secret(&canonical).await?;
+    // The folder is gone (committed); a secret left behind only waits for a rotation.
+    if let Err(e) = state.store.delete_webhook_secret(&canonical).await {
+        tracing::warn!(worker = %canonical, error = %e, "could not drop the deleted worker's webhook secret");
+    }
     tracing::info!(worker = %canonical, by = %caller.user_id, "worker deleted");
     Ok(StatusCode::NO_CONTENT)
 }

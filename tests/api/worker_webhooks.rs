@@ -318,6 +318,17 @@ async fn rotation_refusals() {
             .unwrap()
             .is_none()
     );
+    // Deleting the worker deletes its secret.
+    let r = app.send(Method::DELETE, "/workers/hook", None, &H).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    assert!(
+        app.state
+            .store
+            .webhook_secret("hook")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
