@@ -64,7 +64,7 @@ impl Engine {
         let dir = run_dir.clone();
         // Declared after the folder's remover, so dropped before it: the run uid's
         // processes are gone before its folder is removed.
-        let lease = self.isolation.lease_uid()?;
+        let mut lease = self.isolation.lease_uid()?;
         let owner = lease.as_ref().map(|l| l.uid);
         tokio::task::spawn_blocking(move || {
             write_run_folder(&dir, &bundle, &config, inputs, &secrets, &connections)?;
@@ -152,9 +152,8 @@ impl Engine {
         }
         // Whatever the run started and left behind (a process that changed its group)
         // ends here, before its files are judged or copied.
-        if let Some(lease) = &lease {
-            let lease_uid = lease.uid;
-            let _ = tokio::task::spawn_blocking(move || super::sandbox::kill_uid(lease_uid)).await;
+        if let Some(lease) = &mut lease {
+            lease.clear().await;
         }
         // Output a killed tree left in the pipes is read; a stray process holding
         // them open is not waited for.

@@ -316,6 +316,8 @@ impl Isolation {
 pub struct UidLease {
     pub uid: u32,
     _lock: std::fs::File,
+    /// Its processes were killed after the run ended; dropping it need not again.
+    cleared: bool,
 }
 
 impl UidLease {
@@ -338,7 +340,11 @@ impl UidLease {
             if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
                 // A holder that died may have left processes behind.
                 kill_uid(uid);
-                return Ok(UidLease { uid, _lock: lock });
+                return Ok(UidLease {
+                    uid,
+                    _lock: lock,
+                    cleared: false,
+                });
             }
         }
         bail!("every run uid is in use")
@@ -347,13 +353,24 @@ impl UidLease {
 
 impl Drop for UidLease {
     fn drop(&mut self) {
-        kill_uid(self.uid);
+        if !self.cleared {
+            kill_uid(self.uid);
+        }
+    }
+}
+
+impl UidLease {
+    /// Kill what the run's uid still runs, now that the run's process has ended.
+    pub async fn clear(&mut self) {
+        let uid = self.uid;
+        let _ = tokio::task::spawn_blocking(move || kill_uid(uid)).await;
+        self.cleared = true;
     }
 }
 
 /// Kill every process of `uid`: `kill(-1, SIGKILL)` sent as the uid reaches exactly
 /// its own processes.
-pub fn kill_uid(uid: u32) {
+fn kill_uid(uid: u32) {
     let mut cmd = std::process::Command::new("/bin/sh");
     cmd.args(["-c", "kill -9 -1"])
         .env_clear()
