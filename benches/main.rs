@@ -6,7 +6,11 @@
 //! `cargo bench` runs every size; `FLOOM_BENCH_SIZES=1000,10000` picks sizes,
 //! `FLOOM_BENCH_WORKERS` the number of generated workers (default 1000, 0 skips them),
 //! `FLOOM_BENCH_RUNS` the number of stored runs (default 100000, 0 skips the run rows)
-//! and `FLOOM_BENCH_SECONDS` the load duration per row (default 3).
+//! `FLOOM_BENCH_SECONDS` the load duration per row (default 3), and
+//! `FLOOM_BENCH_UPSTREAM` the sizes of upstream-flat workspaces written before and after
+//! `floom relayout` (default: the largest of the sizes; 0 skips them).
+//! `FLOOM_BENCH_GIT_CACHE_MB` sets libgit2's object cache after floom bounds it (256 is
+//! libgit2's default), to measure what the bound does.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -50,7 +54,9 @@ impl Rng {
     }
 }
 
-fn generate(ws: &Path, n: u64) {
+/// `n` issues; in floom's fan-out folders, or `flat` in `.floom/issues/` as upstream
+/// writes them.
+fn generate(ws: &Path, n: u64, flat: bool) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for num in 1..=n {
         let id = layout::format_id(num);
@@ -100,7 +106,12 @@ fn generate(ws: &Path, n: u64) {
             },
             body,
         };
-        let path = ws.join(layout::new_issue_path(num));
+        let rel = if flat {
+            layout::canonical_paths(num)[0].clone()
+        } else {
+            layout::new_issue_path(num)
+        };
+        let path = ws.join(&rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, doc.render()).unwrap();
         if num.is_multiple_of(5) {
@@ -110,11 +121,7 @@ fn generate(ws: &Path, n: u64) {
                 created_by: Some("local-user".into()),
                 created_at: Some(ts),
             };
-            std::fs::write(
-                ws.join(layout::comments_path(&layout::new_issue_path(num))),
-                c.to_line(),
-            )
-            .unwrap();
+            std::fs::write(ws.join(layout::comments_path(&rel)), c.to_line()).unwrap();
         }
     }
     let git = |args: &[&str]| {
@@ -136,17 +143,18 @@ fn generate(ws: &Path, n: u64) {
 /// Generate the workspace into `dest`; with `FLOOM_BENCH_DIR` set, generate it once
 /// there and hard-link a copy, so repeated runs skip the generation and its big commit
 /// (safe: git and floom replace files by rename, never in place).
-fn prepare_workspace(dest: &Path, n: u64) {
+fn prepare_workspace(dest: &Path, n: u64, flat: bool) {
     let Some(cache) = std::env::var_os("FLOOM_BENCH_DIR") else {
         Workspace::open(dest, None).unwrap();
-        generate(dest, n);
+        generate(dest, n, flat);
         return;
     };
-    let template = Path::new(&cache).join(format!("workspace-{n}"));
+    let kind = if flat { "flat" } else { "workspace" };
+    let template = Path::new(&cache).join(format!("{kind}-{n}"));
     if !template.join(".git").exists() {
         let _ = std::fs::remove_dir_all(&template);
         Workspace::open(&template, None).unwrap();
-        generate(&template, n);
+        generate(&template, n, flat);
     }
     std::fs::remove_dir_all(dest).unwrap();
     let ok = std::process::Command::new("cp")
@@ -185,6 +193,7 @@ struct Stats {
     p50: Duration,
     p99: Duration,
     rps: f64,
+    count: usize,
 }
 
 fn stats(mut lat: Vec<Duration>, wall: Duration) -> Stats {
@@ -194,6 +203,7 @@ fn stats(mut lat: Vec<Duration>, wall: Duration) -> Stats {
         p50: at(0.50),
         p99: at(0.99),
         rps: lat.len() as f64 / wall.as_secs_f64(),
+        count: lat.len(),
     }
 }
 
@@ -318,8 +328,9 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     let config = Config::under(dir);
     config.paths.create_dirs().unwrap();
     let t = Instant::now();
-    prepare_workspace(&config.paths.workspace, n);
+    prepare_workspace(&config.paths.workspace, n, false);
     let ws = Workspace::open(&config.paths.workspace, None).unwrap();
+    set_git_cache_for_bench();
     eprintln!("[{n}] workspace ready in {:.1}s", t.elapsed().as_secs_f64());
 
     let t = Instant::now();
@@ -384,6 +395,7 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
 
     // Writes are serialised by the single git writer: one client shows a write's own
     // latency; more clients would only show the queue in front of it.
+    let rss_before_writes = rss_mb();
     let b = base.clone();
     let (c, s) = load(&times, 1, secs, move |c, i| {
         c.post(format!("{b}/workspace/issues"))
@@ -391,6 +403,7 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     })
     .await;
     let note = format!("{:.0} req/s, 1 client", c.rps);
+    let created = c.count;
     row(
         "create issue (commit included)",
         Some(c),
@@ -409,7 +422,19 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     })
     .await;
     let note = format!("{:.0} req/s, 1 client", c.rps);
+    let writes = created + c.count;
     row("comment (commit included)", Some(c), Some(s), None, note);
+    row(
+        "resident memory after the writes",
+        None,
+        None,
+        None,
+        format!(
+            "{:.0} MB after {writes} writes ({rss_before_writes:.0} MB before them; whole bench process); libgit2 object cache {}",
+            rss_mb(),
+            git_cache()
+        ),
+    );
 
     // External edit → visible in the list.
     let client = reqwest::Client::new();
@@ -473,6 +498,174 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
         format!("floom (server p50) is {ratio:.0}x faster"),
     );
     state.issues.workspace.flush_git_index().await.unwrap();
+    row(
+        ".git after the writes",
+        None,
+        None,
+        None,
+        git_size_note(ws.root(), writes),
+    );
+    state.index.close().await;
+}
+
+/// `.git`'s size and loose objects now, then packed by `git gc` (what it would be if
+/// every object were packed) for the comparison; waits for the server's own
+/// background gc first.
+fn git_size_note(root: &Path, writes: usize) -> String {
+    // Let a background `git gc --auto` finish (it holds gc.pid while it runs).
+    let pid = root.join(".git/gc.pid");
+    let t = Instant::now();
+    while pid.exists() && t.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let now = dir_mb(&root.join(".git"));
+    let loose = loose_objects(root);
+    let ok = std::process::Command::new("git")
+        .args(["gc", "--quiet"])
+        .current_dir(root)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let packed = dir_mb(&root.join(".git"));
+    format!(
+        "{now:.1} MB after {writes} writes, {loose} loose objects; {packed:.1} MB once all packed (git gc): {:.1}x",
+        now / packed
+    )
+}
+
+fn loose_objects(root: &Path) -> u64 {
+    let out = std::process::Command::new("git")
+        .args(["count-objects"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn dir_mb(dir: &Path) -> f64 {
+    fn walk(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&e.path()),
+                Ok(_) => e.metadata().map_or(0, |m| m.len()),
+                Err(_) => 0,
+            })
+            .sum()
+    }
+    walk(dir) as f64 / (1024.0 * 1024.0)
+}
+
+/// libgit2's object cache: in use / allowed.
+fn git_cache() -> String {
+    // SAFETY: reads two process-wide counters.
+    match unsafe { git2::opts::get_cached_memory() } {
+        Ok((used, allowed)) => format!(
+            "{:.1} of {:.0} MB",
+            used as f64 / 1048576.0,
+            allowed as f64 / 1048576.0
+        ),
+        Err(_) => "unknown".into(),
+    }
+}
+
+/// `FLOOM_BENCH_GIT_CACHE_MB`: override floom's bound on libgit2's object cache (after
+/// floom set it: call after opening a workspace), to measure the bound.
+fn set_git_cache_for_bench() {
+    if let Some(mb) = std::env::var("FLOOM_BENCH_GIT_CACHE_MB")
+        .ok()
+        .and_then(|s| s.parse::<isize>().ok())
+    {
+        // SAFETY: one process-wide integer, set between loads.
+        unsafe { git2::opts::set_cache_max_size(mb << 20) }.unwrap();
+    }
+}
+
+/// An upstream workspace (every issue flat in `.floom/issues/`): writes on it as it is,
+/// then `floom relayout` (the command's own function, on the served workspace with
+/// the writer held) and the same writes again.
+async fn bench_upstream(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
+    let mut row = table(rows, format!("{n} issues, upstream flat"));
+    let config = Config::under(dir);
+    config.paths.create_dirs().unwrap();
+    let t = Instant::now();
+    prepare_workspace(&config.paths.workspace, n, true);
+    eprintln!(
+        "[{n} flat] workspace ready in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let state = AppState::open(config.clone(), &|_, _| {}).await.unwrap();
+    set_git_cache_for_bench();
+    let (base, times) = serve_recorded(&state).await;
+    let git_before = dir_mb(&state.issues.workspace.root().join(".git"));
+    let mut writes = 0;
+    for phase in ["before relayout", "after relayout"] {
+        if phase == "after relayout" {
+            let ws = &state.issues.workspace;
+            let t = Instant::now();
+            let mut repo = ws.lock().await;
+            ws.flush_git_index().await.unwrap();
+            let moved = tokio::task::block_in_place(|| {
+                floom::workspace::relayout::relayout(&mut repo, &|_, _| {})
+            })
+            .unwrap()
+            .expect("flat files to move");
+            drop(repo);
+            ws.flush_git_index().await.unwrap();
+            state.index.reconcile(&|_, _| {}).await.unwrap();
+            row(
+                "floom relayout (commit, move, git index, re-index)",
+                None,
+                None,
+                Some(t.elapsed()),
+                format!("{} issues, {} files moved", moved.issues, moved.files),
+            );
+        }
+        let b = base.clone();
+        let (c, s) = load(&times, 1, secs, move |c, i| {
+            c.post(format!("{b}/workspace/issues"))
+                .json(&serde_json::json!({"title": format!("bench {i}"), "labels": ["bench"]}))
+        })
+        .await;
+        writes += c.count;
+        let note = format!("{:.0} req/s, 1 client, {phase}", c.rps);
+        row(
+            "create issue (commit included)",
+            Some(c),
+            Some(s),
+            None,
+            note,
+        );
+        let b = base.clone();
+        let (c, s) = load(&times, 1, secs, move |c, i| {
+            c.post(format!(
+                "{b}/workspace/issues/{}/comments",
+                layout::format_id(1 + (i * 7919) % n)
+            ))
+            .json(&serde_json::json!({"body": format!("bench comment {i}")}))
+        })
+        .await;
+        writes += c.count;
+        let note = format!("{:.0} req/s, 1 client, {phase}", c.rps);
+        row("comment (commit included)", Some(c), Some(s), None, note);
+    }
+    state.issues.workspace.flush_git_index().await.unwrap();
+    row(
+        ".git after the writes",
+        None,
+        None,
+        None,
+        format!(
+            "{git_before:.1} MB before; {}",
+            git_size_note(state.issues.workspace.root(), writes)
+        ),
+    );
     state.index.close().await;
 }
 
@@ -758,6 +951,21 @@ fn main() {
     let dirs: Vec<tempfile::TempDir> = sizes.iter().map(|_| tempfile::tempdir().unwrap()).collect();
     for (n, dir) in sizes.iter().zip(&dirs) {
         rt.block_on(bench_size(*n, secs, &mut rows, dir.path()));
+    }
+    let upstream: Vec<u64> = match std::env::var("FLOOM_BENCH_UPSTREAM") {
+        Ok(s) => s
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .filter(|n| *n > 0)
+            .collect(),
+        Err(_) => sizes.iter().max().into_iter().copied().collect(),
+    };
+    let upstream_dirs: Vec<tempfile::TempDir> = upstream
+        .iter()
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    for (n, dir) in upstream.iter().zip(&upstream_dirs) {
+        rt.block_on(bench_upstream(*n, secs, &mut rows, dir.path()));
     }
     let workers: u64 = std::env::var("FLOOM_BENCH_WORKERS")
         .ok()

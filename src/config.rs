@@ -6,39 +6,45 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, FromArgMatches, ValueEnum};
 
-use crate::auth::SharedSecret;
+use crate::shared_secret::SharedSecret;
 use crate::vault::KeySource;
 
-/// Where the data lives: flags and env vars shared by every subcommand.
+/// Where the data lives: flags and env vars shared by every subcommand, accepted before
+/// or after the subcommand's name (`floom --data-dir X check`, `floom check --data-dir X`).
 #[derive(Args, Debug, Clone, Default)]
 pub struct DataArgs {
     /// Folder holding everything floom keeps: the workspace git repo and the SQLite files.
-    #[arg(long, env = "FLOOM_DATA_DIR", default_value = "floom-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "FLOOM_DATA_DIR",
+        default_value = "floom-data"
+    )]
     pub data_dir: PathBuf,
     /// The workspace git repository (workers, contexts, `.floom/issues`). Default: `<data-dir>/workspace`.
-    #[arg(long, env = "WORKEROS_WORKSPACE_DIR")]
+    #[arg(long, global = true, env = "WORKEROS_WORKSPACE_DIR")]
     pub workspace_dir: Option<PathBuf>,
     /// The workers folder; when the workspace is not given, its parent is the workspace.
-    #[arg(long, env = "FLOOM_WORKERS_DIR")]
+    #[arg(long, global = true, env = "FLOOM_WORKERS_DIR")]
     pub workers_dir: Option<PathBuf>,
     /// The operational SQLite database. Default: `<data-dir>/floom.db`.
-    #[arg(long = "db", env = "WORKEROS_DB")]
+    #[arg(long = "db", global = true, env = "WORKEROS_DB")]
     pub db: Option<PathBuf>,
     /// Upstream's other name for the operational database; `WORKEROS_DB` wins over it.
-    #[arg(long = "floom-db", env = "FLOOM_DB", hide = true)]
+    #[arg(long = "floom-db", global = true, env = "FLOOM_DB", hide = true)]
     pub floom_db: Option<PathBuf>,
     /// The derived query index (disposable). Default: `<data-dir>/index.db`.
-    #[arg(long, env = "FLOOM_INDEX_DB")]
+    #[arg(long, global = true, env = "FLOOM_INDEX_DB")]
     pub index_db: Option<PathBuf>,
     /// Clone this remote into an empty workspace folder, and push to it after each commit.
-    #[arg(long, env = "WORKEROS_GIT_REMOTE")]
+    #[arg(long, global = true, env = "WORKEROS_GIT_REMOTE")]
     pub git_remote: Option<String>,
     /// The secret vault's key: base64 of 32 bytes. Unset: the key file.
-    #[arg(long, env = "FLOOM_SECRETS_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "FLOOM_SECRETS_KEY", hide_env_values = true)]
     pub secrets_key: Option<String>,
     /// The vault key file (32 raw bytes, mode 600, created on first use), outside the
     /// workspace. Default: `~/.config/workeros/secrets.key`, as upstream.
-    #[arg(long, env = "FLOOM_SECRETS_KEY_FILE")]
+    #[arg(long, global = true, env = "FLOOM_SECRETS_KEY_FILE")]
     pub secrets_key_file: Option<PathBuf>,
 }
 
@@ -200,14 +206,13 @@ pub enum SandboxMode {
 /// `floom serve` flags.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "FLOOM_BIND", default_value = "127.0.0.1:8000")]
+    /// Address to listen on: `host:port`, where host is an IP address or a name
+    /// (`localhost:9000`).
+    #[arg(long, env = "FLOOM_BIND", default_value = "127.0.0.1:8000", value_parser = parse_bind)]
     pub bind: SocketAddr,
     /// Allow a non-loopback bind without `FLOOM_SECRET`.
     #[arg(long, env = "FLOOM_INSECURE")]
     pub insecure: bool,
-    #[command(flatten)]
-    pub data: DataArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
     #[command(flatten)]
@@ -287,6 +292,31 @@ impl Paths {
             index_db,
             git_remote: args.git_remote.clone().filter(|r| !r.is_empty()),
         })
+    }
+
+    /// For the commands that only read or maintain an existing workspace: refuse, naming
+    /// the folder, when there is none, rather than create one by mistake.
+    pub fn require_workspace(&self) -> anyhow::Result<()> {
+        if !self.workspace.join(".git").exists() {
+            bail!(
+                "no workspace at {}: nothing was created. Give the right --data-dir (or \
+                 WORKEROS_WORKSPACE_DIR), or run `floom serve` once to create one",
+                self.workspace.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// For the commands that manage the store: the data folder must exist already.
+    pub fn require_data_dir(&self) -> anyhow::Result<()> {
+        if !self.data_dir.is_dir() {
+            bail!(
+                "no data folder at {}: nothing was created. Give the right --data-dir, or \
+                 run `floom serve` once to create one",
+                self.data_dir.display()
+            );
+        }
+        Ok(())
     }
 
     /// Create the folders the stores live in.
@@ -396,6 +426,21 @@ impl Config {
     }
 }
 
+/// `host:port` to a socket address, resolving a host name (the first address it has).
+fn parse_bind(value: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    value
+        .to_socket_addrs()
+        .map_err(|e| {
+            format!("{value}: {e} (expected host:port, e.g. 127.0.0.1:8000 or localhost:8000)")
+        })?
+        .next()
+        .ok_or_else(|| format!("{value}: the name has no address"))
+}
+
 /// Refuse to expose an unauthenticated server beyond this machine.
 pub fn check_bind(bind: &SocketAddr, has_secret: bool, insecure: bool) -> anyhow::Result<()> {
     if !bind.ip().is_loopback() && !has_secret && !insecure {
@@ -499,6 +544,17 @@ mod tests {
         });
         let err = Paths::resolve(&outside).unwrap_err().to_string();
         assert!(err.contains("inside the workspace"), "{err}");
+    }
+
+    #[test]
+    fn bind_takes_addresses_and_host_names() {
+        assert_eq!(
+            parse_bind("127.0.0.1:9000").unwrap(),
+            "127.0.0.1:9000".parse::<SocketAddr>().unwrap()
+        );
+        let local = parse_bind("localhost:9000").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 9000, "{local}");
+        assert!(parse_bind("localhost").is_err(), "a port is needed");
     }
 
     #[test]

@@ -11,6 +11,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, FieldError};
 
+/// Upstream's JSON body limit.
+pub const BODY_LIMIT: usize = 256 * 1024;
+
 /// A JSON body; a malformed or mistyped body is a 422, an oversized one a 413.
 pub struct Json<T>(pub T);
 
@@ -43,7 +46,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
-        let bytes = match axum::body::to_bytes(body, crate::http::BODY_LIMIT).await {
+        let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
             Ok(b) => b,
             Err(_) => return Err(ApiError::PayloadTooLarge),
         };

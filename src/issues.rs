@@ -451,53 +451,57 @@ impl IssueService {
         author: Author,
         num: u64,
         input: NewComment,
-    ) -> Result<CommentOut, IssueError> {
+    ) -> Result<(CommentOut, String), IssueError> {
         let body = py_strip(&input.body).to_string();
         if body.is_empty() {
             return Err(IssueError::Invalid("comment body is required".into()));
         }
         check_text(&["body"], &body, false)?;
         let created_by = author.user_id.clone();
-        self.change_existing(&author, num, move |repo, existing| {
-            let Existing {
-                id, rel, mut doc, ..
-            } = existing;
-            let log_path = layout::comments_path(&rel);
-            let existing = std::fs::read(repo.root().join(&log_path)).ok();
-            ensure_committed(repo, &log_path, existing.as_deref().map(blob_oid), &id)?;
-            let comment = Comment {
-                id: new_comment_id()?,
-                body,
-                created_by: Some(created_by),
-                created_at: Some(now()),
-            };
-            let mut log = existing.unwrap_or_default();
-            if !log.is_empty() && !log.ends_with(b"\n") {
-                log.push(b'\n');
-            }
-            log.extend_from_slice(comment.to_line().as_bytes());
-            doc.meta.updated_at = comment.created_at.clone();
-            let writes = vec![
-                FileWrite {
-                    path: log_path,
-                    content: log,
-                },
-                issue_write(&rel, &doc),
-            ];
-            let out = CommentOut {
-                id: comment.id,
-                body: comment.body,
-                created_by: comment.created_by,
-                created_at: comment.created_at,
-            };
-            Ok(planned(
-                num,
-                writes,
-                format!("issues: comment on {id}"),
-                out,
-            ))
-        })
-        .await
+        let out = self
+            .change_existing(&author, num, move |repo, existing| {
+                let Existing {
+                    id, rel, mut doc, ..
+                } = existing;
+                let log_path = layout::comments_path(&rel);
+                let existing = std::fs::read(repo.root().join(&log_path)).ok();
+                ensure_committed(repo, &log_path, existing.as_deref().map(blob_oid), &id)?;
+                let comment = Comment {
+                    id: new_comment_id()?,
+                    body,
+                    created_by: Some(created_by),
+                    created_at: Some(now()),
+                };
+                let mut log = existing.unwrap_or_default();
+                if !log.is_empty() && !log.ends_with(b"\n") {
+                    log.push(b'\n');
+                }
+                log.extend_from_slice(comment.to_line().as_bytes());
+                doc.meta.updated_at = comment.created_at.clone();
+                let writes = vec![
+                    FileWrite {
+                        path: log_path,
+                        content: log,
+                    },
+                    issue_write(&rel, &doc),
+                ];
+                let out = CommentOut {
+                    id: comment.id,
+                    body: comment.body,
+                    created_by: comment.created_by,
+                    created_at: comment.created_at,
+                };
+                Ok(planned(
+                    num,
+                    writes,
+                    format!("issues: comment on {id}"),
+                    out,
+                ))
+            })
+            .await?;
+        // A comment changes the issue (its `updated_at`): the answer carries its new ETag.
+        let (_, etag) = self.read_back(num).await?;
+        Ok((out, etag))
     }
 
     /// Write to an existing issue: under the writer, find its file and read it (refusing

@@ -24,6 +24,7 @@ pub mod panics;
 pub mod private;
 pub mod runs;
 pub mod secrets;
+pub mod shared_secret;
 pub mod sharing;
 pub mod signin;
 pub mod store;
@@ -64,6 +65,10 @@ pub async fn open_stores(paths: &Paths) -> anyhow::Result<(Workspace, Index)> {
     let index = Index::open(&paths.index_db, workspace.root(), &paths.workers_rel).await?;
     Ok((workspace, index))
 }
+
+/// Flat issue files from which a start-up suggests `floom relayout`: past about a
+/// thousand, a write's tree costs more than the rest of the write.
+const FLAT_HINT: usize = 1000;
 
 /// Everything a request handler may reach.
 #[derive(Clone)]
@@ -124,6 +129,12 @@ impl AppState {
             reindexed = stats.changed_issues,
             "index reconciled"
         );
+        if stats.flat_files >= FLAT_HINT {
+            tracing::warn!(
+                "{} issue files lie flat in .floom/issues, so every write rewrites that whole folder's tree; `floom relayout` (with the server stopped) moves them into fan-out folders in one commit",
+                stats.flat_files
+            );
+        }
         let engine = Engine::new(
             Arc::clone(&store),
             Arc::clone(&index),
@@ -131,6 +142,7 @@ impl AppState {
             &config,
         )?;
         engine.start().await?;
+        workspace.start_maintenance();
         let issues = IssueService {
             workspace,
             index: Arc::clone(&index),

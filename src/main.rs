@@ -10,6 +10,7 @@ use floom::config::{AuthArgs, Config, DataArgs, Role, RunArgs, ServeArgs, check_
 use floom::folder_lock::{self, FolderLock};
 use floom::index::Index;
 use floom::index::watcher;
+use floom::workspace::relayout;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
@@ -22,8 +23,27 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Where the data lives: global, so accepted before or after any subcommand.
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    log: LogArgs,
+    /// `serve`'s flags, for a bare `floom`.
     #[command(flatten)]
     serve: ServeArgs,
+}
+
+#[derive(clap::Args)]
+struct LogArgs {
+    /// `text` (coloured on a terminal only) or `json` (one object per line, for machines).
+    #[arg(long, global = true, env = "FLOOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -31,15 +51,15 @@ enum Command {
     /// Serve the API (the default).
     Serve(Box<ServeArgs>),
     /// Rebuild the query index from the workspace files.
-    Reindex(DataArgs),
+    Reindex,
     /// Validate the workspace's worker manifests and issue files; report problems (exit 1 if any).
-    Check(DataArgs),
+    Check,
+    /// Move upstream's flat issue files into fan-out folders, in one commit (stop the server first).
+    Relayout,
     /// Manage the people who may sign in with magic links.
     Users {
         #[command(subcommand)]
         action: UsersAction,
-        #[command(flatten)]
-        data: DataArgs,
     },
 }
 
@@ -66,13 +86,8 @@ enum UsersAction {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("FLOOM_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logs(cli.log.log_format);
     // SAFETY: one thread so far, and the parsed values are owned copies.
     unsafe { floom::private::scrub_environment(floom::config::SECRET_ENV) };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -81,11 +96,12 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            None => serve(cli.serve).await,
-            Some(Command::Serve(args)) => serve(*args).await,
-            Some(Command::Reindex(data)) => reindex(data).await,
-            Some(Command::Check(data)) => check(data).await,
-            Some(Command::Users { action, data }) => users(action, data).await,
+            None => serve(cli.data, cli.serve).await,
+            Some(Command::Serve(args)) => serve(cli.data, *args).await,
+            Some(Command::Reindex) => reindex(cli.data).await,
+            Some(Command::Check) => check(cli.data).await,
+            Some(Command::Relayout) => relayout(cli.data).await,
+            Some(Command::Users { action }) => users(action, cli.data).await,
         }
     });
     match result {
@@ -97,12 +113,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr: coloured only when it is a terminal, or as JSON lines.
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("FLOOM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
+}
+
 /// A progress bar on a terminal; a log line with counts otherwise.
 fn progress_reporter(what: &'static str) -> impl Fn(usize, usize) + Sync {
+    // `what` names the things counted: "indexing issues", "moving issue files".
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} issues ({eta})")
+            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})")
                 .expect("progress template")
                 .progress_chars("=> "),
         );
@@ -122,8 +151,8 @@ fn progress_reporter(what: &'static str) -> impl Fn(usize, usize) + Sync {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut config = Config::from_args(&args.data, &args.auth, &args.runs)?;
+async fn serve(data: DataArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = Config::from_args(&data, &args.auth, &args.runs)?;
     if config.runs.api_url.is_none() {
         config.runs.api_url = Some(format!("http://{}", args.bind));
     }
@@ -135,7 +164,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         db = %config.paths.db.display(),
         "starting floom"
     );
-    let state = AppState::open(config, &progress_reporter("indexing")).await?;
+    let state = AppState::open(config, &progress_reporter("indexing issues")).await?;
     let _watch = watcher::spawn(state.index.clone()).context(
         "starting the file watcher (if inotify is out of instances or watches, raise \
          fs.inotify.max_user_instances / max_user_watches)",
@@ -196,17 +225,26 @@ fn lock_folders(paths: &floom::config::Paths) -> anyhow::Result<Vec<FolderLock>>
     Ok(locks)
 }
 
-async fn open_index(data: &DataArgs) -> anyhow::Result<Index> {
-    let config = Config::from_args(data, &AuthArgs::default(), &RunArgs::default())?;
+/// The configuration of a command other than `serve`.
+fn tool_config(data: &DataArgs) -> anyhow::Result<Config> {
+    Config::from_args(data, &AuthArgs::default(), &RunArgs::default())
+}
+
+/// The index of an existing workspace; never creates one.
+async fn open_index(config: &Config) -> anyhow::Result<Index> {
+    config.paths.require_workspace()?;
     Ok(floom::open_stores(&config.paths).await?.1)
 }
 
 async fn reindex(data: DataArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::from_args(&data, &AuthArgs::default(), &RunArgs::default())?;
+    let config = tool_config(&data)?;
+    config.paths.require_workspace()?;
     let _locks = lock_folders(&config.paths)?;
-    let index = open_index(&data).await?;
+    let index = open_index(&config).await?;
     let started = std::time::Instant::now();
-    let stats = index.rebuild(&progress_reporter("reindexing")).await?;
+    let stats = index
+        .rebuild(&progress_reporter("reindexing issues"))
+        .await?;
     let workers = index.reconcile_workers(false).await?;
     println!(
         "indexed {} workers and {} issue files ({} issues) in {:.2}s",
@@ -219,9 +257,11 @@ async fn reindex(data: DataArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn check(data: DataArgs) -> anyhow::Result<ExitCode> {
-    let index = open_index(&data).await?;
+    let index = open_index(&tool_config(&data)?).await?;
     let workers = index.reconcile_workers(false).await?;
-    let stats = index.reconcile(&progress_reporter("checking")).await?;
+    let stats = index
+        .reconcile(&progress_reporter("checking issues"))
+        .await?;
     let worker_problems = index.worker_problems().await?;
     let problems = index.problems().await?;
     for (path, why) in worker_problems.iter().chain(&problems) {
@@ -241,9 +281,53 @@ async fn check(data: DataArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+async fn relayout(data: DataArgs) -> anyhow::Result<ExitCode> {
+    let config = tool_config(&data)?;
+    config.paths.require_workspace()?;
+    let _locks = lock_folders(&config.paths)?;
+    let (workspace, index) = floom::open_stores(&config.paths).await?;
+    let started = std::time::Instant::now();
+    let moved = {
+        let mut repo = workspace.lock().await;
+        let progress = progress_reporter("moving issue files");
+        tokio::task::block_in_place(|| relayout::relayout(&mut repo, &progress))?
+    };
+    let Some(moved) = moved else {
+        println!("nothing to move: no issue file lies flat in .floom/issues");
+        return Ok(ExitCode::SUCCESS);
+    };
+    workspace.flush_git_index().await?;
+    println!(
+        "moved {} issues ({} files) into fan-out folders in commit {} ({:.2}s)",
+        moved.issues,
+        moved.files,
+        moved.commit,
+        started.elapsed().as_secs_f64()
+    );
+    index
+        .reconcile(&progress_reporter("indexing issues"))
+        .await?;
+    index.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn users(action: UsersAction, data: DataArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::from_args(&data, &AuthArgs::default(), &RunArgs::default())?;
-    config.paths.create_dirs()?;
+    let config = tool_config(&data)?;
+    config.paths.require_data_dir()?;
+    if matches!(action, UsersAction::List) && !config.paths.db.exists() {
+        anyhow::bail!(
+            "no store at {}: no users to list (nothing was created)",
+            config.paths.db.display()
+        );
+    }
+    if let Some(parent) = config
+        .paths
+        .db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)?;
+    }
     let store = floom::store::Store::open(&config.paths.db).await?;
     let code = match action {
         UsersAction::Add {
@@ -269,6 +353,7 @@ async fn users(action: UsersAction, data: DataArgs) -> anyhow::Result<ExitCode> 
             }
         }
         UsersAction::List => {
+            println!("ID\tROLE\tSTATUS\tEMAIL\tNAME");
             for u in store.users().await? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}",

@@ -51,7 +51,7 @@ impl From<sqlx::Error> for WebhookRunError {
 
 /// The key URL tokens are made with: `FLOOM_SECRET` as configured, else upstream's
 /// development key.
-pub fn token_key(secret: Option<&crate::auth::SharedSecret>) -> Vec<u8> {
+pub fn token_key(secret: Option<&crate::shared_secret::SharedSecret>) -> Vec<u8> {
     secret.map_or_else(|| DEV_KEY.to_vec(), |s| s.signing_key().to_vec())
 }
 

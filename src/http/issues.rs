@@ -215,13 +215,14 @@ async fn add_comment(
     caller: Caller,
     Path(IssueId { id }): Path<IssueId>,
     Json(input): Json<NewComment>,
-) -> ApiResult<(StatusCode, axum::Json<CommentOut>)> {
+) -> ApiResult<JsonDoc<CommentOut>> {
     let num = parse_issue_id(&id)?;
-    let comment = state
+    let (comment, etag) = state
         .issues
         .comment(Author::from(&caller), num, input)
         .await?;
-    Ok((StatusCode::CREATED, axum::Json(comment)))
+    let body = serde_json::to_string(&comment).map_err(anyhow::Error::from)?;
+    Ok(JsonDoc::new(StatusCode::CREATED, Some(etag), body))
 }
 
 async fn issue_history(

@@ -31,9 +31,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::AppState;
 use crate::error::ApiError;
-
-/// Upstream's JSON body limit.
-pub const BODY_LIMIT: usize = 256 * 1024;
+use crate::extract::BODY_LIMIT;
 
 /// The whole API: used by `main` and by every test.
 pub fn app(state: AppState) -> Router {

@@ -22,16 +22,38 @@ impl DiskFile {
     /// Stat `rel` under `root`; None when it is not an issue file or is gone.
     pub fn stat(root: &Path, rel: &str) -> Option<DiskFile> {
         let (num, kind) = layout::classify(rel)?;
-        let meta = std::fs::metadata(root.join(rel))
-            .ok()
-            .filter(|m| m.is_file())?;
+        let meta = std::fs::metadata(root.join(rel)).ok()?;
+        Self::from_meta(rel.to_string(), num, kind, &meta)
+    }
+
+    /// A listed entry: stat relative to its folder (no walk of the whole path), and
+    /// only for names that are issue files.
+    fn of_entry(entry: &std::fs::DirEntry, rel: String) -> Option<DiskFile> {
+        let (num, kind) = layout::classify(&rel)?;
+        let meta = match entry.metadata().ok()? {
+            // As `stat` sees it: through a link, to what it names.
+            m if m.file_type().is_symlink() => std::fs::metadata(entry.path()).ok()?,
+            m => m,
+        };
+        Self::from_meta(rel, num, kind, &meta)
+    }
+
+    fn from_meta(
+        path: String,
+        num: u64,
+        kind: FileKind,
+        meta: &std::fs::Metadata,
+    ) -> Option<DiskFile> {
+        if !meta.is_file() {
+            return None;
+        }
         let mtime_ns = meta
             .modified()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos() as i64);
         Some(DiskFile {
-            path: rel.to_string(),
+            path,
             num,
             kind,
             size: meta.len() as i64,
@@ -40,12 +62,14 @@ impl DiskFile {
     }
 }
 
-/// Every issue file under `.floom/issues/` (flat, and one folder down).
+/// Every issue file under `.floom/issues/` (flat, and one folder down). The fan-out
+/// folders are listed on a few threads: a warm start is this walk, a stat per file.
 pub fn scan(root: &Path) -> Vec<DiskFile> {
-    let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(root.join(layout::ISSUES_DIR)) else {
-        return out;
+        return Vec::new();
     };
+    let mut out = Vec::new();
+    let mut folders = Vec::new();
     for entry in entries.flatten() {
         let rel = format!(
             "{}/{}",
@@ -53,11 +77,31 @@ pub fn scan(root: &Path) -> Vec<DiskFile> {
             entry.file_name().to_string_lossy()
         );
         match entry.file_type() {
-            Ok(ft) if ft.is_dir() => out.extend(scan_folder(root, &rel)),
-            Ok(_) => out.extend(DiskFile::stat(root, &rel)),
+            Ok(ft) if ft.is_dir() => folders.push(rel),
+            Ok(_) => out.extend(DiskFile::of_entry(&entry, rel)),
             Err(_) => {}
         }
     }
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
+    let per = folders.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = folders
+            .chunks(per)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .flat_map(|rel| scan_folder(root, rel))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            out.extend(h.join().unwrap_or_default());
+        }
+    });
     out
 }
 
@@ -69,10 +113,8 @@ pub fn scan_folder(root: &Path, rel_dir: &str) -> Vec<DiskFile> {
     entries
         .flatten()
         .filter_map(|e| {
-            DiskFile::stat(
-                root,
-                &format!("{rel_dir}/{}", e.file_name().to_string_lossy()),
-            )
+            let rel = format!("{rel_dir}/{}", e.file_name().to_string_lossy());
+            DiskFile::of_entry(&e, rel)
         })
         .collect()
 }

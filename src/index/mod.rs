@@ -48,6 +48,8 @@ pub struct Index {
 pub struct ReconcileStats {
     pub files: usize,
     pub changed_issues: usize,
+    /// Issue files lying flat in `.floom/issues` (upstream's layout).
+    pub flat_files: usize,
 }
 
 fn connect_options(path: &Path) -> SqliteConnectOptions {
@@ -167,11 +169,16 @@ impl Index {
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> anyhow::Result<ReconcileStats> {
         let root = self.root.clone();
-        let disk = tokio::task::spawn_blocking(move || derive::scan(&root)).await?;
-        let known = store::file_stats(&self.read, None).await?;
+        // The walk of the files and the read of what the index saw, at once.
+        let (disk, known) = tokio::join!(
+            tokio::task::spawn_blocking(move || derive::scan(&root)),
+            store::file_stats(&self.read, None)
+        );
+        let (disk, known) = (disk?, known?);
         let changed = changed_nums(&disk, &known);
         let mut on_disk: BTreeMap<u64, Vec<DiskFile>> = BTreeMap::new();
         let files = disk.len();
+        let flat_files = disk.iter().filter(|f| layout::is_flat(&f.path)).count();
         for f in disk {
             if changed.contains(&f.num) {
                 on_disk.entry(f.num).or_default().push(f);
@@ -216,6 +223,7 @@ impl Index {
         Ok(ReconcileStats {
             files,
             changed_issues: total,
+            flat_files,
         })
     }
 

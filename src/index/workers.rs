@@ -2,92 +2,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::Index;
 use super::worker_scan::{self, DerivedWorker};
-use crate::workspace::manifest::WorkerConfig;
-use crate::workspace::manifest::model::{Field, Trigger};
-
-/// The fixed fields of a worker's list item, as derived from its folder.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-pub struct WorkerSummary {
-    /// The folder name.
-    pub id: String,
-    /// The display name (the manifest's `title`).
-    pub name: String,
-    pub description: String,
-    /// The first trigger's type: `manual`, `schedule`, `webhook` or `composio`.
-    pub trigger_type: String,
-    pub runner: String,
-    pub archived: bool,
-    pub system: bool,
-    pub tags: Vec<String>,
-    pub folder: Option<String>,
-    /// Labels: `Manual`, `Schedule: 0 9 * * MON (Europe/Berlin)`, `Webhook`, …
-    pub triggers: Vec<String>,
-    pub triggers_spec: Vec<Trigger>,
-    /// Connection slugs the worker declares.
-    pub connections: Vec<String>,
-    pub inputs: Vec<Field>,
-    /// `python`, `node`, `bash` or `agent`.
-    pub runtime: Option<String>,
-    pub visibility: String,
-    /// The manifest's semantic version.
-    pub version: Option<String>,
-    pub long_description: Option<String>,
-    pub use_cases: Vec<String>,
-    pub example_input: Option<Value>,
-    pub example_output: Option<String>,
-    pub how_it_works: Option<String>,
-    /// The oldest file's modification time.
-    pub created_at: String,
-    /// The newest file's modification time.
-    pub updated_at: String,
-}
-
-/// A schedule trigger of a worker.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ScheduleSpec {
-    /// Its place in the manifest's trigger list (`trg_<worker>_<position>`).
-    pub position: usize,
-    pub cron: String,
-    /// IANA name; UTC when absent.
-    pub timezone: Option<String>,
-}
-
-/// A composio trigger of a worker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ComposioSpec {
-    pub position: usize,
-    pub event: String,
-    /// The id Composio gave the enabled trigger.
-    pub trigger_id: Option<String>,
-}
-
-/// The detail's further fixed fields.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-pub struct WorkerExtra {
-    pub is_example: bool,
-    /// False when paused, archived or `enabled: false` (or not loadable).
-    pub enabled: bool,
-    pub archive_reason: Option<String>,
-    /// The parsed manifest; `{}` when it does not load.
-    pub config: Option<Box<WorkerConfig>>,
-    /// `worker.yml` as written.
-    pub manifest_yaml: Option<String>,
-    /// A script worker's entry file.
-    pub run_py: Option<String>,
-    pub run_py_content: Option<String>,
-    pub skill_md_content: Option<String>,
-    /// Present when the worker has a webhook trigger.
-    pub webhook_url: Option<String>,
-    /// Deprecated forms the manifest uses.
-    pub warnings: Vec<String>,
-}
+pub use super::worker_scan::{ComposioSpec, ScheduleSpec, WorkerExtra, WorkerSummary};
 
 /// What a worker reconcile found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

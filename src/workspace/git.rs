@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Tree};
 use serde::{Deserialize, Serialize};
 
+use super::maintenance::Maintainer;
 use super::stager::Stager;
 
 /// Upstream's default `.gitignore` for a new workspace: local state and secrets stay out.
@@ -71,6 +72,7 @@ pub struct Repo {
     stager: Arc<Stager>,
     /// The branch HEAD named when the server opened the workspace: the one it writes.
     branch: Option<String>,
+    maintainer: Arc<Maintainer>,
 }
 
 /// The workspace is in no state to take a write (a detached HEAD, another branch): the
@@ -78,6 +80,35 @@ pub struct Repo {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct WriteRefused(pub String);
+
+/// libgit2's object cache may hold 256 MB by default, and every commit adds to it (its
+/// commit object and the small trees on its path), so a server's memory grew with its
+/// writes towards that cap. Objects a write needs again are HEAD's few trees, read back
+/// in microseconds; a small cache loses nothing. Pack files are read through mmap
+/// windows, capped too (libgit2: 8 GB on 64-bit).
+pub const GIT_OBJECT_CACHE: usize = 8 << 20;
+const GIT_MAPPED_LIMIT: usize = 64 << 20;
+
+/// Set libgit2's process-wide memory bounds, once.
+fn bound_libgit2_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: these set process-wide integers libgit2 reads when it caches or maps;
+        // set once, before this process opens the workspace.
+        let set = unsafe {
+            git2::opts::set_cache_max_size(GIT_OBJECT_CACHE as libc::ssize_t)
+                .and_then(|()| git2::opts::set_mwindow_mapped_limit(GIT_MAPPED_LIMIT))
+        };
+        if let Err(e) = set {
+            tracing::warn!(error = %e, "could not bound libgit2's caches");
+        }
+    });
+}
+
+/// The name and email floom commits under when no caller is the author.
+pub fn service_author() -> (&'static str, &'static str) {
+    (SERVICE_NAME, SERVICE_EMAIL)
+}
 
 /// Git object id of `content` as a blob: the content hash the index keys on.
 fn short_branch(name: &str) -> &str {
@@ -92,6 +123,7 @@ impl Repo {
     /// Open the workspace repository; clone `remote` into an empty folder, or create a
     /// repository (identity, `.gitignore`, a snapshot commit of what is there).
     pub fn open_or_init(root: &Path, remote: Option<&str>) -> anyhow::Result<Self> {
+        bound_libgit2_memory();
         std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         let root = root.canonicalize()?;
         let repo = match Repository::open(&root) {
@@ -106,12 +138,14 @@ impl Repo {
             .find_reference("HEAD")
             .ok()
             .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string));
+        let maintainer = Maintainer::new(&root);
         let mut this = Repo {
             repo,
             root,
             pusher: Arc::new(Pusher::default()),
             stager,
             branch,
+            maintainer,
         };
         this.recover()?;
         // Start with a clean `git status` when we can; when the git index is locked
@@ -137,6 +171,21 @@ impl Repo {
             Err(e) if matches!(e.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// HEAD's tree; None before the first commit.
+    pub fn head_tree(&self) -> anyhow::Result<Option<Tree<'_>>> {
+        Ok(self.head_commit()?.map(|c| c.tree()).transpose()?)
+    }
+
+    /// The repository itself, for reading.
+    pub(super) fn git(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// What keeps the repository packed (`maintenance.rs`).
+    pub fn maintainer(&self) -> Arc<Maintainer> {
+        Arc::clone(&self.maintainer)
     }
 
     /// The blob id `path` has in HEAD, if it is there.
@@ -220,6 +269,7 @@ impl Repo {
         self.stager.add(&journal.paths)?;
         clear_journal(self.repo.path())?;
         self.pusher.request(&self.root, &self.repo);
+        self.maintainer.committed();
         Ok(commit)
     }
 

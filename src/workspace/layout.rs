@@ -66,6 +66,13 @@ pub fn classify(rel: &str) -> Option<(u64, FileKind)> {
     parse_file_name(name)
 }
 
+/// Whether a workspace-relative path lies directly in `.floom/issues/` (upstream's layout).
+pub fn is_flat(rel: &str) -> bool {
+    rel.strip_prefix(ISSUES_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|name| !name.contains('/'))
+}
+
 /// Validate an id from a request: `^ISSUE-\d{4,}$`.
 pub fn parse_id(id: &str) -> Option<u64> {
     ID.captures(id)?[1].parse().ok()

@@ -5,8 +5,10 @@ pub mod examples;
 pub mod git;
 pub mod issue_file;
 pub mod layout;
+pub mod maintenance;
 pub mod manifest;
 pub mod pyyaml;
+pub mod relayout;
 pub mod stager;
 pub mod write;
 
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use git::Repo;
+use maintenance::Maintainer;
 use stager::Stager;
 
 #[derive(Clone)]
@@ -23,6 +26,7 @@ pub struct Workspace {
     repo: Arc<Mutex<Repo>>,
     root: PathBuf,
     stager: Arc<Stager>,
+    maintainer: Arc<Maintainer>,
 }
 
 impl Workspace {
@@ -31,16 +35,24 @@ impl Workspace {
         let repo = Repo::open_or_init(root, remote)?;
         let root = repo.root().to_path_buf();
         let stager = repo.stager();
+        let maintainer = repo.maintainer();
         Ok(Workspace {
             repo: Arc::new(Mutex::new(repo)),
             root,
             stager,
+            maintainer,
         })
     }
 
     /// The canonical path of the working tree.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// For a server: check git's loose-object threshold now (packing in the background
+    /// past it), as every hundred commits do.
+    pub fn start_maintenance(&self) {
+        self.maintainer.start();
     }
 
     /// Stage every committed path in the git index now, rather than in a moment.

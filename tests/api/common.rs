@@ -8,9 +8,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use floom::AppState;
-use floom::auth::SharedSecret;
 use floom::config::{Config, Role};
 use floom::index::watcher::{self, WatcherHandle};
+use floom::shared_secret::SharedSecret;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -81,6 +81,7 @@ impl TestApp {
 
     /// Open (or reopen) a server over `dir`.
     pub async fn open(dir: TempDir, configure: impl FnOnce(&mut Config), watch: bool) -> Self {
+        python_references();
         let mut config = Config::under(dir.path());
         configure(&mut config);
         Self::open_with(dir, config, watch).await
@@ -271,4 +272,33 @@ pub fn upstream_issue(id: &str, title: &str, status: &str, labels: &[&str]) -> S
 /// A valid 0.3 manifest with `extra` appended.
 pub fn manifest(name: &str, extra: &str) -> String {
     format!("schema_version: \"0.3\"\nname: {name}\ntitle: {name} title\nversion: 1.0.0\n{extra}")
+}
+
+/// What the tests need from Python: the reference packages they compare floom with.
+pub const PYTHON_REFERENCES: &str = "pip install pyyaml cryptography standardwebhooks 'mcp>=2'";
+
+/// Check once that `python3` has the reference packages; without them, stop the whole
+/// test binary at once with one message naming what to install, rather than let
+/// dozens of tests fail on confusing assertions.
+pub fn python_references() {
+    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let found = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import yaml, cryptography, standardwebhooks, mcp.server.mcpserver",
+            ])
+            .output();
+        if !found.is_ok_and(|o| o.status.success()) {
+            // Straight to stderr: the harness captures `eprintln!` of a test, and would
+            // lose it when the process exits.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nThe tests compare floom with Python reference packages, and python3 lacks \
+                 some of them. Install them and run again:\n\n    {PYTHON_REFERENCES}\n"
+            );
+            std::process::exit(2);
+        }
+    });
 }

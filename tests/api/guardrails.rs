@@ -1,4 +1,5 @@
-//! Guardrails an operator relies on, tried with the binary: one server per data folder.
+//! Guardrails an operator relies on, tried with the binary: one server per data folder,
+//! global options anywhere, no folder created by mistake, `relayout`.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ async fn a_second_server_or_a_reindex_on_a_used_folder_exits_naming_the_first() 
     for args in [
         vec!["serve", "--bind", &other, "--data-dir", dir],
         vec!["reindex", "--data-dir", dir],
+        vec!["relayout", "--data-dir", dir],
     ] {
         let started = Instant::now();
         let out = floom(&args).output().unwrap();
@@ -123,4 +125,275 @@ async fn writes_on_a_detached_head_or_another_branch_are_refused() {
         "back on its branch: {:?}",
         r.body
     );
+}
+/// A folder with a workspace repository (and so a data folder) in it.
+fn workspace_in(data: &std::path::Path) {
+    git2::Repository::init(data.join("workspace")).unwrap();
+}
+
+fn run_in(cwd: &std::path::Path, args: &[&str]) -> std::process::Output {
+    floom(args).current_dir(cwd).output().unwrap()
+}
+
+#[test]
+fn global_options_work_before_and_after_the_subcommand() {
+    let cwd = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    workspace_in(data.path());
+    let x = data.path().to_str().unwrap();
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(run_in(cwd.path(), &["--data-dir", x, "check"]));
+    ok(run_in(cwd.path(), &["check", "--data-dir", x]));
+    ok(run_in(
+        cwd.path(),
+        &["users", "add", "ada", "--data-dir", x],
+    ));
+    for args in [
+        ["users", "--data-dir", x, "list"],
+        ["--data-dir", x, "users", "list"],
+        ["users", "list", "--data-dir", x],
+    ] {
+        let list = ok(run_in(cwd.path(), &args));
+        assert_eq!(
+            list, "ID\tROLE\tSTATUS\tEMAIL\tNAME\nada\tmember\tactive\t-\tada\n",
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "nothing was created where the command ran"
+    );
+}
+
+#[test]
+fn commands_on_a_folder_without_a_workspace_say_so_and_create_nothing() {
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("typo");
+    let x = data.to_str().unwrap();
+    for args in [
+        vec!["check", "--data-dir", x],
+        vec!["reindex", "--data-dir", x],
+        vec!["relayout", "--data-dir", x],
+        vec!["users", "list", "--data-dir", x],
+        vec!["users", "add", "ada", "--data-dir", x],
+    ] {
+        let out = run_in(parent.path(), &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            err.contains(x) && err.contains("nothing was created"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
+    // An existing folder with no store: `users list` says so and creates no store.
+    std::fs::create_dir(&data).unwrap();
+    let out = run_in(parent.path(), &["users", "list", "--data-dir", x]);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+}
+
+#[test]
+fn logs_carry_no_colour_codes_off_a_terminal_and_can_be_json() {
+    let data = tempfile::tempdir().unwrap();
+    workspace_in(data.path());
+    let x = data.path().to_str().unwrap();
+    let text = floom(&["reindex", "--data-dir", x])
+        .env("FLOOM_LOG", "debug")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stderr);
+    assert!(text.contains("DEBUG"), "the log is not empty: {text}");
+    assert!(!text.contains('\x1b'), "{text:?}");
+    let json = floom(&["reindex", "--data-dir", x, "--log-format", "json"])
+        .env("FLOOM_LOG", "debug")
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&json.stderr);
+    assert!(lines.lines().count() > 0, "the log is not empty");
+    for line in lines.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=up", "-c", "user.email=up@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// An upstream workspace: every issue flat in `.floom/issues/`, committed by git.
+fn upstream_flat_workspace(ws: &std::path::Path, count: u64) {
+    let issues = ws.join(".floom/issues");
+    std::fs::create_dir_all(&issues).unwrap();
+    git(ws, &["init", "-q"]);
+    for n in 1..=count {
+        std::fs::write(
+            issues.join(format!("ISSUE-{n:04}.md")),
+            format!(
+                "---\nid: ISSUE-{n:04}\ntitle: Upstream {n}\nstatus: open\nlabels: []\n\
+                 created_at: '2026-01-01T00:00:00Z'\nupdated_at: '2026-01-01T00:00:00Z'\n---\n\nbody {n}\n"
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        issues.join("ISSUE-0001.comments.ndjson"),
+        "{\"id\": \"c1\", \"body\": \"first\", \"created_by\": \"up\", \"created_at\": \"2026-01-01T00:00:00Z\"}\n",
+    )
+    .unwrap();
+    git(ws, &["add", "-A"]);
+    git(ws, &["commit", "-qm", "issues: create upstream issues"]);
+    std::fs::write(
+        issues.join("ISSUE-0001.md"),
+        std::fs::read_to_string(issues.join("ISSUE-0001.md"))
+            .unwrap()
+            .replace("body 1", "body 1, edited"),
+    )
+    .unwrap();
+    git(ws, &["commit", "-qam", "issues: update ISSUE-0001"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayout_moves_an_upstream_flat_workspace_into_fan_out_folders_and_history_follows() {
+    let data = tempfile::tempdir().unwrap();
+    let ws = data.path().join("workspace");
+    upstream_flat_workspace(&ws, 1002);
+    let dir = data.path().to_str().unwrap();
+
+    // Refused while something is uncommitted, and nothing moves.
+    let issue = ws.join(".floom/issues/ISSUE-0002.md");
+    let original = std::fs::read_to_string(&issue).unwrap();
+    std::fs::write(&issue, format!("{original}more\n")).unwrap();
+    let out = floom(&["relayout", "--data-dir", dir]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("uncommitted changes"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ISSUE-0002.md"),
+        "names what is uncommitted: {err}"
+    );
+    std::fs::write(&issue, original).unwrap();
+    assert!(ws.join(".floom/issues/ISSUE-0001.md").exists());
+
+    let out = floom(&["relayout", "--data-dir", dir]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("moved 1002 issues (1003 files)"), "{said}");
+
+    // Fan-out out: nothing flat is left, the tree is clean, one commit of renames.
+    let flat: Vec<_> = std::fs::read_dir(ws.join(".floom/issues"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_file())
+        .collect();
+    assert!(flat.is_empty(), "{flat:?}");
+    assert!(
+        ws.join(".floom/issues/000/ISSUE-0001.comments.ndjson")
+            .exists()
+    );
+    assert!(ws.join(".floom/issues/001/ISSUE-1002.md").exists());
+    assert_eq!(git(&ws, &["status", "--porcelain"]), "", "a clean tree");
+    let last = git(&ws, &["show", "--name-status", "-M", "--format=%s", "HEAD"]);
+    assert!(
+        last.starts_with("issues: relayout 1002 issues into fan-out folders"),
+        "{last}"
+    );
+    assert_eq!(
+        last.lines().filter(|l| l.starts_with("R100")).count(),
+        1003,
+        "{last}"
+    );
+    assert!(
+        last.contains("R100\t.floom/issues/ISSUE-1002.md\t.floom/issues/001/ISSUE-1002.md"),
+        "{last}"
+    );
+    let follow = git(
+        &ws,
+        &[
+            "log",
+            "--follow",
+            "--format=%s",
+            "--",
+            ".floom/issues/000/ISSUE-0001.md",
+        ],
+    );
+    assert_eq!(follow.lines().count(), 3, "{follow}");
+
+    // A second run has nothing to do.
+    let again = floom(&["relayout", "--data-dir", dir]).output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to move"));
+
+    // The server reads the moved issues, and `history` follows the move.
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut server = floom(&["serve", "--bind", &bind, "--data-dir", dir])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = floom::outbound::client(Duration::from_secs(10));
+    let base = format!("http://{bind}");
+    wait_ready(&client, &base).await;
+    let issue: serde_json::Value = client
+        .get(format!("{base}/workspace/issues/ISSUE-0001"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        issue["body"].as_str().unwrap().contains("edited"),
+        "{issue}"
+    );
+    let history: serde_json::Value = client
+        .get(format!("{base}/workspace/issues/ISSUE-0001/history"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let messages: Vec<&str> = history["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "issues: relayout 1002 issues into fan-out folders",
+            "issues: update ISSUE-0001",
+            "issues: create upstream issues"
+        ]
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

@@ -126,6 +126,7 @@ async fn malformed_and_oversized_bodies_are_4xx() {
 async fn get_returns_comments_and_etag() {
     let app = TestApp::new().await;
     let id = app.create(json!({"title": "t"})).await;
+    let mut comment_etag = String::new();
     for body in ["first", "  second  "] {
         let r = app
             .post(
@@ -134,6 +135,12 @@ async fn get_returns_comments_and_etag() {
             )
             .await;
         assert_eq!(r.status, StatusCode::CREATED);
+        assert_ne!(
+            r.etag(),
+            comment_etag,
+            "each comment answers the issue's new ETag"
+        );
+        comment_etag = r.etag();
         assert!(r.body["id"].as_str().unwrap().starts_with("cmt_"));
         assert_eq!(r.body["id"].as_str().unwrap().len(), 20);
     }
@@ -150,6 +157,11 @@ async fn get_returns_comments_and_etag() {
     assert_eq!(r.body["updated_at"], r.body["comments"][1]["created_at"]);
     let head_blob = app.git(&["rev-parse", "HEAD:.floom/issues/000/ISSUE-0001.md"]);
     assert_eq!(r.etag(), format!("\"{}\"", head_blob.trim()));
+    assert_eq!(
+        r.etag(),
+        comment_etag,
+        "the comment's answer named it already"
+    );
     assert_eq!(
         app.git(&["log", "-1", "--format=%s"]).trim(),
         "issues: comment on ISSUE-0001"

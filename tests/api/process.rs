@@ -194,6 +194,11 @@ async fn check_command_reports_bad_files() {
             .output()
             .unwrap()
     };
+    let missing = run(&["check"]);
+    assert!(!missing.status.success(), "no workspace yet");
+    let ws = data.path().join("workspace");
+    git2::Repository::init(&ws).unwrap();
+    floom::workspace::examples::seed(&ws.join("workers")).unwrap();
     let ok = run(&["check"]);
     assert!(
         ok.status.success(),
@@ -415,7 +420,8 @@ fn users_are_managed_from_the_command_line() {
     let list = String::from_utf8(run(&["list"]).stdout).unwrap();
     assert_eq!(
         list,
-        "ada\tadmin\tactive\tada@example.com\tada\nbo\tmember\tdisabled\t-\tbo\n"
+        "ID\tROLE\tSTATUS\tEMAIL\tNAME\n\
+         ada\tadmin\tactive\tada@example.com\tada\nbo\tmember\tdisabled\t-\tbo\n"
     );
     assert!(run(&["enable", "bo"]).status.success());
     assert!(

@@ -12,6 +12,7 @@ const KEY: &str = "composio-signing-key";
 
 /// The `webhook-signature` header `standardwebhooks` writes.
 fn python_signature(key: &str, id: &str, ts: i64, body: &str) -> String {
+    crate::common::python_references();
     let script = "import sys, datetime\nfrom standardwebhooks import Webhook\nkey, msg_id, ts, body = sys.argv[1:5]\nwhen = datetime.datetime.fromtimestamp(int(ts), tz=datetime.timezone.utc)\nprint(Webhook(key.encode()).sign(msg_id, when, body))\n";
     let out = std::process::Command::new("python3")
         .args(["-c", script, key, id, &ts.to_string(), body])

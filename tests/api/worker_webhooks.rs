@@ -2,8 +2,8 @@
 //! independent HMAC: Python's `hmac` module.
 
 use axum::http::{Method, StatusCode};
-use floom::auth::SharedSecret;
 use floom::config::Role;
+use floom::shared_secret::SharedSecret;
 use serde_json::{Value, json};
 
 use crate::common::{Reply, TestApp, manifest};

@@ -116,6 +116,7 @@ fn samples() -> Vec<String> {
 
 #[test]
 fn writer_matches_pyyaml_safe_dump() {
+    crate::common::python_references();
     let samples = samples();
     let script = r#"
 import json, sys, yaml

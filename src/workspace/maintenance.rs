@@ -1,0 +1,154 @@
+//! Keeping the workspace repository packed while serving: git's own `gc --auto`, through
+//! the `git` command, in a background thread.
+//!
+//! Every commit adds loose objects (a blob, a tree per changed folder, the commit); left
+//! alone they pile up by the tens of thousands. `git gc --auto` does nothing until loose
+//! objects pass git's threshold (`gc.auto`, 6,700 by default), then packs them. It runs
+//! once at start and after every [`EVERY`] commits, one at a time, never on a request's
+//! path. It must not race a commit's ref update (floom moves the branch with a
+//! compare-and-swap under the single writer): so it runs with the two steps that
+//! rewrite refs turned off, packing refs and expiring reflogs. What is left (repack,
+//! prune of unreachable objects older than two weeks) never touches a ref, and objects
+//! a commit in progress has just written are too young to prune.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Commits between two checks of git's threshold.
+pub const EVERY: u64 = 100;
+
+/// `git gc --auto` in the background, one at a time.
+pub struct Maintainer {
+    root: PathBuf,
+    commits: AtomicU64,
+    running: AtomicBool,
+}
+
+impl Maintainer {
+    pub fn new(root: &Path) -> Arc<Self> {
+        Arc::new(Maintainer {
+            root: root.to_path_buf(),
+            commits: AtomicU64::new(0),
+            running: AtomicBool::new(false),
+        })
+    }
+
+    /// Count a commit; every [`EVERY`] commits, check git's threshold.
+    pub fn committed(self: &Arc<Self>) {
+        if self.commits.fetch_add(1, Ordering::Relaxed) % EVERY == EVERY - 1 {
+            self.start();
+        }
+    }
+
+    /// Run `git gc --auto` in the background unless it runs already.
+    pub fn start(self: &Arc<Self>) {
+        if self.running.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let this = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("floom-git-gc".into())
+            .spawn(move || {
+                this.run();
+                this.running.store(false, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            self.running.store(false, Ordering::SeqCst);
+            tracing::warn!(error = %e, "cannot start git maintenance");
+        }
+    }
+
+    /// One `git gc --auto`, waited for (the caller is a background thread or a test).
+    pub fn run(&self) {
+        let started = std::time::Instant::now();
+        let out = Command::new("git")
+            .args([
+                // Wait here rather than fork into a daemon: one at a time, and its
+                // outcome logged.
+                "-c",
+                "gc.autoDetach=false",
+                // The two steps that rewrite refs (see the module comment).
+                "-c",
+                "gc.packRefs=false",
+                "-c",
+                "gc.reflogExpire=never",
+                "-c",
+                "gc.reflogExpireUnreachable=never",
+                "gc",
+                "--auto",
+                "--quiet",
+            ])
+            .current_dir(&self.root)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                let took = started.elapsed();
+                // `--auto` with nothing to do returns in milliseconds.
+                if took.as_millis() > 200 {
+                    tracing::info!(
+                        seconds = took.as_secs_f64(),
+                        "packed the workspace repository"
+                    );
+                }
+            }
+            Ok(o) => tracing::warn!(
+                stderr = %String::from_utf8_lossy(&o.stderr).trim(),
+                "git gc --auto failed; will try again after more commits"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not run git gc"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::workspace::Repo;
+    use crate::workspace::git::FileWrite;
+
+    #[test]
+    fn packs_loose_objects_past_the_threshold_and_leaves_refs_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = Repo::open_or_init(dir.path(), None).unwrap();
+        git2::Repository::open(dir.path())
+            .unwrap()
+            .config()
+            .unwrap()
+            .set_i64("gc.auto", 20)
+            .unwrap();
+        // git estimates loose objects from one of the 256 folders (`objects/17`): make
+        // enough (some 2,100) that it surely holds more than one.
+        for n in 0..50 {
+            let writes: Vec<FileWrite> = (0..40)
+                .map(|k| FileWrite {
+                    path: format!("a/{n}-{k}.md"),
+                    content: format!("{n}-{k}").into_bytes(),
+                })
+                .collect();
+            repo.commit_files(&writes, &[], "write", ("t", "t@x"))
+                .unwrap();
+        }
+        let gitdir = dir.path().join(".git");
+        let packs = || {
+            std::fs::read_dir(gitdir.join("objects/pack"))
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".pack"))
+                .count()
+        };
+        repo.maintainer().run();
+        assert!(packs() >= 1, "packed");
+        assert!(
+            !gitdir.join("packed-refs").exists(),
+            "the branch stays a loose ref, moved only by floom's compare-and-swap"
+        );
+        // Commits go on after it, on the packed history.
+        let w = FileWrite {
+            path: "a/last.md".into(),
+            content: b"last".to_vec(),
+        };
+        repo.commit_files(&[w], &[], "write", ("t", "t@x")).unwrap();
+        assert!(repo.head_blob("a/0-0.md").unwrap().is_some());
+    }
+}
