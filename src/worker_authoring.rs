@@ -170,13 +170,7 @@ impl Authoring<'_> {
                         return Err(AuthoringError::Exists(id));
                     }
                     refuse_ignored(repo, &folder, &files)?;
-                    let writes = files
-                        .into_iter()
-                        .map(|(path, content)| FileWrite {
-                            path: format!("{folder}/{path}"),
-                            content,
-                        })
-                        .collect();
+                    let writes = in_folder(&folder, files).collect();
                     Ok(planned(&id, writes, Vec::new(), message, ()))
                 },
             )
@@ -212,12 +206,7 @@ impl Authoring<'_> {
                 move |repo, _| {
                     let head = ready_to_change(repo, &folder, &id, if_match.as_deref())?;
                     refuse_ignored(repo, &folder, &files)?;
-                    let writes = files
-                        .into_iter()
-                        .map(|(path, content)| FileWrite {
-                            path: format!("{folder}/{path}"),
-                            content,
-                        })
+                    let writes = in_folder(&folder, files)
                         // Unchanged files add nothing; all unchanged, no commit at all.
                         .filter(|w| head.get(&w.path) != Some(&blob_oid(&w.content)))
                         .collect();
@@ -568,6 +557,17 @@ fn set_top_level(text: &str, key: &str, value: Option<&str>) -> String {
         out.push_str(&format!("{key}: {v}\n"));
     }
     out
+}
+
+/// A worker's files as writes into its folder.
+fn in_folder(
+    folder: &str,
+    files: impl IntoIterator<Item = (String, Vec<u8>)>,
+) -> impl Iterator<Item = FileWrite> {
+    files.into_iter().map(move |(path, content)| FileWrite {
+        path: format!("{folder}/{path}"),
+        content,
+    })
 }
 
 #[cfg(test)]
