@@ -70,6 +70,18 @@ pub fn token_key(value: &str) -> String {
 /// Header upstream's sandboxes send their run token in (also accepted as a bearer token).
 pub const RUN_TOKEN_HEADER: &str = "x-workeros-run-token";
 
+/// The running run whose token the request presents: none when it presents no run
+/// token, 401 when the token is forged or its run is over.
+async fn presented_run(parts: &Parts, state: &AppState) -> Result<Option<String>, ApiError> {
+    let Some(token) = presented_run_token(parts) else {
+        return Ok(None);
+    };
+    match state.store.running_run_of_token(&token_key(token)).await? {
+        Some(run_id) => Ok(Some(run_id)),
+        None => Err(ApiError::NotSignedIn("invalid or expired run token".into())),
+    }
+}
+
 /// A run token presented with the request: `x-workeros-run-token`, or a `wrt_` bearer.
 fn presented_run_token(parts: &Parts) -> Option<&str> {
     if let Some(v) = parts.headers.get(RUN_TOKEN_HEADER) {
@@ -95,13 +107,10 @@ impl FromRequestParts<AppState> for Caller {
     /// and it never falls through to another credential.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let config = &state.config;
-        if let Some(token) = presented_run_token(parts) {
-            return match state.store.running_run_of_token(&token_key(token)).await? {
-                Some(_) => Err(ApiError::Forbidden(
-                    "a run token may only call its own run's routes".into(),
-                )),
-                None => Err(ApiError::NotSignedIn("invalid or expired run token".into())),
-            };
+        if presented_run(parts, state).await?.is_some() {
+            return Err(ApiError::Forbidden(
+                "a run token may only call its own run's routes".into(),
+            ));
         }
         if let Some(value) = cookie(parts, SESSION_COOKIE) {
             let key = token_key(value);
@@ -162,14 +171,11 @@ impl FromRequestParts<AppState> for Starter {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(token) = presented_run_token(parts) else {
-            return Ok(Starter::Caller(
-                Caller::from_request_parts(parts, state).await?,
-            ));
-        };
-        match state.store.running_run_of_token(&token_key(token)).await? {
+        match presented_run(parts, state).await? {
             Some(run_id) => Ok(Starter::Run { run_id }),
-            None => Err(ApiError::NotSignedIn("invalid or expired run token".into())),
+            None => Ok(Starter::Caller(
+                Caller::from_request_parts(parts, state).await?,
+            )),
         }
     }
 }

@@ -54,16 +54,13 @@ pub async fn record(
     let id = id.to_string();
     workspace
         .write::<_, anyhow::Error, _, _>(index, author, Allocate::No, move |repo, _| {
-            let on_disk = std::fs::read(repo.root().join(&rel)).unwrap_or_default();
-            let committed = repo.head_blob(&rel)?;
-            let disk_blob =
-                (!on_disk.is_empty()).then(|| crate::workspace::git::blob_oid(&on_disk));
-            if disk_blob != committed {
+            if !repo.matches_head(&rel)? {
                 return Err(crate::workspace::git::WriteRefused(format!(
                     "{rel} has uncommitted edits: commit or discard them first"
                 ))
                 .into());
             }
+            let on_disk = std::fs::read(repo.root().join(&rel)).unwrap_or_default();
             let text = String::from_utf8_lossy(&on_disk).into_owned();
             let known = text
                 .lines()

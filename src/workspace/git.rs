@@ -189,6 +189,17 @@ impl Repo {
     }
 
     /// The blob id `path` has in HEAD, if it is there.
+    /// Whether the working tree holds what HEAD holds at `path` (both absent counts):
+    /// false means an edit nobody committed yet.
+    pub fn matches_head(&self, path: &str) -> anyhow::Result<bool> {
+        let on_disk = match std::fs::read(self.root.join(path)) {
+            Ok(bytes) => Some(blob_oid(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(on_disk == self.head_blob(path)?)
+    }
+
     pub fn head_blob(&self, path: &str) -> anyhow::Result<Option<Oid>> {
         let Some(commit) = self.head_commit()? else {
             return Ok(None);
