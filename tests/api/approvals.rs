@@ -447,3 +447,44 @@ async fn pending_approvals_and_interrupted_runs_survive_a_restart() {
     let follow_up = settle(&app, r.body["run_id"].as_str().unwrap()).await;
     assert_eq!(follow_up["status"], "completed");
 }
+
+/// The rules file is the worker's, in git: a line that does not parse is skipped, and an
+/// edit nobody committed is never overwritten (409, nothing decided).
+#[tokio::test]
+async fn a_hand_edited_rules_file_is_read_with_care_and_never_overwritten() {
+    let app = TestApp::new().await;
+    let path = app.ws().join("workers/send-digest/approval-rules.jsonl");
+    std::fs::write(
+        &path,
+        "not json\n{\"rule\": \"Be brief.\", \"approval_id\": \"apr_x\", \"run_id\": \"run_x\", \"created_by\": \"ada\", \"created_at\": \"2026-01-01T00:00:00Z\"}\n",
+    )
+    .unwrap();
+    app.git(&["add", "."]);
+    app.git(&["commit", "-qm", "a hand-written rule"]);
+    let (id, _) = paused(&app, "n").await;
+    let run = app.get(&format!("/runs/{id}")).await.body;
+    assert_eq!(
+        run["inputs"]["_workeros_review_feedback"]["rules"],
+        json!(["Be brief."]),
+        "the bad line is skipped"
+    );
+    std::fs::write(&path, "my own uncommitted edit\n").unwrap();
+    let commits = app.commit_count();
+    let r = app
+        .post(
+            &format!("/runs/{id}/reject"),
+            json!({"reason": "Cite sources.", "scope": "global"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(app.commit_count(), commits);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "my own uncommitted edit\n"
+    );
+    assert_eq!(
+        app.get(&format!("/runs/{id}")).await.body["status"],
+        "pending_approval",
+        "nothing decided"
+    );
+}
