@@ -145,7 +145,7 @@ fn generate(ws: &Path, n: u64, flat: bool) {
 /// (safe: git and floom replace files by rename, never in place).
 fn prepare_workspace(dest: &Path, n: u64, flat: bool) {
     let Some(cache) = std::env::var_os("FLOOM_BENCH_DIR") else {
-        Workspace::open(dest, None).unwrap();
+        Workspace::open(dest, None, Default::default()).unwrap();
         generate(dest, n, flat);
         return;
     };
@@ -153,7 +153,7 @@ fn prepare_workspace(dest: &Path, n: u64, flat: bool) {
     let template = Path::new(&cache).join(format!("{kind}-{n}"));
     if !template.join(".git").exists() {
         let _ = std::fs::remove_dir_all(&template);
-        Workspace::open(&template, None).unwrap();
+        Workspace::open(&template, None, Default::default()).unwrap();
         generate(&template, n, flat);
     }
     std::fs::remove_dir_all(dest).unwrap();
@@ -329,7 +329,7 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     config.paths.create_dirs().unwrap();
     let t = Instant::now();
     prepare_workspace(&config.paths.workspace, n, false);
-    let ws = Workspace::open(&config.paths.workspace, None).unwrap();
+    let ws = Workspace::open(&config.paths.workspace, None, Default::default()).unwrap();
     set_git_cache_for_bench();
     eprintln!("[{n}] workspace ready in {:.1}s", t.elapsed().as_secs_f64());
 
@@ -701,7 +701,7 @@ async fn bench_workers(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     let mut row = table(rows, format!("{n} workers"));
     let config = Config::under(dir);
     config.paths.create_dirs().unwrap();
-    Workspace::open(&config.paths.workspace, None).unwrap();
+    Workspace::open(&config.paths.workspace, None, Default::default()).unwrap();
     generate_workers(&config.paths.workers, n);
     let ws = config.paths.workspace.clone();
     let index = Index::open(

@@ -227,6 +227,7 @@ pub struct Skipped {
 type IssueEntry = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// The entries of a bundle, read and checked; nothing is written yet.
+#[derive(Clone)]
 pub struct Bundle {
     files: BTreeMap<String, Vec<u8>>,
 }

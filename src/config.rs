@@ -8,6 +8,7 @@ use clap::{Args, CommandFactory, FromArgMatches, ValueEnum};
 
 use crate::shared_secret::SharedSecret;
 use crate::vault::KeySource;
+use crate::workspace::replica::{SyncMode, SyncSettings};
 
 /// Where the data lives: flags and env vars shared by every subcommand, accepted before
 /// or after the subcommand's name (`floom --data-dir X check`, `floom check --data-dir X`).
@@ -39,6 +40,28 @@ pub struct DataArgs {
     /// Clone this remote into an empty workspace folder, and push to it after each commit.
     #[arg(long, global = true, env = "WORKEROS_GIT_REMOTE")]
     pub git_remote: Option<String>,
+    /// With a remote: `local` acknowledges a write once committed here and pushes in the
+    /// background (one writer, the remote as backup); `remote` acknowledges it only once
+    /// pushed (several servers on one remote).
+    #[arg(long, global = true, env = "FLOOM_GIT_SYNC", value_enum, default_value_t = SyncMode::Local)]
+    pub git_sync: SyncMode,
+    /// Seconds between fetches of the remote (fractions allowed).
+    #[arg(
+        long,
+        global = true,
+        env = "FLOOM_GIT_FETCH_INTERVAL",
+        default_value_t = 3.0
+    )]
+    pub git_fetch_interval: f64,
+    /// Seconds a `remote`-mode write keeps trying an unreachable or contended remote
+    /// before it answers 503.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOOM_GIT_PUSH_DEADLINE",
+        default_value_t = 10.0
+    )]
+    pub git_push_deadline: f64,
     /// The secret vault's key: base64 of 32 bytes. Unset: the key file.
     #[arg(long, global = true, env = "FLOOM_SECRETS_KEY", hide_env_values = true)]
     pub secrets_key: Option<String>,
@@ -176,6 +199,17 @@ pub struct RunArgs {
     /// `resources.max_processes`; a fork bomb fails inside its run.
     #[arg(long, env = "FLOOM_RUN_MAX_PROCESSES", default_value_t = 256)]
     pub run_max_processes: u64,
+    /// `off`: this server executes no runs and fires no schedules; triggers answer 503
+    /// (a replica serving issues and workers while another server runs them).
+    #[arg(long = "runs", env = "FLOOM_RUNS", value_enum, default_value_t = Switch::On)]
+    pub execute: Switch,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Switch {
+    #[default]
+    On,
+    Off,
 }
 
 impl Default for RunArgs {
@@ -230,6 +264,8 @@ pub struct Paths {
     pub db: PathBuf,
     pub index_db: PathBuf,
     pub git_remote: Option<String>,
+    /// How the workspace follows its remote, when it has one.
+    pub sync: SyncSettings,
     pub vault_key: KeySource,
 }
 
@@ -291,6 +327,11 @@ impl Paths {
             db,
             index_db,
             git_remote: args.git_remote.clone().filter(|r| !r.is_empty()),
+            sync: SyncSettings {
+                mode: args.git_sync,
+                fetch_interval: seconds("FLOOM_GIT_FETCH_INTERVAL", args.git_fetch_interval)?,
+                push_deadline: seconds("FLOOM_GIT_PUSH_DEADLINE", args.git_push_deadline)?,
+            },
         })
     }
 
@@ -332,6 +373,14 @@ impl Paths {
         }
         Ok(())
     }
+}
+
+/// A positive number of seconds, at most a day.
+fn seconds(name: &str, value: f64) -> anyhow::Result<std::time::Duration> {
+    if !(value > 0.0 && value <= 86_400.0) {
+        bail!("{name} must be a positive number of seconds, at most 86400");
+    }
+    Ok(std::time::Duration::from_secs_f64(value))
 }
 
 /// The variables holding secret values, whose values the server wipes from its own

@@ -114,7 +114,10 @@ impl ApiError {
         match self {
             ApiError::Internal(e) => match e.downcast::<crate::workspace::git::WriteRefused>() {
                 Ok(refused) => ApiError::Conflict(refused.0),
-                Err(e) => ApiError::Internal(e),
+                Err(e) => match e.downcast::<crate::workspace::write::RemoteUnavailable>() {
+                    Ok(unavailable) => ApiError::Unavailable(unavailable.0),
+                    Err(e) => ApiError::Internal(e),
+                },
             },
             other => other,
         }

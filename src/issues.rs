@@ -351,16 +351,16 @@ impl IssueService {
                             id: Some(id.clone()),
                             status: Some("open".into()),
                             title: title.clone(),
-                            asset_type,
-                            asset_id,
-                            source,
-                            labels,
+                            asset_type: asset_type.clone(),
+                            asset_id: asset_id.clone(),
+                            source: source.clone(),
+                            labels: labels.clone(),
                             created_by: Some(author.user_id.clone()),
                             created_at: Some(ts.clone()),
                             updated_at: Some(ts),
-                            extra,
+                            extra: extra.clone(),
                         },
-                        body,
+                        body: body.clone(),
                     };
                     let path = layout::new_issue_path(num);
                     let message = format!("issues: create {id} {title}");
@@ -414,28 +414,28 @@ impl IssueService {
                 mut doc,
                 etag,
             } = existing;
-            if let Some(expected) = if_match
-                && !etag_matches(&expected, &etag)
+            if let Some(expected) = &if_match
+                && !etag_matches(expected, &etag)
             {
                 return Err(IssueError::Stale(format!(
                     "{id} changed since you read it (ETag \"{etag}\"); fetch it again"
                 )));
             }
             let m = &mut doc.meta;
-            if let Some(t) = title {
+            if let Some(t) = title.clone() {
                 m.title = t;
             }
-            if let Some(s) = patch.status {
+            if let Some(s) = patch.status.clone() {
                 m.status = Some(s);
             }
-            if let Some(l) = labels {
+            if let Some(l) = labels.clone() {
                 m.labels = l;
             }
-            if let Some((t, i)) = asset {
+            if let Some((t, i)) = asset.clone() {
                 m.asset_type = t;
                 m.asset_id = i;
             }
-            if let Some(b) = patch.body {
+            if let Some(b) = patch.body.clone() {
                 doc.body = b;
             }
             doc.meta.updated_at = Some(now());
@@ -468,8 +468,8 @@ impl IssueService {
                 ensure_committed(repo, &log_path, existing.as_deref().map(blob_oid), &id)?;
                 let comment = Comment {
                     id: new_comment_id()?,
-                    body,
-                    created_by: Some(created_by),
+                    body: body.clone(),
+                    created_by: Some(created_by.clone()),
                     created_at: Some(now()),
                 };
                 let mut log = existing.unwrap_or_default();
@@ -514,7 +514,7 @@ impl IssueService {
     ) -> Result<T, IssueError>
     where
         T: Send + 'static,
-        F: FnOnce(&Repo, Existing) -> Result<Planned<T>, IssueError> + Send + 'static,
+        F: Fn(&Repo, Existing) -> Result<Planned<T>, IssueError> + Send + Sync + 'static,
     {
         let known = self.index.paths_of(num).await?;
         self.workspace

@@ -59,9 +59,10 @@ pub async fn open_stores(paths: &Paths) -> anyhow::Result<(Workspace, Index)> {
         workspace::examples::seed(&paths.workers)?;
     }
     let p = paths.clone();
-    let workspace =
-        tokio::task::spawn_blocking(move || Workspace::open(&p.workspace, p.git_remote.as_deref()))
-            .await??;
+    let workspace = tokio::task::spawn_blocking(move || {
+        Workspace::open(&p.workspace, p.git_remote.as_deref(), p.sync.clone())
+    })
+    .await??;
     let index = Index::open(&paths.index_db, workspace.root(), &paths.workers_rel).await?;
     Ok((workspace, index))
 }
@@ -143,6 +144,7 @@ impl AppState {
         )?;
         engine.start().await?;
         workspace.start_maintenance();
+        workspace.start_sync(Arc::clone(&index));
         let issues = IssueService {
             workspace,
             index: Arc::clone(&index),

@@ -13,6 +13,7 @@ use crate::runs::schedule::NextFires;
 use crate::store::Store;
 use crate::vault::Vault;
 use crate::workspace::issue_file::iso_timestamp;
+use crate::workspace::replica::SyncStatus;
 
 /// Failed terminal runs in a row that make a worker need attention
 /// (`WORKEROS_ALERT_CONSECUTIVE_FAILURES`).
@@ -95,7 +96,7 @@ pub struct Scheduled {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Attention {
     /// `consecutive_failures`, `failure_cluster`, `worker_disabled`, `setup_incomplete`,
-    /// `connection_expired`, or `malformed_file`.
+    /// `connection_expired`, `malformed_file`, or `workspace_sync` (the git remote).
     #[serde(rename = "type")]
     pub kind: String,
     /// Refines the type: `missing_secret`, `missing_connection`, `paused`, `worker`, `issue`, ...
@@ -148,9 +149,31 @@ pub struct OverviewSource<'a> {
     pub schedule: &'a NextFires,
     /// The server names a model for agent workers.
     pub model_configured: bool,
+    /// Where the workspace stands against its git remote, when it has one.
+    pub sync: Option<SyncStatus>,
 }
 
 const HOUR_US: i64 = 3_600_000_000;
+
+/// A workspace that does not converge with its remote needs a human (a conflict, edits
+/// in the way, the remote out of reach); being a little ahead or behind does not.
+fn sync_attention(s: &SyncStatus) -> Option<Attention> {
+    let message = match s.state.as_str() {
+        "conflict" => {
+            "The workspace and its git remote both changed the same files: pushing stopped and the local commits are kept."
+        }
+        "blocked" => "Uncommitted edits in the workspace stop it from following its git remote.",
+        "unreachable" => {
+            "The workspace's git remote cannot be reached: commits wait to be pushed and other servers' changes are not seen."
+        }
+        _ => return None,
+    };
+    let mut a = Attention::new("workspace_sync", &s.state, message.to_string());
+    a.cause = s.last_error.clone();
+    a.suggested_actions = vec!["check_remote".into()];
+    a.action_url = Some("/healthz".into());
+    Some(a)
+}
 
 fn is_failed(status: &str) -> bool {
     matches!(status, "failed" | "cancelled")
@@ -363,6 +386,7 @@ impl OverviewSource<'_> {
         since_us: i64,
     ) -> anyhow::Result<Vec<Attention>> {
         let mut out = Vec::new();
+        out.extend(self.sync.as_ref().and_then(sync_attention));
         let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
         let latest = self
             .store

@@ -247,10 +247,10 @@ impl Sharing<'_> {
                     unique_worker_id(&repo.root().join(&workers_rel), &wanted, &BTreeSet::new());
                 Ok(Planned {
                     writes: files
-                        .into_iter()
+                        .iter()
                         .map(|f| FileWrite {
                             path: format!("{workers_rel}/{id}/{}", f.path),
-                            content: f.content.into_bytes(),
+                            content: f.content.clone().into_bytes(),
                         })
                         .collect(),
                     removed: Vec::new(),

@@ -19,6 +19,9 @@ pub enum WebhookError {
     BadSignature,
     #[error("No worker registered for Composio trigger")]
     NoWorker,
+    /// This server executes no runs (`--runs off`).
+    #[error("{0}")]
+    Elsewhere(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -164,6 +167,10 @@ impl Composio<'_> {
             serde_json::from_str(&text).unwrap_or_else(|_| serde_json::json!({"raw": text}))
         };
         let (worker_id, position) = self.resolve(&d.trigger_headers, &payload).await?;
+        // Before the delivery id is spent: the server that runs must still take it.
+        if let Err(RunError::Elsewhere(m)) = self.engine.check_executes() {
+            return Err(WebhookError::Elsewhere(m));
+        }
         let trigger_ref = format!("trg_{worker_id}_{position}");
         let delivery =
             d.id.map(str::to_string)
@@ -200,6 +207,7 @@ impl Composio<'_> {
         match self.engine.trigger(&worker_id, inputs, origin).await {
             Ok(run) => Ok(Received::Queued(run.id)),
             Err(RunError::NotFound(_)) => Err(WebhookError::NoWorker),
+            Err(RunError::Elsewhere(m)) => Err(WebhookError::Elsewhere(m)),
             Err(e) => Err(WebhookError::Internal(e.to_string())),
         }
     }

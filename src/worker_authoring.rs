@@ -167,11 +167,11 @@ impl Authoring<'_> {
                 Allocate::No,
                 move |repo, _| {
                     if repo.root().join(&folder).exists() {
-                        return Err(AuthoringError::Exists(id));
+                        return Err(AuthoringError::Exists(id.clone()));
                     }
                     refuse_ignored(repo, &folder, &files)?;
-                    let writes = in_folder(&folder, files).collect();
-                    Ok(planned(&id, writes, Vec::new(), message, ()))
+                    let writes = in_folder(&folder, files.clone()).collect();
+                    Ok(planned(&id, writes, Vec::new(), message.clone(), ()))
                 },
             )
             .await?;
@@ -206,11 +206,11 @@ impl Authoring<'_> {
                 move |repo, _| {
                     let head = ready_to_change(repo, &folder, &id, if_match.as_deref())?;
                     refuse_ignored(repo, &folder, &files)?;
-                    let writes = in_folder(&folder, files)
+                    let writes = in_folder(&folder, files.clone())
                         // Unchanged files add nothing; all unchanged, no commit at all.
                         .filter(|w| head.get(&w.path) != Some(&blob_oid(&w.content)))
                         .collect();
-                    Ok(planned(&id, writes, Vec::new(), message, ()))
+                    Ok(planned(&id, writes, Vec::new(), message.clone(), ()))
                 },
             )
             .await?;
@@ -236,7 +236,7 @@ impl Authoring<'_> {
                 move |repo, _| {
                     let head = ready_to_change(repo, &folder, &id, if_match.as_deref())?;
                     let removed = head.into_keys().collect();
-                    Ok(planned(&id, Vec::new(), removed, message, ()))
+                    Ok(planned(&id, Vec::new(), removed, message.clone(), ()))
                 },
             )
             .await
@@ -272,7 +272,7 @@ impl Authoring<'_> {
                         AuthoringError::Unchangeable(format!("Worker {id} does not load: {e}"))
                     })?;
                     if change.holds(&before) {
-                        return Ok(planned(&id, Vec::new(), Vec::new(), message, ()));
+                        return Ok(planned(&id, Vec::new(), Vec::new(), message.clone(), ()));
                     }
                     let edited = change.edit(&text);
                     let after = manifest::parse(&id, &edited).ok();
@@ -286,7 +286,7 @@ impl Authoring<'_> {
                         path,
                         content: edited.into_bytes(),
                     }];
-                    Ok(planned(&id, writes, Vec::new(), message, ()))
+                    Ok(planned(&id, writes, Vec::new(), message.clone(), ()))
                 },
             )
             .await?;

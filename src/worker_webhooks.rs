@@ -39,6 +39,9 @@ pub enum WebhookRunError {
     NotAllowed(String),
     #[error("{0}")]
     Disabled(String),
+    /// This server executes no runs (`--runs off`).
+    #[error("{0}")]
+    Elsewhere(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -146,6 +149,7 @@ impl WorkerWebhooks<'_> {
             .map_err(|e| match e {
                 RunError::NotFound(_) => WebhookRunError::NotFound,
                 RunError::Conflict(m) => WebhookRunError::Disabled(m),
+                RunError::Elsewhere(m) => WebhookRunError::Elsewhere(m),
                 other => WebhookRunError::Internal(anyhow::anyhow!(other.to_string())),
             })?;
         Ok(run.id)

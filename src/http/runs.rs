@@ -34,6 +34,7 @@ impl From<RunError> for ApiError {
             RunError::Unprocessable(m) => ApiError::Unprocessable(m),
             RunError::BadRequest(m) => ApiError::BadRequest(m),
             RunError::CallRefused(m) => ApiError::Forbidden(m),
+            RunError::Elsewhere(m) => ApiError::Unavailable(m),
             RunError::Internal(e) => ApiError::Internal(e),
         }
     }

@@ -10,16 +10,26 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::overview::{Overview, OverviewSource};
+use crate::workspace::replica::SyncStatus;
 use axum::extract::State;
 
 #[derive(Serialize, JsonSchema)]
 pub struct Health {
     /// Always `ok` while the server answers.
     pub status: &'static str,
+    /// Where the workspace stands against its git remote; absent without a remote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncStatus>,
+    /// False on a server started with `--runs off`.
+    pub runs: bool,
 }
 
-async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        sync: state.issues.workspace.replica().map(|r| r.status()),
+        runs: state.engine.executes(),
+    })
 }
 
 async fn overview(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<Overview>> {
@@ -29,6 +39,7 @@ async fn overview(State(state): State<AppState>, _caller: Caller) -> ApiResult<J
         vault: &state.vault,
         schedule: &state.engine.schedule,
         model_configured: state.engine.model_configured(),
+        sync: state.issues.workspace.replica().map(|r| r.status()),
     };
     Ok(Json(source.build(chrono::Utc::now()).await?))
 }
@@ -48,7 +59,7 @@ pub fn router() -> ApiRouter<AppState> {
             get_with(healthz, |op| {
                 op.tag("system")
                     .summary("Liveness check")
-                    .description("No authentication needed.")
+                    .description("No authentication needed. With a git remote, `sync` says where the workspace stands against it: the sync mode, `state` (`in_sync`, `ahead`, `behind`, `diverged`, `conflict`, `blocked`, `unreachable`), commits ahead and behind, the last fetch and push that worked, and the last error while it lasts. `runs` is false on a server started with `--runs off`.")
                     .security_requirement_multi([])
             }),
         )

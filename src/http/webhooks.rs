@@ -16,6 +16,7 @@ impl From<WebhookError> for ApiError {
     fn from(e: WebhookError) -> Self {
         match e {
             e @ WebhookError::NotConfigured => ApiError::Unavailable(e.to_string()),
+            WebhookError::Elsewhere(m) => ApiError::Unavailable(m),
             e @ WebhookError::BadSignature => ApiError::NotSignedIn(e.to_string()),
             e @ WebhookError::NoWorker => ApiError::NotFound(e.to_string()),
             WebhookError::Internal(m) => ApiError::Internal(anyhow::anyhow!(m)),

@@ -35,6 +35,7 @@ impl From<WebhookRunError> for ApiError {
             }
             WebhookRunError::NotAllowed(m) => ApiError::Forbidden(m),
             WebhookRunError::Disabled(m) => ApiError::Conflict(m),
+            WebhookRunError::Elsewhere(m) => ApiError::Unavailable(m),
             WebhookRunError::Internal(e) => ApiError::Internal(e),
         }
     }

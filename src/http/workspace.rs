@@ -1,9 +1,10 @@
-//! `/workspace/export` and `/workspace/import`: workspace bundles (admins only).
+//! `/workspace/export`, `/workspace/import` (workspace bundles) and `/workspace/sync` (the git remote): admins only.
 
 use std::time::Duration;
 
 use aide::axum::ApiRouter;
 use aide::axum::routing::{get_with, post_with};
+use axum::Json;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +17,7 @@ use crate::auth::Admin;
 use crate::bundles::{self, Bundle, BundleError, ImportReport};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
+use crate::workspace::replica::SyncStatus;
 use crate::workspace::write::Allocate;
 
 impl From<BundleError> for ApiError {
@@ -144,7 +146,7 @@ async fn import(
         .issues
         .workspace
         .write::<_, BundleError, _, _>(&state.index, author, Allocate::No, move |repo, _| {
-            parsed.plan(repo, &workers_rel)
+            parsed.clone().plan(repo, &workers_rel)
         })
         .await?;
     tracing::info!(by = %caller.user_id, summary = %bundles::summary(&report), "workspace bundle imported");
@@ -158,8 +160,26 @@ fn too_large() -> ApiError {
     ))
 }
 
+/// `POST /workspace/sync`: fetch the remote now, follow it, push what is local.
+async fn sync(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<SyncStatus>> {
+    let replica = state.issues.workspace.replica().ok_or_else(|| {
+        ApiError::Conflict(
+            "The workspace has no git remote to sync with (set WORKEROS_GIT_REMOTE on a new workspace, or add a remote named origin)".into(),
+        )
+    })?;
+    Ok(Json(replica.sync_now().await))
+}
+
 pub fn router() -> ApiRouter<AppState> {
     ApiRouter::new()
+        .api_route(
+            "/workspace/sync",
+            post_with(sync, |op| {
+                op.tag("workspace")
+                    .summary("Sync with the git remote now")
+                    .description("Admins. Fetches the workspace's git remote, follows it (fast-forward, or a rebase of local commits that touch other files) and pushes local commits, then answers where the workspace stands (as `/healthz` shows it). 409 when the workspace has no remote. The server also does this every `FLOOM_GIT_FETCH_INTERVAL` seconds and after each local commit.")
+            }),
+        )
         .api_route(
             "/workspace/export",
             get_with(export, |op| {

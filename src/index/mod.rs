@@ -336,6 +336,10 @@ impl Follower for Index {
         self.sync_workers(&touched.workers).await?;
         Ok(())
     }
+
+    async fn follow_paths(&self, paths: Vec<String>) -> anyhow::Result<()> {
+        watcher::apply_paths(self, paths).await
+    }
 }
 
 /// Issue numbers whose files differ between the disk and what the index saw: a file

@@ -153,6 +153,11 @@ fn scope(rel: &str, workers: &str) -> Scope {
     }
 }
 
+/// Bring the index up to date with changes to `paths` (workspace-relative).
+pub(super) async fn apply_paths(index: &Index, paths: Vec<String>) -> anyhow::Result<()> {
+    apply(index, Batch::Paths(paths)).await
+}
+
 async fn apply(index: &Index, batch: Batch) -> anyhow::Result<()> {
     let paths = match batch {
         Batch::Rescan => {

@@ -69,9 +69,15 @@ pub enum RunError {
     /// deep, too many).
     #[error("{0}")]
     CallRefused(String),
+    /// This server executes no runs (`--runs off`).
+    #[error("{0}")]
+    Elsewhere(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
+
+/// What a server started with `--runs off` answers a trigger.
+pub const RUNS_ELSEWHERE: &str = "This server executes no runs (it was started with --runs off): runs are served by another floom server of this workspace. Send the trigger there.";
 
 /// How deep a chain of runs starting runs may go (upstream's MAX).
 pub const MAX_CALL_DEPTH: i64 = 3;
@@ -181,6 +187,12 @@ impl Engine {
     /// Re-queue what a stopped server left running, then start the dispatcher, the
     /// approval sweeper and the scheduler.
     pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
+        if !self.executes() {
+            tracing::info!(
+                "runs are off on this server (--runs off): no run executes and no schedule fires here"
+            );
+            return Ok(());
+        }
         self.recover().await?;
         let mut tasks = self.tasks.lock().expect("tasks");
         for task in [
@@ -206,12 +218,27 @@ impl Engine {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.slots.acquire_many(all)).await;
     }
 
+    /// Whether this server executes runs (not `--runs off`).
+    pub fn executes(&self) -> bool {
+        self.settings.execute == crate::config::Switch::On
+    }
+
+    /// Refuse a trigger on a server that executes no runs.
+    pub fn check_executes(&self) -> Result<(), RunError> {
+        if self.executes() {
+            Ok(())
+        } else {
+            Err(RunError::Elsewhere(RUNS_ELSEWHERE.into()))
+        }
+    }
+
     fn stopping(&self) -> bool {
         *self.stop.borrow()
     }
 
     /// Check and queue a run (upstream's checks, in upstream's order).
     pub async fn create(&self, worker_id: &str, req: RunRequest) -> Result<RunRecord, RunError> {
+        self.check_executes()?;
         let Some((row, extra)) = self.index.worker(worker_id).await? else {
             return Err(RunError::NotFound("Worker not found"));
         };
@@ -293,6 +320,7 @@ impl Engine {
         inputs: Map<String, Value>,
         origin: Origin,
     ) -> Result<RunRecord, RunError> {
+        self.check_executes()?;
         let config = match self.index.worker(worker_id).await? {
             Some((_, extra)) => extra.config,
             None => None,

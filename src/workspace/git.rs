@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Tree};
@@ -54,6 +53,13 @@ struct Journal {
     paths: Vec<String>,
 }
 
+/// A commit written but not yet on the branch: see [`Repo::build_commit`].
+pub struct Built {
+    pub commit: Oid,
+    pub parent: Option<Oid>,
+    log: String,
+}
+
 /// A commit that touched an issue, for `/history`.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CommitInfo {
@@ -68,7 +74,8 @@ pub struct CommitInfo {
 pub struct Repo {
     repo: Repository,
     root: PathBuf,
-    pusher: Arc<Pusher>,
+    /// Raised after each local commit.
+    committed: Arc<tokio::sync::Notify>,
     stager: Arc<Stager>,
     /// The branch HEAD named when the server opened the workspace: the one it writes.
     branch: Option<String>,
@@ -142,7 +149,7 @@ impl Repo {
         let mut this = Repo {
             repo,
             root,
-            pusher: Arc::new(Pusher::default()),
+            committed: Arc::new(tokio::sync::Notify::new()),
             stager,
             branch,
             maintainer,
@@ -221,7 +228,23 @@ impl Repo {
         message: &str,
         author: (&str, &str),
     ) -> anyhow::Result<Oid> {
-        let target = self.writable_branch()?;
+        let built = self.build_commit(writes, removed, message, author)?;
+        self.land(&built, writes, removed)?;
+        // Local-first: the replica pushes it (a `remote`-mode write pushed it already).
+        self.committed.notify_one();
+        Ok(built.commit)
+    }
+
+    /// Write the objects of a commit of `writes` and `removed` on top of HEAD, without
+    /// moving any branch: invisible until [`Repo::land`] (or a push) publishes it.
+    pub fn build_commit(
+        &self,
+        writes: &[FileWrite],
+        removed: &[String],
+        message: &str,
+        author: (&str, &str),
+    ) -> anyhow::Result<Built> {
+        self.writable_branch()?;
         let parent = self.head_commit()?;
         let base = parent.as_ref().map(|c| c.tree()).transpose()?;
         let mut changes = Changes::default();
@@ -244,44 +267,110 @@ impl Repo {
         let commit = self
             .repo
             .commit(None, &author, &committer, message, &tree, &parents)?;
+        Ok(Built {
+            commit,
+            parent: parent.map(|p| p.id()),
+            log: format!("commit: {}", message.lines().next().unwrap_or("")),
+        })
+    }
 
+    /// Make a built commit the branch's head (only from the parent it was built on),
+    /// and bring the working tree and git index to it: the commit point of a write.
+    pub fn land(
+        &mut self,
+        built: &Built,
+        writes: &[FileWrite],
+        removed: &[String],
+    ) -> anyhow::Result<()> {
+        let paths = writes
+            .iter()
+            .map(|w| w.path.clone())
+            .chain(removed.iter().cloned())
+            .collect();
+        self.move_branch(built.parent, built.commit, paths, &built.log, |this| {
+            for w in writes {
+                this.write_worktree(&w.path, &w.content)?;
+            }
+            for path in removed {
+                this.remove_worktree(path)?;
+            }
+            Ok(())
+        })?;
+        self.maintainer.committed();
+        Ok(())
+    }
+
+    /// Move the served branch from `from` to `to` (a compare-and-swap: it fails when the
+    /// branch is elsewhere), then let `fill` bring the working tree's `paths` to `to`,
+    /// and stage them. Journalled first, so that a crash after the move is completed by
+    /// [`Repo::recover`] and a crash before it leaves nothing.
+    fn move_branch(
+        &mut self,
+        from: Option<Oid>,
+        to: Oid,
+        paths: Vec<String>,
+        log: &str,
+        fill: impl FnOnce(&Self) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let target = self.writable_branch()?;
         let journal = Journal {
-            commit: commit.to_string(),
-            paths: writes
-                .iter()
-                .map(|w| w.path.clone())
-                .chain(removed.iter().cloned())
-                .collect(),
+            commit: to.to_string(),
+            paths,
         };
         std::fs::write(
             self.repo.path().join(JOURNAL),
             serde_json::to_vec(&journal)?,
         )?;
-
-        // The commit point: move the branch, but only from the parent we built on.
-        let log = format!("commit: {}", message.lines().next().unwrap_or(""));
-        let moved = match &parent {
-            Some(p) => self
-                .repo
-                .reference_matching(&target, commit, true, p.id(), &log),
-            None => self.repo.reference(&target, commit, false, &log),
+        let moved = match from {
+            Some(p) => self.repo.reference_matching(&target, to, true, p, log),
+            None => self.repo.reference(&target, to, false, log),
         };
         if let Err(e) = moved {
             let _ = clear_journal(self.repo.path());
             bail!("HEAD moved while committing ({e}); nothing was written");
         }
-
-        for w in writes {
-            self.write_worktree(&w.path, &w.content)?;
-        }
-        for path in removed {
-            self.remove_worktree(path)?;
-        }
+        fill(self)?;
         self.stager.add(&journal.paths)?;
         clear_journal(self.repo.path())?;
-        self.pusher.request(&self.root, &self.repo);
-        self.maintainer.committed();
-        Ok(commit)
+        Ok(())
+    }
+
+    /// Move the served branch from `from` to `to`, commits made elsewhere (a fetched
+    /// remote's), bringing the working tree's `paths` (those that differ between the
+    /// two) to `to`.
+    pub(super) fn follow_to(
+        &mut self,
+        from: Option<Oid>,
+        to: Oid,
+        paths: Vec<String>,
+        log: &str,
+    ) -> anyhow::Result<()> {
+        let ps = paths.clone();
+        self.move_branch(from, to, paths, log, move |this| {
+            let tree = this.repo.find_commit(to)?.tree()?;
+            this.checkout_paths(&tree, &ps)
+        })
+    }
+
+    /// The head of the branch this server writes, if it has a commit.
+    pub(super) fn head_id(&self) -> anyhow::Result<Option<Oid>> {
+        Ok(self.head_commit()?.map(|c| c.id()))
+    }
+
+    /// The short name of the branch this server writes (`main`).
+    pub fn branch_name(&self) -> Option<&str> {
+        self.branch.as_deref().map(short_branch)
+    }
+
+    /// The address of the remote the workspace pushes to (`origin`), if it has one.
+    pub fn remote_url(&self) -> Option<String> {
+        let remote = self.repo.find_remote("origin").ok()?;
+        Some(remote.url().unwrap_or("origin").to_string())
+    }
+
+    /// A signal raised after each local commit (the replica pushes on it).
+    pub fn committed_signal(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.committed)
     }
 
     /// The branch a commit may move: the one HEAD names, if it is the one this server
@@ -388,6 +477,21 @@ impl Repo {
         self.repo.is_path_ignored(Path::new(path)).unwrap_or(false)
     }
 
+    /// Bring the working tree's `paths` to what `tree` holds (absent there: removed).
+    fn checkout_paths(&self, tree: &Tree<'_>, paths: &[String]) -> anyhow::Result<()> {
+        for p in paths {
+            match tree.get_path(Path::new(p)) {
+                Ok(entry) => {
+                    let blob = self.repo.find_blob(entry.id())?;
+                    self.write_worktree(p, blob.content())?;
+                }
+                Err(e) if e.code() == ErrorCode::NotFound => self.remove_worktree(p)?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Finish or discard a write that a crash interrupted.
     pub fn recover(&mut self) -> anyhow::Result<()> {
         let journal_path = self.repo.path().join(JOURNAL);
@@ -400,17 +504,7 @@ impl Repo {
             if head.as_deref() == Some(journal.commit.as_str()) {
                 tracing::warn!(commit = %journal.commit, "completing a write interrupted by a crash");
                 let tree = self.head_commit()?.context("HEAD")?.tree()?;
-                for p in &journal.paths {
-                    match tree.get_path(Path::new(p)) {
-                        Ok(entry) => {
-                            let blob = self.repo.find_blob(entry.id())?;
-                            self.write_worktree(p, blob.content())?;
-                        }
-                        // The commit removed it.
-                        Err(e) if e.code() == ErrorCode::NotFound => self.remove_worktree(p)?,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
+                self.checkout_paths(&tree, &journal.paths)?;
                 self.stager.add(&journal.paths)?;
             } else {
                 tracing::warn!(commit = %journal.commit, "discarding a write that never committed");
@@ -593,51 +687,6 @@ impl Changes {
             }
         }
         Ok(builder.write()?)
-    }
-}
-
-/// Best-effort background `git push` after commits: one push at a time; a commit made
-/// during a push asks for another; a failure is logged and retried on the next commit.
-#[derive(Default)]
-struct Pusher {
-    running: AtomicBool,
-    again: AtomicBool,
-}
-
-impl Pusher {
-    fn request(self: &Arc<Self>, root: &Path, repo: &Repository) {
-        if repo.find_remote("origin").is_err() {
-            return;
-        }
-        self.again.store(true, Ordering::SeqCst);
-        if self.running.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let this = Arc::clone(self);
-        let root = root.to_path_buf();
-        std::thread::spawn(move || {
-            loop {
-                while this.again.swap(false, Ordering::SeqCst) {
-                    let out = Command::new("git")
-                        .args(["push", "--quiet", "-u", "origin", "HEAD"])
-                        .current_dir(&root)
-                        .output();
-                    match out {
-                        Ok(o) if o.status.success() => tracing::debug!("pushed workspace"),
-                        Ok(o) => tracing::warn!(
-                            stderr = %String::from_utf8_lossy(&o.stderr).trim(),
-                            "git push failed; will retry after the next commit"
-                        ),
-                        Err(e) => tracing::warn!(error = %e, "could not run git push"),
-                    }
-                }
-                this.running.store(false, Ordering::SeqCst);
-                // A request that raced with the reset above must not be lost.
-                if !this.again.load(Ordering::SeqCst) || this.running.swap(true, Ordering::SeqCst) {
-                    break;
-                }
-            }
-        });
     }
 }
 

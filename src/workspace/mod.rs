@@ -9,6 +9,8 @@ pub mod maintenance;
 pub mod manifest;
 pub mod pyyaml;
 pub mod relayout;
+pub mod remote;
+pub mod replica;
 pub mod stager;
 pub mod write;
 
@@ -19,6 +21,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use git::Repo;
 use maintenance::Maintainer;
+use replica::{Replica, SyncSettings};
 use stager::Stager;
 
 #[derive(Clone)]
@@ -27,21 +30,41 @@ pub struct Workspace {
     root: PathBuf,
     stager: Arc<Stager>,
     maintainer: Arc<Maintainer>,
+    /// Set when the repository has a remote to follow.
+    replica: Option<Arc<Replica>>,
 }
 
 impl Workspace {
     /// Open or create the repository and finish any write a crash interrupted.
-    pub fn open(root: &Path, remote: Option<&str>) -> anyhow::Result<Self> {
+    pub fn open(root: &Path, remote: Option<&str>, sync: SyncSettings) -> anyhow::Result<Self> {
         let repo = Repo::open_or_init(root, remote)?;
         let root = repo.root().to_path_buf();
         let stager = repo.stager();
         let maintainer = repo.maintainer();
+        let replica = repo.remote_url().map(|url| {
+            let branch = repo.branch_name().unwrap_or("main").to_string();
+            Arc::new(Replica::new(sync, url, branch))
+        });
         Ok(Workspace {
             repo: Arc::new(Mutex::new(repo)),
             root,
             stager,
             maintainer,
+            replica,
         })
+    }
+
+    /// The remote this workspace follows, if it has one.
+    pub fn replica(&self) -> Option<&Arc<Replica>> {
+        self.replica.as_ref()
+    }
+
+    /// For a server: follow the remote (fetch, rebase, push) in the background until
+    /// the process ends; `follower` re-reads what the remote changed.
+    pub fn start_sync<F: write::Follower>(&self, follower: Arc<F>) {
+        if let Some(replica) = &self.replica {
+            tokio::spawn(Arc::clone(replica).run(self.clone(), follower));
+        }
     }
 
     /// The canonical path of the working tree.
