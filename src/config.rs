@@ -45,23 +45,13 @@ pub struct DataArgs {
     /// pushed (several servers on one remote).
     #[arg(long, global = true, env = "FLOOM_GIT_SYNC", value_enum, default_value_t = SyncMode::Local)]
     pub git_sync: SyncMode,
-    /// Seconds between fetches of the remote (fractions allowed).
-    #[arg(
-        long,
-        global = true,
-        env = "FLOOM_GIT_FETCH_INTERVAL",
-        default_value_t = 3.0
-    )]
-    pub git_fetch_interval: f64,
+    /// Seconds between fetches of the remote (fractions allowed) [default: 3].
+    #[arg(long, global = true, env = "FLOOM_GIT_FETCH_INTERVAL")]
+    pub git_fetch_interval: Option<f64>,
     /// Seconds a `remote`-mode write keeps trying an unreachable or contended remote
-    /// before it answers 503.
-    #[arg(
-        long,
-        global = true,
-        env = "FLOOM_GIT_PUSH_DEADLINE",
-        default_value_t = 10.0
-    )]
-    pub git_push_deadline: f64,
+    /// before it answers 503 [default: 10].
+    #[arg(long, global = true, env = "FLOOM_GIT_PUSH_DEADLINE")]
+    pub git_push_deadline: Option<f64>,
     /// The secret vault's key: base64 of 32 bytes. Unset: the key file.
     #[arg(long, global = true, env = "FLOOM_SECRETS_KEY", hide_env_values = true)]
     pub secrets_key: Option<String>,
@@ -327,10 +317,15 @@ impl Paths {
             db,
             index_db,
             git_remote: args.git_remote.clone().filter(|r| !r.is_empty()),
-            sync: SyncSettings {
-                mode: args.git_sync,
-                fetch_interval: seconds("FLOOM_GIT_FETCH_INTERVAL", args.git_fetch_interval)?,
-                push_deadline: seconds("FLOOM_GIT_PUSH_DEADLINE", args.git_push_deadline)?,
+            sync: {
+                let d = SyncSettings::default();
+                SyncSettings {
+                    mode: args.git_sync,
+                    fetch_interval: seconds("FLOOM_GIT_FETCH_INTERVAL", args.git_fetch_interval)?
+                        .unwrap_or(d.fetch_interval),
+                    push_deadline: seconds("FLOOM_GIT_PUSH_DEADLINE", args.git_push_deadline)?
+                        .unwrap_or(d.push_deadline),
+                }
             },
         })
     }
@@ -375,12 +370,13 @@ impl Paths {
     }
 }
 
-/// A positive number of seconds, at most a day.
-fn seconds(name: &str, value: f64) -> anyhow::Result<std::time::Duration> {
-    if !(value > 0.0 && value <= 86_400.0) {
-        bail!("{name} must be a positive number of seconds, at most 86400");
+/// A positive number of seconds, at most a day, if given.
+fn seconds(name: &str, value: Option<f64>) -> anyhow::Result<Option<std::time::Duration>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v > 0.0 && v <= 86_400.0 => Ok(Some(std::time::Duration::from_secs_f64(v))),
+        Some(_) => bail!("{name} must be a positive number of seconds, at most 86400"),
     }
-    Ok(std::time::Duration::from_secs_f64(value))
 }
 
 /// The variables holding secret values, whose values the server wipes from its own
