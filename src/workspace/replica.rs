@@ -301,8 +301,14 @@ impl Replica {
     async fn round<F: Follower>(self: &Arc<Self>, ws: &Workspace, follower: &Arc<F>) -> bool {
         let this = Arc::clone(self);
         let root = ws.root().to_path_buf();
-        let fetched = tokio::task::spawn_blocking(move || this.fetch(&root)).await;
-        let Ok(Ok(head)) = fetched else {
+        let fetched = tokio::task::spawn_blocking(move || {
+            let fetched = this.fetch(&root);
+            let known = remote::tracked(&root, &this.branch()).ok().flatten();
+            (fetched.is_ok(), fetched.unwrap_or(known))
+        })
+        .await;
+        // Out of reach: still say how far ahead the workspace is of what it last saw.
+        let Ok((reachable, head)) = fetched else {
             return false;
         };
         let guard = ws.lock().await;
@@ -329,7 +335,11 @@ impl Replica {
         drop(guard);
         let status = self.status();
         let Ok(Some(local)) = local else { return false };
-        if status.ahead == 0 || status.state == "conflict" || status.state == "blocked" {
+        if !reachable
+            || status.ahead == 0
+            || status.state == "conflict"
+            || status.state == "blocked"
+        {
             return false;
         }
         let this = Arc::clone(self);

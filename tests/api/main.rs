@@ -16,6 +16,7 @@ mod issues_list;
 mod overview;
 mod process;
 mod remote;
+mod replicas;
 mod runs;
 mod sandbox;
 mod secrets;
