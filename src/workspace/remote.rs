@@ -363,3 +363,167 @@ fn changed_paths(
     }
     Ok(paths.into_iter().collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace::git::FileWrite;
+
+    fn git_in(dir: &Path, args: &[&str]) {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@x"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A bare remote with one commit, a floom workspace cloned from it, and another
+    /// clone ("a laptop") that can push to it.
+    fn setup() -> (tempfile::TempDir, Repo, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("remote.git");
+        std::fs::create_dir_all(&bare).unwrap();
+        git_in(&bare, &["init", "-q", "--bare", "-b", "main"]);
+        let laptop = dir.path().join("laptop");
+        git_in(
+            dir.path(),
+            &["clone", "-q", bare.to_str().unwrap(), "laptop"],
+        );
+        git_in(&laptop, &["checkout", "-q", "-b", "main"]);
+        std::fs::write(laptop.join("shared.md"), "v1\n").unwrap();
+        git_in(&laptop, &["add", "."]);
+        git_in(&laptop, &["commit", "-qm", "seed"]);
+        git_in(&laptop, &["push", "-q", "origin", "main"]);
+        let repo =
+            Repo::open_or_init(&dir.path().join("ws"), Some(bare.to_str().unwrap())).unwrap();
+        (dir, repo, laptop)
+    }
+
+    fn commit(repo: &mut Repo, path: &str, text: &str) -> Oid {
+        let w = FileWrite {
+            path: path.into(),
+            content: text.as_bytes().to_vec(),
+        };
+        repo.commit_files(&[w], &[], &format!("write {path}"), ("floom", "f@x"))
+            .unwrap()
+    }
+
+    fn laptop_push(laptop: &Path, path: &str, text: &str) {
+        std::fs::write(laptop.join(path), text).unwrap();
+        git_in(laptop, &["add", "."]);
+        git_in(laptop, &["commit", "-qm", &format!("laptop {path}")]);
+        git_in(laptop, &["push", "-q", "origin", "main"]);
+    }
+
+    #[test]
+    fn local_commits_are_rebased_onto_remote_commits_to_other_files() {
+        let (_dir, mut repo, laptop) = setup();
+        commit(&mut repo, "mine.md", "local\n");
+        laptop_push(&laptop, "theirs.md", "remote\n");
+        let head = fetch(repo.root(), "main").unwrap().unwrap();
+        assert_eq!(
+            repo.standing(Some(head)).unwrap(),
+            Standing {
+                ahead: 1,
+                behind: 1
+            }
+        );
+        let changed = repo.follow_remote(head).unwrap();
+        assert_eq!(
+            changed,
+            ["theirs.md"],
+            "only the remote's file changes on disk"
+        );
+        assert_eq!(
+            repo.standing(Some(head)).unwrap(),
+            Standing {
+                ahead: 1,
+                behind: 0
+            }
+        );
+        let root = repo.root().to_path_buf();
+        assert_eq!(
+            std::fs::read_to_string(root.join("theirs.md")).unwrap(),
+            "remote\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("mine.md")).unwrap(),
+            "local\n"
+        );
+        let tip = repo.git().head().unwrap().peel_to_commit().unwrap();
+        assert_eq!(
+            tip.message().ok(),
+            Some("write mine.md"),
+            "the local commit keeps its message"
+        );
+        assert_eq!(tip.author().name().ok(), Some("floom"));
+        assert_eq!(tip.parent_id(0).unwrap(), head, "on top of the remote's");
+        assert!(matches!(push(&root, tip.id(), "main"), Pushed::Accepted));
+    }
+
+    #[test]
+    fn both_sides_changing_one_file_is_a_conflict_and_nothing_moves() {
+        let (_dir, mut repo, laptop) = setup();
+        let mine = commit(&mut repo, "shared.md", "local edit\n");
+        laptop_push(&laptop, "shared.md", "remote edit\n");
+        let head = fetch(repo.root(), "main").unwrap().unwrap();
+        let err = repo.follow_remote(head).unwrap_err();
+        assert!(
+            matches!(err.downcast_ref::<Stuck>(), Some(Stuck::Conflict(m)) if m.contains("shared.md")),
+            "{err:#}"
+        );
+        assert_eq!(
+            repo.head_id().unwrap(),
+            Some(mine),
+            "the local commit stays"
+        );
+        assert_eq!(
+            std::fs::read_to_string(repo.root().join("shared.md")).unwrap(),
+            "local edit\n"
+        );
+        // And the remote refuses the local commit rather than lose its own.
+        assert!(matches!(push(repo.root(), mine, "main"), Pushed::Rejected));
+    }
+
+    #[test]
+    fn uncommitted_edits_in_the_way_block_a_fast_forward() {
+        let (_dir, mut repo, laptop) = setup();
+        let before = repo.head_id().unwrap();
+        std::fs::write(repo.root().join("shared.md"), "an edit nobody committed\n").unwrap();
+        laptop_push(&laptop, "shared.md", "v2\n");
+        let head = fetch(repo.root(), "main").unwrap().unwrap();
+        let err = repo.follow_remote(head).unwrap_err();
+        assert!(
+            matches!(
+                err.downcast_ref::<Stuck>(),
+                Some(Stuck::UncommittedEdits(_))
+            ),
+            "{err:#}"
+        );
+        assert_eq!(repo.head_id().unwrap(), before);
+        assert_eq!(
+            std::fs::read_to_string(repo.root().join("shared.md")).unwrap(),
+            "an edit nobody committed\n"
+        );
+        // Edits elsewhere do not block.
+        std::fs::write(repo.root().join("shared.md"), "v1\n").unwrap();
+        std::fs::write(repo.root().join("notes.txt"), "mine\n").unwrap();
+        assert_eq!(repo.follow_remote(head).unwrap(), ["shared.md"]);
+        assert_eq!(repo.head_id().unwrap(), Some(head));
+    }
+
+    #[test]
+    fn an_unreachable_remote_is_a_failed_push_not_a_rejection() {
+        let (dir, mut repo, _laptop) = setup();
+        let mine = commit(&mut repo, "mine.md", "x\n");
+        std::fs::rename(dir.path().join("remote.git"), dir.path().join("gone.git")).unwrap();
+        assert!(matches!(push(repo.root(), mine, "main"), Pushed::Failed(_)));
+        assert!(fetch(repo.root(), "main").is_err());
+    }
+}

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::http::Method;
+use floom::config::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{eventually, git_in, upstream_issue};
+use crate::common::{TestApp, eventually, git_in, manifest, upstream_issue};
 use crate::process::{free_port, wait_ready};
 
 /// A bare remote holding one upstream issue, ISSUE-0001, on `main`.
@@ -124,13 +126,18 @@ impl Drop for Server {
 
 fn spawn(data: &Path, port: u16, remote: &Path, env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_floom"));
-    cmd.args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data)
-        .env("WORKEROS_GIT_REMOTE", remote)
-        .env("FLOOM_GIT_FETCH_INTERVAL", "0.3")
-        .env("FLOOM_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "serve",
+        "--bind",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+    ])
+    .arg(data)
+    .env("WORKEROS_GIT_REMOTE", remote)
+    .env("FLOOM_GIT_FETCH_INTERVAL", "0.3")
+    .env("FLOOM_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -276,7 +283,11 @@ async fn three_servers_in_remote_mode_never_collide() {
     for (id, title) in &acked {
         assert_eq!(on_remote.get(id), Some(title), "{id} on the remote");
     }
-    assert_eq!(on_remote.len(), 91, "the 90 and the shared issue, nothing else");
+    assert_eq!(
+        on_remote.len(),
+        91,
+        "the 90 and the shared issue, nothing else"
+    );
     for body in &comments_acked {
         assert_eq!(
             comments.matches(&format!("\"{body}\"")).count(),
@@ -291,7 +302,9 @@ async fn three_servers_in_remote_mode_never_collide() {
     );
     let log = git_in(remote.path(), &["log", "--format=%s", "main"]);
     assert_eq!(
-        log.lines().filter(|l| l.starts_with("issues: create")).count(),
+        log.lines()
+            .filter(|l| l.starts_with("issues: create"))
+            .count(),
         90,
         "one commit per create"
     );
@@ -344,7 +357,11 @@ async fn three_servers_in_remote_mode_never_collide() {
     }
     let (on_remote, _) = remote_issues(remote.path());
     for (id, title) in &burst {
-        assert_eq!(on_remote.get(id), Some(title), "acknowledged {id} on the remote");
+        assert_eq!(
+            on_remote.get(id),
+            Some(title),
+            "acknowledged {id} on the remote"
+        );
     }
     let fsck = Command::new("git")
         .args(["fsck", "--strict"])
@@ -374,13 +391,17 @@ async fn three_servers_in_remote_mode_never_collide() {
         }
     }
     files_per_create.extend(current);
-    assert!(files_per_create.iter().all(|n| *n == 1), "{files_per_create:?}");
+    assert!(
+        files_per_create.iter().all(|n| *n == 1),
+        "{files_per_create:?}"
+    );
 
     // The killed server comes back and converges on the remote.
     servers[2].restart(remote.path(), REMOTE_MODE).await;
-    eventually("the restarted server lists what the remote holds", || async {
-        servers[2].issues().await == on_remote
-    })
+    eventually(
+        "the restarted server lists what the remote holds",
+        || async { servers[2].issues().await == on_remote },
+    )
     .await;
     assert_eq!(
         git_in(&servers[2].ws(), &["status", "--porcelain"]),
@@ -427,7 +448,11 @@ async fn local_mode_rebases_and_reports_a_conflict() {
         .send()
         .await
         .unwrap();
-    assert_eq!(rb.status(), StatusCode::CREATED, "local mode acknowledges locally");
+    assert_eq!(
+        rb.status(),
+        StatusCode::CREATED,
+        "local mode acknowledges locally"
+    );
     let b_id = rb.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
@@ -453,7 +478,11 @@ async fn local_mode_rebases_and_reports_a_conflict() {
     std::fs::rename(&hidden, remote.path()).unwrap();
     eventually("one server reports the conflict", || async {
         let (sa, sb) = (a.sync_status().await, b.sync_status().await);
-        [&sa, &sb].iter().filter(|s| s["state"] == "conflict").count() == 1
+        [&sa, &sb]
+            .iter()
+            .filter(|s| s["state"] == "conflict")
+            .count()
+            == 1
     })
     .await;
     let states = [a.sync_status().await, b.sync_status().await];
@@ -462,7 +491,11 @@ async fn local_mode_rebases_and_reports_a_conflict() {
     } else {
         (&a, "from b")
     };
-    let status = &states[if states[1]["state"] == "conflict" { 1 } else { 0 }];
+    let status = &states[if states[1]["state"] == "conflict" {
+        1
+    } else {
+        0
+    }];
     assert_eq!(status["ahead"], 1, "the local commit is kept: {status}");
     assert!(
         status["last_error"].as_str().unwrap().contains(&a_id),
@@ -507,7 +540,10 @@ async fn an_unreachable_remote() {
     let remote = seeded_remote();
     let strict = Server::start(
         remote.path(),
-        &[("FLOOM_GIT_SYNC", "remote"), ("FLOOM_GIT_PUSH_DEADLINE", "1")],
+        &[
+            ("FLOOM_GIT_SYNC", "remote"),
+            ("FLOOM_GIT_PUSH_DEADLINE", "1"),
+        ],
     )
     .await;
     let relaxed = Server::start(remote.path(), &[]).await;
@@ -616,7 +652,10 @@ async fn edits_pushed_elsewhere_show_up() {
         .json()
         .await
         .unwrap();
-    assert_eq!(labelled["issues"][0]["id"], "ISSUE-0007", "filters see it too");
+    assert_eq!(
+        labelled["issues"][0]["id"], "ISSUE-0007",
+        "filters see it too"
+    );
     let r = client()
         .post(server.url("/workspace/issues"))
         .json(&json!({"title": "next"}))
@@ -628,4 +667,72 @@ async fn edits_pushed_elsewhere_show_up() {
         "ISSUE-0008",
         "numbering continues after the remote's highest"
     );
+}
+
+/// A replica started with `--runs off` serves everything but runs: a trigger and a
+/// webhook delivery answer 503 naming the setting, and no run is queued.
+#[tokio::test]
+async fn a_server_with_runs_off_takes_no_triggers() {
+    use floom::config::Switch;
+    let app = TestApp::with(|c| {
+        c.runs.execute = Switch::Off;
+        c.runs.api_url = Some("http://floom.test:8000".into());
+    })
+    .await;
+    let body = json!({
+        "worker_yml": manifest("hook", "exec:\n  entry: run.py\ntriggers:\n  - type: webhook\n"),
+        "run_py": "print('hi')\n",
+    });
+    let r = app.post("/workers", body).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = app.post("/workers/hook/runs", json!({"inputs": {}})).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("--runs off"),
+        "{:?}",
+        r.body
+    );
+    let url = app.get("/workers/hook").await.body["webhook_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = url.strip_prefix("http://floom.test:8000").unwrap();
+    let r = app
+        .send_bytes(
+            Method::POST,
+            path,
+            b"{}".to_vec(),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert_eq!(app.get("/runs").await.body, json!([]), "nothing queued");
+    assert_eq!(app.get("/healthz").await.body["runs"], false);
+    // Issues are served as ever.
+    app.create(json!({"title": "still served"})).await;
+}
+
+/// `POST /workspace/sync` is for admins, and needs a remote.
+#[tokio::test]
+async fn syncing_needs_an_admin_and_a_remote() {
+    let app = TestApp::new().await;
+    let r = app.post("/workspace/sync", json!({})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert!(r.body["detail"].as_str().unwrap().contains("no git remote"));
+    assert!(app.get("/healthz").await.body.get("sync").is_none());
+
+    let member = TestApp::with_secret("a-long-shared-secret", Role::Member).await;
+    let r = member
+        .send(
+            Method::POST,
+            "/workspace/sync",
+            Some(json!({})),
+            &[("x-floom-secret", "a-long-shared-secret")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    let r = member
+        .send(Method::POST, "/workspace/sync", Some(json!({})), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
 }
