@@ -10,7 +10,8 @@
 //! `FLOOM_BENCH_UPSTREAM` the sizes of upstream-flat workspaces written before and after
 //! `floom relayout` (default: the largest of the sizes; 0 skips them).
 //! `FLOOM_BENCH_GIT_CACHE_MB` sets libgit2's object cache after floom bounds it (256 is
-//! libgit2's default), to measure what the bound does.
+//! libgit2's default), to measure what the bound does. `FLOOM_BENCH_REPLICAS=0` skips the
+//! rows of servers sharing a git remote.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -930,6 +931,125 @@ async fn bench_runs(n_runs: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     state.index.close().await;
 }
 
+/// `git` in `dir`, as a user would run it.
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=bench", "-c", "user.email=bench@x"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Servers sharing one bare git remote on this host: creates in `remote` sync mode (each
+/// answered once its commit is on the remote) from one writer and from three servers at
+/// once, and how long an edit pushed elsewhere takes to show in a list.
+async fn bench_replicas(secs: f64, rows: &mut Vec<Row>, dir: &Path) {
+    use floom::workspace::replica::SyncMode;
+    let mut row = table(rows, "bare remote".into());
+    let remote = dir.join("remote.git");
+    let laptop = dir.join("laptop");
+    std::fs::create_dir_all(&remote).unwrap();
+    git(&remote, &["init", "-q", "--bare", "-b", "main"]);
+    git(dir, &["clone", "-q", remote.to_str().unwrap(), "laptop"]);
+    git(&laptop, &["checkout", "-q", "-b", "main"]);
+    std::fs::write(laptop.join("workspace.md"), "# bench\n").unwrap();
+    git(&laptop, &["add", "."]);
+    git(&laptop, &["commit", "-qm", "seed"]);
+    git(&laptop, &["push", "-q", "origin", "main"]);
+    let interval = Duration::from_millis(500);
+    let mut servers = Vec::new();
+    for i in 0..3 {
+        let mut config = Config::under(&dir.join(format!("server{i}")));
+        config.paths.git_remote = Some(remote.to_str().unwrap().to_string());
+        config.paths.sync.mode = SyncMode::Remote;
+        config.paths.sync.fetch_interval = interval;
+        config.paths.sync.push_deadline = Duration::from_secs(60);
+        let state = AppState::open(config, &|_, _| {}).await.unwrap();
+        let (base, times) = serve_recorded(&state).await;
+        servers.push((state, base, times));
+    }
+    let create = |base: String| {
+        move |c: &reqwest::Client, i: u64| {
+            c.post(format!("{base}/workspace/issues"))
+                .json(&serde_json::json!({"title": format!("replica {i}")}))
+        }
+    };
+    let (client, server) = load(&servers[0].2, 1, secs, create(servers[0].1.clone())).await;
+    let note = format!("{:.0} creates/s", client.rps);
+    row(
+        "create, remote sync mode, 1 writer",
+        Some(client),
+        Some(server),
+        None,
+        note,
+    );
+
+    let all: Vec<_> = servers
+        .iter()
+        .map(|(_, base, times)| load(times, 1, secs, create(base.clone())))
+        .collect();
+    let results = futures_util::future::join_all(all).await;
+    let total: f64 = results.iter().map(|(c, _)| c.rps).sum();
+    let (client, server) = results.into_iter().next().unwrap();
+    let note =
+        format!("3 servers, 1 writer each: {total:.0} creates/s in all; one server's latencies");
+    row(
+        "create, remote sync mode, 3 servers",
+        Some(client),
+        Some(server),
+        None,
+        note,
+    );
+
+    // An issue pushed from a laptop, then polled for on the first server.
+    let client = reqwest::Client::new();
+    let mut seen = Vec::new();
+    for k in 0..10u64 {
+        let num = 900_000 + k;
+        let rel = layout::new_issue_path(num);
+        let path = laptop.join(&rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let id = layout::format_id(num);
+        std::fs::write(
+            &path,
+            format!("---\nid: {id}\ntitle: pushed {k}\nstatus: open\n---\n"),
+        )
+        .unwrap();
+        git(&laptop, &["add", "."]);
+        git(&laptop, &["commit", "-qm", &format!("laptop {k}")]);
+        git(&laptop, &["pull", "-q", "--rebase", "origin", "main"]);
+        git(&laptop, &["push", "-q", "origin", "HEAD:main"]);
+        let pushed = Instant::now();
+        let url = format!("{}/workspace/issues/{id}", servers[0].1);
+        while !client.get(&url).send().await.unwrap().status().is_success() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen.push(pushed.elapsed());
+    }
+    seen.sort();
+    let note = format!(
+        "a `git push` elsewhere until GET answers it; fetch interval {} ms; max {}",
+        interval.as_millis(),
+        ms(*seen.last().unwrap())
+    );
+    row(
+        "pushed elsewhere → visible, p50",
+        None,
+        None,
+        Some(seen[seen.len() / 2]),
+        note,
+    );
+    for (state, _, _) in servers {
+        state.engine.shutdown().await;
+    }
+}
+
 fn main() {
     floom::outbound::ensure_tls();
     let sizes: Vec<u64> = std::env::var("FLOOM_BENCH_SIZES")
@@ -982,6 +1102,10 @@ fn main() {
     let runs_dir = tempfile::tempdir().unwrap();
     if runs > 0 {
         rt.block_on(bench_runs(runs, secs, &mut rows, runs_dir.path()));
+    }
+    let replicas_dir = tempfile::tempdir().unwrap();
+    if std::env::var("FLOOM_BENCH_REPLICAS").map_or(true, |v| v != "0") {
+        rt.block_on(bench_replicas(secs, &mut rows, replicas_dir.path()));
     }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(

@@ -20,15 +20,17 @@ pub struct Health {
     /// Where the workspace stands against its git remote; absent without a remote.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncStatus>,
-    /// False on a server started with `--runs off`.
-    pub runs: bool,
+    /// `off` on a server started with `--runs off`; absent otherwise (upstream's body is
+    /// `{"status": "ok"}` alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<&'static str>,
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
         sync: state.issues.workspace.replica().map(|r| r.status()),
-        runs: state.engine.executes(),
+        runs: (!state.engine.executes()).then_some("off"),
     })
 }
 
@@ -59,7 +61,7 @@ pub fn router() -> ApiRouter<AppState> {
             get_with(healthz, |op| {
                 op.tag("system")
                     .summary("Liveness check")
-                    .description("No authentication needed. With a git remote, `sync` says where the workspace stands against it: the sync mode, `state` (`in_sync`, `ahead`, `behind`, `diverged`, `conflict`, `blocked`, `unreachable`), commits ahead and behind, the last fetch and push that worked, and the last error while it lasts. `runs` is false on a server started with `--runs off`.")
+                    .description("No authentication needed. With a git remote, `sync` says where the workspace stands against it: the sync mode, `state` (`in_sync`, `ahead`, `behind`, `diverged`, `conflict`, `blocked`, `unreachable`), commits ahead and behind, the last fetch and push that worked, and the last error while it lasts. `runs` is `off` on a server started with `--runs off`.")
                     .security_requirement_multi([])
             }),
         )
