@@ -129,6 +129,15 @@ impl Replica {
         &self.settings
     }
 
+    /// Why the workspace cannot follow the remote by itself (a conflict, an edit in the
+    /// way), if it cannot.
+    pub fn stuck(&self) -> Option<String> {
+        match &self.state.lock().expect("replica state").problem {
+            Some(Problem::Conflict(m) | Problem::Blocked(m)) => Some(m.clone()),
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> SyncStatus {
         self.state.lock().expect("replica state").status.clone()
     }

@@ -194,7 +194,17 @@ where
             Ok(Step::Done(p))
         }
         Pushed::Rejected => match replica.fetch(&root) {
-            Ok(head) => Ok(Step::Moved(replica.integrate(repo, head)?)),
+            Ok(head) => {
+                let paths = replica.integrate(repo, head)?;
+                // Waiting will not settle a conflict or move an uncommitted edit.
+                match replica.stuck() {
+                    Some(why) => Err(anyhow::Error::from(super::git::WriteRefused(format!(
+                        "The workspace cannot follow its git remote, so the write cannot reach it: {why}"
+                    )))
+                    .into()),
+                    None => Ok(Step::Moved(paths)),
+                }
+            }
             Err(why) => Ok(Step::Unreachable(why)),
         },
         Pushed::Failed(why) => Ok(Step::Unreachable(why)),

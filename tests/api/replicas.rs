@@ -736,3 +736,55 @@ async fn syncing_needs_an_admin_and_a_remote() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
 }
+
+/// A hand edit nobody committed, to a file the remote changed too: following would
+/// overwrite it, so the server reports `blocked`, keeps the edit, and a `remote`-mode
+/// write is refused at once (409) rather than retried until its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_uncommitted_edit_in_the_way_blocks_following() {
+    let remote = seeded_remote();
+    let a = Server::start(remote.path(), &[("FLOOM_GIT_SYNC", "remote")]).await;
+    let rel = ".floom/issues/000/ISSUE-0001.md";
+    let by_hand = upstream_issue("ISSUE-0001", "edited by hand", "open", &[]);
+    std::fs::write(a.ws().join(rel), &by_hand).unwrap();
+    let laptop = tempfile::tempdir().unwrap();
+    git_in(
+        laptop.path(),
+        &["clone", "-q", remote.path().to_str().unwrap(), "l"],
+    );
+    let l = laptop.path().join("l");
+    std::fs::write(
+        l.join(rel),
+        upstream_issue("ISSUE-0001", "edited on a laptop", "open", &[]),
+    )
+    .unwrap();
+    git_in(&l, &["commit", "-qam", "laptop"]);
+    git_in(&l, &["push", "-q", "origin", "main"]);
+    eventually("the server says it is blocked", || async {
+        a.sync_status().await["state"] == "blocked"
+    })
+    .await;
+    let status = a.sync_status().await;
+    assert!(
+        status["last_error"].as_str().unwrap().contains(rel),
+        "{status}"
+    );
+    let r = client()
+        .post(a.url("/workspace/issues"))
+        .json(&json!({"title": "cannot reach the remote"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        std::fs::read_to_string(a.ws().join(rel)).unwrap(),
+        by_hand,
+        "the hand edit is kept"
+    );
+    assert!(
+        !remote_issues(remote.path())
+            .0
+            .values()
+            .any(|t| t == "cannot reach the remote")
+    );
+}
