@@ -1,13 +1,16 @@
-//! Who is calling: the shared secret, and the `Caller` / `Admin` extractors.
+//! Who is calling: tokens, sessions, the shared secret, and the `Caller` / `Admin`
+//! extractors.
 
 use aide::OperationInput;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
+use axum::http::Method;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::config::Role;
 use crate::error::ApiError;
+use crate::tokens::Kind;
 
 /// Header carrying the shared secret (header names are case-insensitive).
 pub const SECRET_HEADER: &str = "x-floom-secret";
@@ -22,6 +25,10 @@ pub enum AuthMethod {
     SharedSecret,
     /// No `FLOOM_SECRET`: local development, every caller is the operator.
     Dev,
+    /// A personal access token (`wos_…`), as a bearer or in `x-floom-secret`.
+    Pat,
+    /// A workspace token (`wst_…`): read and start runs only.
+    WorkspaceToken,
 }
 
 /// The session cookie (upstream's name).
@@ -62,7 +69,7 @@ pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Sessions and run tokens are stored under the SHA-256 hex of their value.
+/// Sessions, run tokens and tokens for scripts are stored under the SHA-256 hex of their value.
 pub fn token_key(value: &str) -> String {
     crate::ids::hex(&Sha256::digest(value.as_bytes()))
 }
@@ -87,30 +94,108 @@ fn presented_run_token(parts: &Parts) -> Option<&str> {
     if let Some(v) = parts.headers.get(RUN_TOKEN_HEADER) {
         return Some(v.to_str().unwrap_or(""));
     }
+    bearer(parts).filter(|t| t.starts_with("wrt_"))
+}
+
+/// The token of `Authorization: Bearer …`.
+fn bearer(parts: &Parts) -> Option<&str> {
     parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .filter(|t| t.starts_with("wrt_"))
+}
+
+/// The caller a personal or workspace token speaks for; a workspace token only where
+/// it may go.
+async fn token_caller(parts: &Parts, state: &AppState, value: &str) -> Result<Caller, ApiError> {
+    let holder = state.tokens().authenticate(value).await?;
+    let method = match holder.kind {
+        Kind::Personal => AuthMethod::Pat,
+        Kind::Workspace => {
+            workspace_token_may(&parts.method, route(parts))?;
+            AuthMethod::WorkspaceToken
+        }
+    };
+    Ok(Caller {
+        user_id: holder.user_id,
+        role: holder.role,
+        method,
+    })
+}
+
+/// The route a request matched (`/workers/{id}/runs`), at its plain path even when
+/// called under upstream's `/api/v1` or `/v1` aliases.
+fn route(parts: &Parts) -> &str {
+    let matched = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or(parts.uri.path(), MatchedPath::as_str);
+    ["/api/v1", "/v1"]
+        .iter()
+        .find_map(|alias| matched.strip_prefix(alias).filter(|p| p.starts_with('/')))
+        .unwrap_or(matched)
+}
+
+/// Where a workspace token may not go, not even to read (upstream's list): credentials,
+/// settings, and the tokens themselves.
+const CLOSED_TO_WORKSPACE_TOKENS: &[&str] = &[
+    "/secrets",
+    "/connections",
+    "/auth",
+    "/workspace/tokens",
+    "/workspace/secrets",
+    "/workspace/settings",
+    "/system",
+    "/settings",
+    "/contexts",
+    "/chat",
+];
+
+/// A workspace token reads, and starts runs (`POST /workers/{id}/runs`); nothing else.
+fn workspace_token_may(method: &Method, route: &str) -> Result<(), ApiError> {
+    let closed = CLOSED_TO_WORKSPACE_TOKENS.iter().any(|closed| {
+        route
+            .strip_prefix(closed)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    if closed {
+        return Err(ApiError::Forbidden(
+            "workspace tokens cannot access this resource".into(),
+        ));
+    }
+    let reads = *method == Method::GET || *method == Method::HEAD;
+    if reads || (*method == Method::POST && route == "/workers/{id}/runs") {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "workspace tokens are read-and-run only: they may read and start runs, nothing else"
+                .into(),
+        ))
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    /// Upstream's order: a run token, a session cookie, then the shared secret, then
-    /// (with no secret configured) the local operator.
+    /// Upstream's order: a bearer token (a run's `wrt_`, a workspace `wst_`, else a
+    /// personal access token), a session cookie, then `x-floom-secret` (a personal
+    /// access token when it starts with `wos_`, else the shared secret), then (with no
+    /// secret configured) the local operator. A credential that is presented and fails
+    /// is refused; it never falls through to the next.
     ///
     /// A run token is a run's own credential, accepted only where upstream accepts it
-    /// (see [`Starter`]); every route behind this extractor refuses a valid one with 403,
-    /// and it never falls through to another credential.
+    /// (see [`Starter`]); every route behind this extractor refuses a valid one with 403.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let config = &state.config;
         if presented_run(parts, state).await?.is_some() {
             return Err(ApiError::Forbidden(
                 "a run token may only call its own run's routes".into(),
             ));
+        }
+        if let Some(token) = bearer(parts) {
+            return token_caller(parts, state, token).await;
         }
         if let Some(value) = cookie(parts, SESSION_COOKIE) {
             let key = token_key(value);
@@ -135,25 +220,36 @@ impl FromRequestParts<AppState> for Caller {
                 method: AuthMethod::Session,
             });
         }
-        let Some(secret) = &config.secret else {
+        let presented = parts.headers.get(SECRET_HEADER);
+        let shared_secret = |value: &[u8]| {
+            let secret = config.secret.as_ref()?;
+            secret.verify(value).then(|| Caller {
+                user_id: config.user_id.clone(),
+                role: config.shared_secret_role,
+                method: AuthMethod::SharedSecret,
+            })
+        };
+        let pat = presented
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| v.starts_with(Kind::Personal.prefix()));
+        if let Some(value) = pat {
+            return match token_caller(parts, state, value).await {
+                Ok(caller) => Ok(caller),
+                // Upstream's fallback for a shared secret that itself starts with `wos_`.
+                Err(refused) => shared_secret(value.as_bytes()).ok_or(refused),
+            };
+        }
+        if config.secret.is_none() {
             return Ok(Caller {
                 user_id: config.user_id.clone(),
                 role: Role::Admin,
                 method: AuthMethod::Dev,
             });
-        };
-        let presented = parts
-            .headers
-            .get(SECRET_HEADER)
-            .ok_or(ApiError::Unauthorized)?;
-        if !secret.verify(presented.as_bytes()) {
-            return Err(ApiError::Unauthorized);
         }
-        Ok(Caller {
-            user_id: config.user_id.clone(),
-            role: config.shared_secret_role,
-            method: AuthMethod::SharedSecret,
-        })
+        presented
+            .and_then(|v| shared_secret(v.as_bytes()))
+            .ok_or(ApiError::Unauthorized)
     }
 }
 

@@ -88,6 +88,30 @@ pub struct AuthArgs {
     /// The base of share links (`<base>/s/<token>`); default: the frontend URL.
     #[arg(long, env = "WORKEROS_SHORT_LINK_BASE_URL")]
     pub short_link_base_url: Option<String>,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+}
+
+/// How long tokens for scripts may live (shared by `serve` and `floom tokens create`).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct TokenArgs {
+    /// Longest lifetime of a new personal or workspace token, in days, and the lifetime
+    /// of one created without an expiry; 0: no limit, and such tokens never expire.
+    #[arg(long, env = "WORKEROS_PAT_MAX_TTL_DAYS", default_value_t = TokenArgs::DEFAULT_MAX_DAYS)]
+    pub pat_max_ttl_days: u32,
+}
+
+impl TokenArgs {
+    /// Upstream's default.
+    pub const DEFAULT_MAX_DAYS: u32 = 90;
+}
+
+impl Default for TokenArgs {
+    fn default() -> Self {
+        TokenArgs {
+            pat_max_ttl_days: Self::DEFAULT_MAX_DAYS,
+        }
+    }
 }
 
 impl AuthArgs {

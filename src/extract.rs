@@ -169,7 +169,7 @@ pub fn instant(value: Option<&str>, name: &str) -> Result<Option<i64>, ApiError>
 }
 
 /// ISO-8601 as Python's `fromisoformat` reads it: with an offset (UTC if none), or a date.
-fn parse_instant(v: &str) -> Option<i64> {
+pub fn parse_instant(v: &str) -> Option<i64> {
     let v = v.trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&v.replace(' ', "T").replace("Z", "+00:00"))
     {

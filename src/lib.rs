@@ -28,6 +28,7 @@ pub mod shared_secret;
 pub mod sharing;
 pub mod signin;
 pub mod store;
+pub mod tokens;
 pub mod vault;
 pub mod webhooks;
 pub mod worker_authoring;
@@ -193,5 +194,12 @@ impl AppState {
 
     pub fn connections(&self) -> connections::Connections<'_> {
         connections::Connections { store: &self.store }
+    }
+
+    pub fn tokens(&self) -> tokens::Tokens<'_> {
+        tokens::Tokens {
+            store: &self.store,
+            max_days: self.config.auth.tokens.pat_max_ttl_days,
+        }
     }
 }

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use floom::AppState;
-use floom::config::{AuthArgs, Config, DataArgs, Role, RunArgs, ServeArgs, check_bind};
+use floom::config::{
+    AuthArgs, Config, DataArgs, Role, RunArgs, ServeArgs, TokenArgs, check_bind,
+};
 use floom::folder_lock::{self, FolderLock};
 use floom::index::Index;
 use floom::index::watcher;
@@ -61,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         action: UsersAction,
     },
+    /// Manage tokens for scripts: personal access tokens (`wos_…`) and workspace tokens (`wst_…`).
+    Tokens {
+        #[command(subcommand)]
+        action: TokensAction,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,6 +92,35 @@ enum UsersAction {
     Enable { id: String },
 }
 
+#[derive(Subcommand)]
+enum TokensAction {
+    /// Create a token and print its value (shown this once) on standard output.
+    Create {
+        /// The user a personal access token acts as, with that user's role.
+        #[arg(long, required_unless_present = "workspace", conflicts_with = "workspace")]
+        user: Option<String>,
+        /// Create a workspace token instead: it may only read and start runs.
+        #[arg(long)]
+        workspace: bool,
+        /// What the token is for (`ci`, `laptop`).
+        #[arg(long)]
+        name: String,
+        /// Days until it expires (default: the longest allowed, WORKEROS_PAT_MAX_TTL_DAYS).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        lifetime: TokenArgs,
+    },
+    /// List the tokens not revoked (never their values).
+    List {
+        /// Only this user's personal access tokens.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a token by its id: it stops working at once.
+    Revoke { id: String },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log.log_format);
@@ -102,6 +138,7 @@ fn main() -> ExitCode {
             Some(Command::Check) => check(cli.data).await,
             Some(Command::Relayout) => relayout(cli.data).await,
             Some(Command::Users { action }) => users(action, cli.data).await,
+            Some(Command::Tokens { action }) => tokens(action, cli.data).await,
         }
     });
     match result {
@@ -311,12 +348,20 @@ async fn relayout(data: DataArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn users(action: UsersAction, data: DataArgs) -> anyhow::Result<ExitCode> {
-    let config = tool_config(&data)?;
+/// The operational store of an existing data folder, for the commands that manage it.
+/// `listing` names what would be listed: then a missing store is an error rather than
+/// created.
+async fn tool_store(
+    data: &DataArgs,
+    listing: Option<&str>,
+) -> anyhow::Result<floom::store::Store> {
+    let config = tool_config(data)?;
     config.paths.require_data_dir()?;
-    if matches!(action, UsersAction::List) && !config.paths.db.exists() {
+    if let Some(what) = listing
+        && !config.paths.db.exists()
+    {
         anyhow::bail!(
-            "no store at {}: no users to list (nothing was created)",
+            "no store at {}: no {what} to list (nothing was created)",
             config.paths.db.display()
         );
     }
@@ -328,7 +373,12 @@ async fn users(action: UsersAction, data: DataArgs) -> anyhow::Result<ExitCode> 
     {
         std::fs::create_dir_all(parent)?;
     }
-    let store = floom::store::Store::open(&config.paths.db).await?;
+    floom::store::Store::open(&config.paths.db).await
+}
+
+async fn users(action: UsersAction, data: DataArgs) -> anyhow::Result<ExitCode> {
+    let listing = matches!(action, UsersAction::List).then_some("users");
+    let store = tool_store(&data, listing).await?;
     let code = match action {
         UsersAction::Add {
             id,
@@ -382,6 +432,91 @@ async fn users(action: UsersAction, data: DataArgs) -> anyhow::Result<ExitCode> 
             println!("enabled {id}");
             ExitCode::SUCCESS
         }
+    };
+    store.close().await;
+    Ok(code)
+}
+
+async fn tokens(action: TokensAction, data: DataArgs) -> anyhow::Result<ExitCode> {
+    use floom::tokens::{Expiry, Kind, TokenError, Tokens};
+
+    let listing = matches!(action, TokensAction::List { .. }).then_some("tokens");
+    let store = tool_store(&data, listing).await?;
+    let max_days = match &action {
+        TokensAction::Create { lifetime, .. } => lifetime.pat_max_ttl_days,
+        _ => TokenArgs::default().pat_max_ttl_days,
+    };
+    let tokens = Tokens {
+        store: &store,
+        max_days,
+    };
+    let code = match action {
+        TokensAction::Create {
+            user,
+            name,
+            expires_in_days,
+            ..
+        } => {
+            let kind = if user.is_some() {
+                Kind::Personal
+            } else {
+                Kind::Workspace
+            };
+            let expiry = expires_in_days.map_or(Expiry::Default, Expiry::InDays);
+            match tokens
+                .create(kind, user.as_deref(), "cli", &name, expiry)
+                .await
+            {
+                Ok(created) => {
+                    let t = &created.stored;
+                    println!("{}", created.token);
+                    eprintln!(
+                        "created {} token {} ({}) for {}, expires {}; its value above is shown only this once",
+                        kind.as_str(),
+                        t.id,
+                        t.name,
+                        t.user_id.as_deref().unwrap_or("the workspace"),
+                        t.expires_at.as_deref().unwrap_or("never"),
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(TokenError::Store(e)) => return Err(e.into()),
+                Err(refused) => {
+                    eprintln!("floom: {refused}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        TokensAction::List { user } => {
+            let kind = user.is_some().then_some(Kind::Personal);
+            println!("ID\tKIND\tUSER\tNAME\tPREFIX\tCREATED\tEXPIRES\tLAST USED");
+            for t in tokens.list(kind, user.as_deref()).await? {
+                let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    t.id,
+                    t.kind,
+                    or_dash(&t.user_id),
+                    t.name,
+                    t.prefix,
+                    t.created_at,
+                    or_dash(&t.expires_at),
+                    or_dash(&t.last_used_at)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        TokensAction::Revoke { id } => match tokens.revoke(&id, None, None).await {
+            Ok(()) => {
+                println!("revoked {id}");
+                ExitCode::SUCCESS
+            }
+            Err(TokenError::NotFound) => {
+                eprintln!("floom: no token {id} (or it was revoked before)");
+                ExitCode::FAILURE
+            }
+            Err(e) => return Err(e.into()),
+        },
     };
     store.close().await;
     Ok(code)

@@ -12,6 +12,7 @@ mod secrets;
 mod sharing;
 mod stream;
 mod system;
+mod tokens;
 mod webhooks;
 mod worker_authoring;
 mod worker_webhooks;
@@ -46,6 +47,7 @@ pub fn app(state: AppState) -> Router {
         .merge(runs::router())
         .merge(approvals::router())
         .merge(auth::router())
+        .merge(tokens::router())
         .merge(webhooks::router())
         .merge(worker_webhooks::router())
         .merge(workspace::router())
@@ -106,6 +108,21 @@ fn describe(api: TransformOpenApi<'_>) -> TransformOpenApi<'_> {
                 extensions: Default::default(),
             },
         )
+        .security_scheme(
+            "bearerToken",
+            aide::openapi::SecurityScheme::Http {
+                scheme: "bearer".into(),
+                bearer_format: Some("wos_… or wst_…".into()),
+                description: Some(
+                    "A personal access token (`wos_…`, acting as its user) or a workspace \
+                     token (`wst_…`, read and start runs only). A personal access token is \
+                     also accepted in `x-floom-secret`."
+                        .into(),
+                ),
+                extensions: Default::default(),
+            },
+        )
         .security_requirement("sharedSecret")
+        .security_requirement("bearerToken")
         .default_response::<axum::Json<crate::error::ErrorBody>>()
 }

@@ -10,6 +10,7 @@ pub mod run_tokens;
 pub mod runs;
 pub mod secrets;
 pub mod shares;
+pub mod tokens;
 pub mod tools;
 pub mod users;
 pub mod webhook_secrets;
