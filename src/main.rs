@@ -6,9 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use floom::AppState;
-use floom::config::{
-    AuthArgs, Config, DataArgs, Role, RunArgs, ServeArgs, TokenArgs, check_bind,
-};
+use floom::config::{AuthArgs, Config, DataArgs, Role, RunArgs, ServeArgs, TokenArgs, check_bind};
 use floom::folder_lock::{self, FolderLock};
 use floom::index::Index;
 use floom::index::watcher;
@@ -97,7 +95,11 @@ enum TokensAction {
     /// Create a token and print its value (shown this once) on standard output.
     Create {
         /// The user a personal access token acts as, with that user's role.
-        #[arg(long, required_unless_present = "workspace", conflicts_with = "workspace")]
+        #[arg(
+            long,
+            required_unless_present = "workspace",
+            conflicts_with = "workspace"
+        )]
         user: Option<String>,
         /// Create a workspace token instead: it may only read and start runs.
         #[arg(long)]
@@ -351,10 +353,7 @@ async fn relayout(data: DataArgs) -> anyhow::Result<ExitCode> {
 /// The operational store of an existing data folder, for the commands that manage it.
 /// `listing` names what would be listed: then a missing store is an error rather than
 /// created.
-async fn tool_store(
-    data: &DataArgs,
-    listing: Option<&str>,
-) -> anyhow::Result<floom::store::Store> {
+async fn tool_store(data: &DataArgs, listing: Option<&str>) -> anyhow::Result<floom::store::Store> {
     let config = tool_config(data)?;
     config.paths.require_data_dir()?;
     if let Some(what) = listing

@@ -294,8 +294,9 @@ impl Tokens<'_> {
             }
         }
         let stale = t.last_used_at.as_deref().is_none_or(|at| {
-            DateTime::parse_from_rfc3339(at)
-                .map_or(true, |at| (now - at.to_utc()).num_seconds() >= TOUCH_EVERY_SECONDS)
+            DateTime::parse_from_rfc3339(at).map_or(true, |at| {
+                (now - at.to_utc()).num_seconds() >= TOUCH_EVERY_SECONDS
+            })
         });
         if stale {
             // Bookkeeping: a failure to note the use never refuses the request.
@@ -320,7 +321,10 @@ mod tests {
     #[test]
     fn values_carry_their_prefix_and_show_a_little() {
         let (value, shown) = fresh_value(Kind::Workspace);
-        assert!(value.starts_with("wst_") && value.len() == 4 + 43, "{value}");
+        assert!(
+            value.starts_with("wst_") && value.len() == 4 + 43,
+            "{value}"
+        );
         assert_eq!(shown, value[..12]);
         let (value, _) = fresh_value(Kind::Personal);
         assert!(value.starts_with("wos_"));
@@ -333,8 +337,14 @@ mod tests {
         assert_eq!(expires(90, Expiry::Default, now).unwrap(), Some(days(90)));
         assert_eq!(expires(0, Expiry::Default, now).unwrap(), None);
         assert_eq!(expires(90, Expiry::InDays(7), now).unwrap(), Some(days(7)));
-        assert_eq!(expires(0, Expiry::InDays(3650), now).unwrap(), Some(days(3650)));
-        assert_eq!(expires(90, Expiry::At(days(90)), now).unwrap(), Some(days(90)));
+        assert_eq!(
+            expires(0, Expiry::InDays(3650), now).unwrap(),
+            Some(days(3650))
+        );
+        assert_eq!(
+            expires(90, Expiry::At(days(90)), now).unwrap(),
+            Some(days(90))
+        );
         for (expiry, field) in [
             (Expiry::InDays(0), "expires_in_days"),
             (Expiry::InDays(91), "expires_in_days"),

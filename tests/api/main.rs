@@ -23,6 +23,7 @@ mod secrets;
 mod sharing;
 mod signin;
 mod system;
+mod tokens;
 mod watcher;
 mod webhooks;
 mod worker_authoring;

@@ -463,3 +463,168 @@ fn the_store_follows_floom_db_and_workeros_db() {
     );
     assert!(workeros_db.exists(), "WORKEROS_DB wins over FLOOM_DB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_managed_from_the_command_line() {
+    use axum::http::{Method, StatusCode};
+
+    let data = tempfile::tempdir().unwrap();
+    let floom = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_floom"));
+        cmd.arg("--data-dir")
+            .arg(data.path())
+            .args(args)
+            .env("FLOOM_LOG", "error")
+            .env_remove("WORKEROS_PAT_MAX_TTL_DAYS");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    assert!(floom(&["users", "add", "ada"], &[]).0);
+    let (ok, token, said) = floom(
+        &[
+            "tokens",
+            "create",
+            "--user",
+            "ada",
+            "--name",
+            "ci",
+            "--expires-in-days",
+            "30",
+        ],
+        &[],
+    );
+    assert!(ok, "{said}");
+    let token = token.trim().to_string();
+    assert!(
+        token.starts_with("wos_") && token.len() == 47,
+        "only the value on stdout: {token}"
+    );
+    assert!(said.contains("shown only this once"), "{said}");
+    let (ok, wst, said) = floom(&["tokens", "create", "--workspace", "--name", "board"], &[]);
+    assert!(ok, "{said}");
+    assert!(wst.trim().starts_with("wst_"), "{wst}");
+
+    for (args, why) in [
+        (
+            &["tokens", "create", "--user", "nobody", "--name", "x"][..],
+            "no user nobody",
+        ),
+        (
+            &[
+                "tokens",
+                "create",
+                "--user",
+                "ada",
+                "--workspace",
+                "--name",
+                "x",
+            ][..],
+            "cannot be used with",
+        ),
+        (&["tokens", "create", "--name", "x"][..], "--user"),
+        (
+            &[
+                "tokens",
+                "create",
+                "--user",
+                "ada",
+                "--name",
+                "x",
+                "--expires-in-days",
+                "91",
+            ][..],
+            "WORKEROS_PAT_MAX_TTL_DAYS",
+        ),
+    ] {
+        let (ok, out, said) = floom(args, &[]);
+        assert!(!ok && out.is_empty(), "{args:?}: {out}");
+        assert!(said.contains(why), "{args:?}: {said}");
+    }
+    let (ok, _, said) = floom(
+        &[
+            "tokens",
+            "create",
+            "--user",
+            "ada",
+            "--name",
+            "long",
+            "--expires-in-days",
+            "3650",
+        ],
+        &[("WORKEROS_PAT_MAX_TTL_DAYS", "0")],
+    );
+    assert!(ok, "no limit: {said}");
+
+    let (ok, list, _) = floom(&["tokens", "list"], &[]);
+    assert!(ok);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(
+        lines[0],
+        "ID\tKIND\tUSER\tNAME\tPREFIX\tCREATED\tEXPIRES\tLAST USED"
+    );
+    assert_eq!(lines.len(), 4, "{list}");
+    assert!(
+        !list.contains(&token[12..]) && !list.contains(&wst.trim()[12..]),
+        "never a value"
+    );
+    let ci: Vec<&str> = lines
+        .iter()
+        .find(|l| l.contains("\tci\t"))
+        .unwrap()
+        .split('\t')
+        .collect();
+    assert_eq!(&ci[1..5], ["personal", "ada", "ci", &token[..12]]);
+    assert_eq!(ci[7], "-", "not used yet");
+    let (_, mine, _) = floom(&["tokens", "list", "--user", "ada"], &[]);
+    assert_eq!(mine.lines().count(), 3, "ada's two: {mine}");
+
+    // The token works against a server on the same folder, until it is revoked.
+    let app = crate::common::TestApp::open(
+        data,
+        |c| c.secret = Some(floom::shared_secret::SharedSecret::parse("s3cret").unwrap()),
+        false,
+    )
+    .await;
+    let auth = format!("Bearer {token}");
+    let me = app
+        .send(Method::GET, "/auth/me", None, &[("authorization", &auth)])
+        .await;
+    assert_eq!(me.body["user_id"], "ada", "{:?}", me.body);
+    assert_eq!(me.body["auth_method"], "pat");
+    let floom = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_floom"))
+            .arg("--data-dir")
+            .arg(app.dir.path())
+            .args(args)
+            .env("FLOOM_LOG", "error")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (_, list) = floom(&["tokens", "list", "--user", "ada"]);
+    let ci: Vec<&str> = list
+        .lines()
+        .find(|l| l.contains("\tci\t"))
+        .unwrap()
+        .split('\t')
+        .collect();
+    assert_ne!(ci[7], "-", "its use is listed: {list}");
+    let id = ci[0].to_string();
+    assert_eq!(
+        floom(&["tokens", "revoke", &id]),
+        (true, format!("revoked {id}\n"))
+    );
+    let r = app
+        .send(Method::GET, "/auth/me", None, &[("authorization", &auth)])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body["detail"], "token revoked");
+    assert!(!floom(&["tokens", "revoke", &id]).0, "once");
+}
