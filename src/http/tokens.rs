@@ -81,7 +81,7 @@ pub struct PersonalToken {
     pub created_at: String,
     /// Null: never.
     pub expires_at: Option<String>,
-    /// To the minute.
+    /// When it was last used (noted at most once a minute).
     pub last_used_at: Option<String>,
 }
 
@@ -127,7 +127,7 @@ pub struct WorkspaceToken {
     pub created_at: String,
     /// Null: never.
     pub expires_at: Option<String>,
-    /// To the minute.
+    /// When it was last used (noted at most once a minute).
     pub last_used_at: Option<String>,
 }
 
