@@ -690,6 +690,9 @@ async fn running_run_with_token(app: &TestApp) -> (String, String) {
     (run, token)
 }
 
+/// One header of a request: (name, value).
+type Header<'a> = (&'a str, &'a str);
+
 /// Representative routes × every kind of credential: what each may do.
 #[tokio::test]
 async fn each_kind_of_credential_against_representative_routes() {
@@ -725,7 +728,7 @@ async fn each_kind_of_credential_against_representative_routes() {
         bearer(&wst),
         bearer(&wrt),
     );
-    let table: [(&str, Option<(&str, &str)>, [u16; 7]); 7] = [
+    let table: [(&str, Option<Header>, [u16; 7]); 7] = [
         (
             "shared secret (member)",
             Some(SECRET),
