@@ -71,12 +71,12 @@ impl NewToken {
     }
 }
 
-/// A personal access token as listed: never its value.
+/// A token as listed: never its value.
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct PersonalToken {
+pub struct TokenInfo {
     pub id: String,
     pub name: String,
-    /// The value's first characters (`wos_` and 8 more), to tell tokens apart.
+    /// The value's first 12 characters (`wos_…` or `wst_…`), to tell tokens apart.
     pub prefix: String,
     pub created_at: String,
     /// Null: never.
@@ -85,9 +85,9 @@ pub struct PersonalToken {
     pub last_used_at: Option<String>,
 }
 
-impl From<StoredToken> for PersonalToken {
+impl From<StoredToken> for TokenInfo {
     fn from(t: StoredToken) -> Self {
-        PersonalToken {
+        TokenInfo {
             id: t.id,
             name: t.name,
             prefix: t.prefix,
@@ -103,7 +103,7 @@ impl From<StoredToken> for PersonalToken {
 pub struct CreatedPersonalToken {
     /// The value (`wos_…`), shown this once: send it as `Authorization: Bearer <token>`.
     pub token: String,
-    pub pat: PersonalToken,
+    pub pat: TokenInfo,
 }
 
 impl From<Created> for CreatedPersonalToken {
@@ -118,29 +118,17 @@ impl From<Created> for CreatedPersonalToken {
 /// A workspace token as listed: never its value.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct WorkspaceToken {
-    pub id: String,
-    pub name: String,
-    /// The value's first characters (`wst_` and 8 more).
-    pub prefix: String,
+    #[serde(flatten)]
+    pub info: TokenInfo,
     /// The admin who made it.
     pub created_by: String,
-    pub created_at: String,
-    /// Null: never.
-    pub expires_at: Option<String>,
-    /// When it was last used (noted at most once a minute).
-    pub last_used_at: Option<String>,
 }
 
 impl From<StoredToken> for WorkspaceToken {
     fn from(t: StoredToken) -> Self {
         WorkspaceToken {
-            id: t.id,
-            name: t.name,
-            prefix: t.prefix,
-            created_by: t.created_by,
-            created_at: t.created_at,
-            expires_at: t.expires_at,
-            last_used_at: t.last_used_at,
+            created_by: t.created_by.clone(),
+            info: t.into(),
         }
     }
 }
@@ -162,7 +150,7 @@ pub struct TokenId {
 async fn list_own(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<axum::Json<Vec<PersonalToken>>> {
+) -> ApiResult<axum::Json<Vec<TokenInfo>>> {
     let tokens = state
         .tokens()
         .list(Some(Kind::Personal), Some(&caller.user_id))

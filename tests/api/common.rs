@@ -206,6 +206,36 @@ impl TestApp {
         self.git(&["status", "--porcelain"])
     }
 
+    /// Add user `id` (named `<id> name`, mail `<id>@example.com`) with `role`.
+    pub async fn add_user(&self, id: &str, role: &str) {
+        let added = self
+            .state
+            .store
+            .add_user(&floom::store::users::User {
+                id: id.into(),
+                name: format!("{id} name"),
+                email: Some(format!("{id}@example.com")),
+                role: role.into(),
+                disabled: false,
+                created_at: floom::store::now(),
+            })
+            .await
+            .unwrap();
+        assert!(added, "user {id} is new");
+    }
+
+    /// A session cookie (`wos_session=…`) for user `id`, as a magic link opens one.
+    pub async fn session_cookie(&self, id: &str) -> String {
+        let value = format!("session-of-{id}-{}", floom::ids::random_hex(8));
+        let week = chrono::Utc::now().timestamp_micros() + 7 * 24 * 3600 * 1_000_000;
+        self.state
+            .store
+            .insert_session(&floom::auth::token_key(&value), id, week)
+            .await
+            .unwrap();
+        format!("wos_session={value}")
+    }
+
     pub fn commit_count(&self) -> usize {
         self.git(&["rev-list", "--count", "HEAD"])
             .trim()

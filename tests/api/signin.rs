@@ -2,29 +2,11 @@
 
 use axum::http::{Method, StatusCode};
 use floom::config::Role;
-use floom::store::users::User;
 use serde_json::json;
 
 use crate::common::{Reply, TestApp};
 
 const H: [(&str, &str); 1] = [("x-floom-secret", "s3cret")];
-
-async fn add_user(app: &TestApp, id: &str, role: &str) {
-    let added = app
-        .state
-        .store
-        .add_user(&User {
-            id: id.into(),
-            name: format!("{id} name"),
-            email: Some(format!("{id}@example.com")),
-            role: role.into(),
-            disabled: false,
-            created_at: floom::store::now(),
-        })
-        .await
-        .unwrap();
-    assert!(added);
-}
 
 /// Issue a link as the shared-secret caller; its path.
 async fn link_for(app: &TestApp, user: Option<&str>) -> Reply {
@@ -50,7 +32,7 @@ fn session_of(r: &Reply) -> String {
 #[tokio::test]
 async fn a_link_signs_in_once_and_the_session_works() {
     let app = TestApp::with_secret("s3cret", Role::Admin).await;
-    add_user(&app, "ada", "member").await;
+    app.add_user("ada", "member").await;
     let r = link_for(&app, Some("ada")).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["expires_in"], 900);
@@ -146,8 +128,8 @@ async fn the_shared_secret_identity_can_use_its_own_link() {
 #[tokio::test]
 async fn bad_links_are_refused_with_upstreams_messages() {
     let app = TestApp::with_secret("s3cret", Role::Admin).await;
-    add_user(&app, "gone", "member").await;
-    add_user(&app, "mem", "member").await;
+    app.add_user("gone", "member").await;
+    app.add_user("mem", "member").await;
     let forged = floom::signin::issue(b"not the key", "gone", chrono::Utc::now().timestamp());
     let expired = floom::signin::issue(b"s3cret", "gone", chrono::Utc::now().timestamp() - 1000);
     let nobody = floom::signin::issue(b"s3cret", "nobody", chrono::Utc::now().timestamp());
@@ -231,7 +213,7 @@ async fn bad_links_are_refused_with_upstreams_messages() {
 #[tokio::test]
 async fn sessions_end_when_they_expire_or_their_user_is_disabled() {
     let app = TestApp::with_secret("s3cret", Role::Admin).await;
-    add_user(&app, "bo", "admin").await;
+    app.add_user("bo", "admin").await;
     let c1 = format!(
         "wos_session={}",
         session_of(&app.get(&path_of(&link_for(&app, Some("bo")).await)).await)

@@ -4,7 +4,6 @@
 use axum::http::{Method, StatusCode};
 use floom::auth::token_key;
 use floom::config::Role;
-use floom::store::users::User;
 use serde_json::{Value, json};
 
 use crate::common::{Reply, TestApp, eventually, manifest};
@@ -15,35 +14,9 @@ const SECRET: (&str, &str) = ("x-floom-secret", "s3cret");
 /// (admin).
 async fn app() -> TestApp {
     let app = TestApp::with_secret("s3cret", Role::Member).await;
-    for (id, role) in [("ada", "member"), ("root", "admin")] {
-        let added = app
-            .state
-            .store
-            .add_user(&User {
-                id: id.into(),
-                name: format!("{id} name"),
-                email: None,
-                role: role.into(),
-                disabled: false,
-                created_at: floom::store::now(),
-            })
-            .await
-            .unwrap();
-        assert!(added);
-    }
+    app.add_user("ada", "member").await;
+    app.add_user("root", "admin").await;
     app
-}
-
-/// A session cookie for `user`.
-async fn session(app: &TestApp, user: &str) -> String {
-    let value = format!("session-of-{user}-{}", floom::ids::random_hex(8));
-    let week = chrono::Utc::now().timestamp_micros() + 7 * 24 * 3600 * 1_000_000;
-    app.state
-        .store
-        .insert_session(&token_key(&value), user, week)
-        .await
-        .unwrap();
-    format!("wos_session={value}")
 }
 
 fn bearer(token: &str) -> String {
@@ -60,9 +33,20 @@ async fn call(
     app.send(method, uri, body, &[header]).await
 }
 
+/// A request with `token` as its bearer.
+async fn by_token(
+    app: &TestApp,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+    token: &str,
+) -> Reply {
+    call(app, method, uri, body, ("authorization", &bearer(token))).await
+}
+
 /// `user` makes a personal access token through the API (signed in); the answer.
 async fn make_pat(app: &TestApp, user: &str, body: Value) -> Reply {
-    let cookie = session(app, user).await;
+    let cookie = app.session_cookie(user).await;
     call(
         app,
         Method::POST,
@@ -85,7 +69,7 @@ async fn pat(app: &TestApp, user: &str) -> (String, String) {
 
 /// A workspace token made by the admin `root`: (value, id).
 async fn workspace_token(app: &TestApp) -> (String, String) {
-    let cookie = session(app, "root").await;
+    let cookie = app.session_cookie("root").await;
     let r = call(
         app,
         Method::POST,
@@ -122,7 +106,7 @@ async fn set_expiry(app: &TestApp, id: &str, expires_at: &str) {
 #[tokio::test]
 async fn own_tokens_are_created_listed_and_revoked_and_the_value_is_shown_once() {
     let app = app().await;
-    let cookie = session(&app, "ada").await;
+    let cookie = app.session_cookie("ada").await;
     let ada = ("cookie", cookie.as_str());
     let r = make_pat(&app, "ada", json!({"name": "  ci  ", "expires_in_days": 7})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
@@ -148,14 +132,7 @@ async fn own_tokens_are_created_listed_and_revoked_and_the_value_is_shown_once()
     assert_eq!((expires - chrono::Utc::now()).num_days(), 89);
     let laptop = r.body["pat"]["id"].as_str().unwrap().to_string();
 
-    let me = call(
-        &app,
-        Method::GET,
-        "/auth/me",
-        None,
-        ("authorization", &bearer(&token)),
-    )
-    .await;
+    let me = by_token(&app, Method::GET, "/auth/me", None, &token).await;
     assert_eq!(
         me.body,
         json!({"user_id": "ada", "username": "ada name", "role": "member", "auth_method": "pat", "is_admin": false})
@@ -197,14 +174,7 @@ async fn own_tokens_are_created_listed_and_revoked_and_the_value_is_shown_once()
     )
     .await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT);
-    let r = call(
-        &app,
-        Method::GET,
-        "/workers",
-        None,
-        ("authorization", &bearer(&token)),
-    )
-    .await;
+    let r = by_token(&app, Method::GET, "/workers", None, &token).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.body, json!({"detail": "token revoked"}));
     let again = call(
@@ -229,7 +199,7 @@ async fn own_tokens_are_created_listed_and_revoked_and_the_value_is_shown_once()
 async fn another_users_token_cannot_be_revoked_or_rotated() {
     let app = app().await;
     let (token, id) = pat(&app, "ada").await;
-    let root = session(&app, "root").await;
+    let root = app.session_cookie("root").await;
     for (method, uri) in [
         (Method::DELETE, format!("/auth/tokens/{id}")),
         (Method::POST, format!("/auth/tokens/{id}/rotate")),
@@ -242,14 +212,7 @@ async fn another_users_token_cannot_be_revoked_or_rotated() {
         );
         assert_eq!(r.body["detail"], "token not found");
     }
-    let still = call(
-        &app,
-        Method::GET,
-        "/auth/me",
-        None,
-        ("authorization", &bearer(&token)),
-    )
-    .await;
+    let still = by_token(&app, Method::GET, "/auth/me", None, &token).await;
     assert_eq!(still.body["user_id"], "ada");
 }
 
@@ -257,12 +220,12 @@ async fn another_users_token_cannot_be_revoked_or_rotated() {
 async fn rotating_gives_a_new_value_and_ends_the_old_one() {
     let app = app().await;
     let (old, id) = pat(&app, "ada").await;
-    let r = call(
+    let r = by_token(
         &app,
         Method::POST,
         &format!("/auth/tokens/{id}/rotate"),
         None,
-        ("authorization", &bearer(&old)),
+        &old,
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -270,23 +233,9 @@ async fn rotating_gives_a_new_value_and_ends_the_old_one() {
     assert_ne!(new, old);
     assert_eq!(r.body["pat"]["id"], id);
     assert_eq!(r.body["pat"]["name"], "ada's ci");
-    let r = call(
-        &app,
-        Method::GET,
-        "/workers",
-        None,
-        ("authorization", &bearer(&old)),
-    )
-    .await;
+    let r = by_token(&app, Method::GET, "/workers", None, &old).await;
     assert_eq!(r.body, json!({"detail": "invalid token"}));
-    let r = call(
-        &app,
-        Method::GET,
-        "/workers",
-        None,
-        ("authorization", &bearer(new)),
-    )
-    .await;
+    let r = by_token(&app, Method::GET, "/workers", None, &new).await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
@@ -341,26 +290,12 @@ async fn an_expired_token_is_refused_and_says_so() {
     let app = app().await;
     let (token, id) = pat(&app, "ada").await;
     set_expiry(&app, &id, "2020-01-01T00:00:00+00:00").await;
-    let r = call(
-        &app,
-        Method::GET,
-        "/workers",
-        None,
-        ("authorization", &bearer(&token)),
-    )
-    .await;
+    let r = by_token(&app, Method::GET, "/workers", None, &token).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.body, json!({"detail": "token expired"}));
     let (wst, wst_id) = workspace_token(&app).await;
     set_expiry(&app, &wst_id, "2020-01-01T00:00:00+00:00").await;
-    let r = call(
-        &app,
-        Method::GET,
-        "/workers",
-        None,
-        ("authorization", &bearer(&wst)),
-    )
-    .await;
+    let r = by_token(&app, Method::GET, "/workers", None, &wst).await;
     assert_eq!(r.body, json!({"detail": "token expired"}));
 }
 
@@ -369,33 +304,12 @@ async fn a_token_carries_its_users_role_at_each_request() {
     let app = app().await;
     let (member, _) = pat(&app, "ada").await;
     let (admin, _) = pat(&app, "root").await;
-    let r = call(
-        &app,
-        Method::GET,
-        "/workspace/tokens",
-        None,
-        ("authorization", &bearer(&member)),
-    )
-    .await;
+    let r = by_token(&app, Method::GET, "/workspace/tokens", None, &member).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.body, json!({"detail": "admin required"}));
-    let r = call(
-        &app,
-        Method::GET,
-        "/workspace/tokens",
-        None,
-        ("authorization", &bearer(&admin)),
-    )
-    .await;
+    let r = by_token(&app, Method::GET, "/workspace/tokens", None, &admin).await;
     assert_eq!(r.status, StatusCode::OK);
-    let me = call(
-        &app,
-        Method::GET,
-        "/auth/me",
-        None,
-        ("authorization", &bearer(&admin)),
-    )
-    .await;
+    let me = by_token(&app, Method::GET, "/auth/me", None, &admin).await;
     assert_eq!(me.body["is_admin"], true);
 
     // Disabling the user ends the token; enabling brings it back.
@@ -404,14 +318,7 @@ async fn a_token_carries_its_users_role_at_each_request() {
         .set_user_disabled("ada", true)
         .await
         .unwrap();
-    let r = call(
-        &app,
-        Method::GET,
-        "/workers",
-        None,
-        ("authorization", &bearer(&member)),
-    )
-    .await;
+    let r = by_token(&app, Method::GET, "/workers", None, &member).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.body, json!({"detail": "account disabled"}));
     app.state
@@ -419,14 +326,7 @@ async fn a_token_carries_its_users_role_at_each_request() {
         .set_user_disabled("ada", false)
         .await
         .unwrap();
-    let r = call(
-        &app,
-        Method::GET,
-        "/workers",
-        None,
-        ("authorization", &bearer(&member)),
-    )
-    .await;
+    let r = by_token(&app, Method::GET, "/workers", None, &member).await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
@@ -492,7 +392,7 @@ async fn creating_a_token_checks_its_name_and_expiry() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "unknown fields are refused"
     );
-    let cookie = session(&app, "ada").await;
+    let cookie = app.session_cookie("ada").await;
     let list = call(&app, Method::GET, "/auth/tokens", None, ("cookie", &cookie)).await;
     assert_eq!(
         list.body.as_array().unwrap().len(),
@@ -594,7 +494,7 @@ async fn workspace_tokens_are_made_by_admins_and_may_only_read_and_start_runs() 
         );
     }
 
-    let root = session(&app, "root").await;
+    let root = app.session_cookie("root").await;
     let list = call(
         &app,
         Method::GET,
@@ -624,36 +524,25 @@ async fn workspace_tokens_are_made_by_admins_and_may_only_read_and_start_runs() 
     )
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = call(
-        &app,
-        Method::DELETE,
-        &format!("/workspace/tokens/{id}"),
-        None,
-        SECRET,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "members may not revoke");
-    let r = call(
-        &app,
-        Method::DELETE,
-        &format!("/workspace/tokens/{id}"),
-        None,
-        ("cookie", &root),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let uri = format!("/workspace/tokens/{id}");
+    let revoke = |header| call(&app, Method::DELETE, &uri, None, header);
+    assert_eq!(
+        revoke(SECRET).await.status,
+        StatusCode::FORBIDDEN,
+        "members may not"
+    );
+    assert_eq!(
+        revoke(("cookie", &root)).await.status,
+        StatusCode::NO_CONTENT
+    );
     let r = call(&app, Method::GET, "/workers", None, wst_h).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.body, json!({"detail": "token revoked"}));
-    let r = call(
-        &app,
-        Method::DELETE,
-        &format!("/workspace/tokens/{id}"),
-        None,
-        ("cookie", &root),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        revoke(("cookie", &root)).await.status,
+        StatusCode::NOT_FOUND,
+        "once"
+    );
 }
 
 /// A run that stays running, with a run token of ours: (run id, token).
@@ -697,7 +586,7 @@ type Header<'a> = (&'a str, &'a str);
 #[tokio::test]
 async fn each_kind_of_credential_against_representative_routes() {
     let app = app().await;
-    let ada_cookie = session(&app, "ada").await;
+    let ada_cookie = app.session_cookie("ada").await;
     let (ada_pat, _) = pat(&app, "ada").await;
     let (root_pat, _) = pat(&app, "root").await;
     let (wst, _) = workspace_token(&app).await;
