@@ -235,7 +235,7 @@ async fn rotating_gives_a_new_value_and_ends_the_old_one() {
     assert_eq!(r.body["pat"]["name"], "ada's ci");
     let r = by_token(&app, Method::GET, "/workers", None, &old).await;
     assert_eq!(r.body, json!({"detail": "invalid token"}));
-    let r = by_token(&app, Method::GET, "/workers", None, &new).await;
+    let r = by_token(&app, Method::GET, "/workers", None, new).await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
