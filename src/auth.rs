@@ -107,6 +107,32 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
+/// The user of a `wos_session` cookie: 401 when the session is unknown or expired
+/// (an expired one is removed), 403 when the user is disabled.
+async fn session_caller(state: &AppState, value: &str) -> Result<Caller, ApiError> {
+    let key = token_key(value);
+    let Some((user_id, expires_ts)) = state.store.session(&key).await? else {
+        return Err(ApiError::NotSignedIn("session not found".into()));
+    };
+    if expires_ts <= chrono::Utc::now().timestamp_micros() {
+        state.store.delete_session(&key).await?;
+        return Err(ApiError::NotSignedIn("session expired".into()));
+    }
+    let user = state
+        .store
+        .user(&user_id)
+        .await?
+        .ok_or_else(|| ApiError::NotSignedIn("session not found".into()))?;
+    if user.disabled {
+        return Err(ApiError::Forbidden("Account disabled".into()));
+    }
+    Ok(Caller {
+        user_id: user.id,
+        role: Role::from_stored(&user.role),
+        method: AuthMethod::Session,
+    })
+}
+
 /// The caller a personal or workspace token speaks for; a workspace token only where
 /// it may go.
 async fn token_caller(parts: &Parts, state: &AppState, value: &str) -> Result<Caller, ApiError> {
@@ -198,27 +224,7 @@ impl FromRequestParts<AppState> for Caller {
             return token_caller(parts, state, token).await;
         }
         if let Some(value) = cookie(parts, SESSION_COOKIE) {
-            let key = token_key(value);
-            let Some((user_id, expires_ts)) = state.store.session(&key).await? else {
-                return Err(ApiError::NotSignedIn("session not found".into()));
-            };
-            if expires_ts <= chrono::Utc::now().timestamp_micros() {
-                state.store.delete_session(&key).await?;
-                return Err(ApiError::NotSignedIn("session expired".into()));
-            }
-            let user = state
-                .store
-                .user(&user_id)
-                .await?
-                .ok_or_else(|| ApiError::NotSignedIn("session not found".into()))?;
-            if user.disabled {
-                return Err(ApiError::Forbidden("Account disabled".into()));
-            }
-            return Ok(Caller {
-                user_id: user.id,
-                role: Role::from_stored(&user.role),
-                method: AuthMethod::Session,
-            });
+            return session_caller(state, value).await;
         }
         let presented = parts.headers.get(SECRET_HEADER);
         let shared_secret = |value: &[u8]| {
