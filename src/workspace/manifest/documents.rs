@@ -71,6 +71,9 @@ pub struct ContractDoc {
     pub calls: Vec<String>,
     #[serde(default)]
     pub csv_required_columns: Vec<String>,
+    /// Upstream reads these from legacy manifests only; floom from both shapes.
+    pub retry: Option<Retry>,
+    pub notify: Option<Notify>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -672,11 +672,15 @@ impl Default for Approvals {
     }
 }
 
+/// `retry:` re-queues a failed run as a new run (upstream's `RetryConfig`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct Retry {
+    /// Runs in all, the first included: 1 to 10.
     pub max_attempts: u32,
+    /// Seconds between a failure and its retry: 0 to 3600.
     pub delay_seconds: u32,
+    /// `all`, or the error codes to retry.
     pub on: Vec<String>,
 }
 
@@ -690,17 +694,28 @@ impl Default for Retry {
     }
 }
 
+/// `notify:` tells a URL and mailboxes how a run ended (upstream's `NotifyConfig`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct Notify {
+    /// POSTed a JSON summary of the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email_to: Option<String>,
+    /// Mailed a summary, through `FLOOM_SMTP_URL`; a list, or one string of
+    /// comma-separated addresses.
+    #[serde(
+        deserialize_with = "one_or_many_addresses",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schemars(with = "Vec<String>")]
+    pub email_to: Vec<String>,
+    /// The outcomes to tell: `completed`, `failed`, `cancelled`, or `all`.
     pub on: Vec<String>,
-    /// Whether deliveries are signed; never a secret value.
+    /// The key that signs the body (`X-Floom-Signature: sha256=<hex HMAC-SHA256>`):
+    /// the key itself, as upstream, or `secret:NAME` for a secret in the vault.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<Value>,
+    pub secret: Option<String>,
+    /// The mail's subject; `{worker_name}`, `{status}` and `{run_id}` are filled in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email_subject: Option<String>,
 }
@@ -709,12 +724,32 @@ impl Default for Notify {
     fn default() -> Self {
         Notify {
             url: None,
-            email_to: None,
+            email_to: Vec::new(),
             on: vec!["failed".into()],
             secret: None,
             email_subject: None,
         }
     }
+}
+
+/// `email_to` as upstream's list, or as one string of comma-separated addresses.
+fn one_or_many_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        One(String),
+        Many(Vec<String>),
+    }
+    let list = match Option::<Given>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Given::One(s)) => s.split(',').map(str::to_string).collect(),
+        Some(Given::Many(v)) => v,
+    };
+    Ok(list
+        .into_iter()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect())
 }
 
 // Manifests write several fields as "a string, or an object": read each with a visitor

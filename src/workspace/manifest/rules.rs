@@ -149,6 +149,7 @@ pub fn contract(worker_id: &str, doc: ContractDoc) -> Result<WorkerConfig, Manif
     let default_entry = doc.entrypoint.as_deref().unwrap_or("SKILL.md");
     let exec = check_exec(&mut p, exec_doc, default_entry, false);
     let triggers = check_triggers(&mut p, doc.trigger, doc.triggers, false);
+    check_retry_notify(&mut p, doc.retry.as_ref(), doc.notify.as_ref());
     let memory = doc.memory.map(|m| m.0).unwrap_or_default();
     if memory.enabled {
         contexts.push(ContextDecl {
@@ -222,8 +223,8 @@ pub fn contract(worker_id: &str, doc: ContractDoc) -> Result<WorkerConfig, Manif
         approvals: doc.approvals,
         calls: doc.calls,
         csv_required_columns: doc.csv_required_columns,
-        retry: None,
-        notify: None,
+        retry: doc.retry,
+        notify: doc.notify,
         warnings,
     })
 }
@@ -284,18 +285,7 @@ pub fn legacy(worker_id: &str, doc: LegacyDoc) -> Result<WorkerConfig, ManifestE
         true,
     );
     let triggers = check_triggers(&mut p, doc.trigger, doc.triggers, true);
-    if let Some(r) = &doc.retry {
-        p.check(
-            (1..=10).contains(&r.max_attempts),
-            "retry.max_attempts",
-            "must be 1 to 10",
-        );
-        p.check(
-            r.delay_seconds <= 3600,
-            "retry.delay_seconds",
-            "must be 0 to 3600",
-        );
-    }
+    check_retry_notify(&mut p, doc.retry.as_ref(), doc.notify.as_ref());
     let resources = Resources::default();
     check_common(
         &mut p,
@@ -647,6 +637,83 @@ fn check_triggers(
         }
     }
     triggers
+}
+
+/// The outcomes `notify.on` may name.
+pub const NOTIFY_OUTCOMES: &[&str] = &["completed", "failed", "cancelled", "all"];
+
+/// `retry:` and `notify:` do something at run time, so what they say must make sense.
+fn check_retry_notify(p: &mut Problems, retry: Option<&Retry>, notify: Option<&Notify>) {
+    if let Some(r) = retry {
+        p.check(
+            (1..=10).contains(&r.max_attempts),
+            "retry.max_attempts",
+            "must be 1 to 10",
+        );
+        p.check(
+            r.delay_seconds <= 3600,
+            "retry.delay_seconds",
+            "must be 0 to 3600",
+        );
+        p.check(
+            !r.on.is_empty() && r.on.iter().all(|c| !c.trim().is_empty()),
+            "retry.on",
+            "list `all` or the error codes to retry",
+        );
+    }
+    let Some(n) = notify else { return };
+    if n.url.is_none() && n.email_to.is_empty() {
+        p.at("notify", "give a url, an email_to, or both");
+    }
+    if let Some(url) = &n.url {
+        let parsed = reqwest::Url::parse(url);
+        p.check(
+            parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()),
+            "notify.url",
+            "must be an http:// or https:// URL",
+        );
+    }
+    for (i, a) in n.email_to.iter().enumerate() {
+        let (local, domain) = a.split_once('@').unwrap_or_default();
+        p.check(
+            !local.is_empty()
+                && !domain.is_empty()
+                && !a
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c)),
+            &format!("notify.email_to[{i}]"),
+            "must be an email address",
+        );
+    }
+    p.check(
+        !n.on.is_empty(),
+        "notify.on",
+        "list the outcomes to tell: completed, failed, cancelled or all",
+    );
+    for (i, o) in n.on.iter().enumerate() {
+        p.check(
+            NOTIFY_OUTCOMES.contains(&o.as_str()),
+            &format!("notify.on[{i}]"),
+            "must be completed, failed, cancelled or all",
+        );
+    }
+    match n.secret.as_deref() {
+        Some("") => p.at("notify.secret", "must not be empty"),
+        Some(s) if s.starts_with("secret:") => p.check(
+            SECRET_NAME.is_match(&s["secret:".len()..]),
+            "notify.secret",
+            "secret:NAME names a secret: A-Z, 0-9 and '_', starting with a letter",
+        ),
+        _ => {}
+    }
+    if let Some(subject) = &n.email_subject {
+        p.check(
+            !subject.chars().any(char::is_control),
+            "notify.email_subject",
+            "must be one line",
+        );
+        p.max_len(Some(subject), 200, "notify.email_subject");
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

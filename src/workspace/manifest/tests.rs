@@ -401,7 +401,96 @@ const BROKEN_FIELDS: &[(&str, &str, &str)] = &[
     ),
     ("calls: [csv-tagger]\n", "calls[0]", "itself"),
     ("calls: ['a/../b']\n", "calls[0]", "worker id"),
+    (
+        "retry: {max_attempts: 0}\n",
+        "retry.max_attempts",
+        "1 to 10",
+    ),
+    (
+        "retry: {delay_seconds: 3601}\n",
+        "retry.delay_seconds",
+        "0 to 3600",
+    ),
+    ("retry: {on: []}\n", "retry.on", "error codes"),
+    ("notify: {on: [failed]}\n", "notify", "url, an email_to"),
+    ("notify: {url: 'ftp://x/y'}\n", "notify.url", "http"),
+    ("notify: {url: 'not a url'}\n", "notify.url", "http"),
+    (
+        "notify: {email_to: 'a@b.c, nobody'}\n",
+        "notify.email_to[1]",
+        "email address",
+    ),
+    (
+        "notify: {email_to: ['a@b.c\\nBcc: x@y.z']}\n",
+        "notify.email_to[0]",
+        "email address",
+    ),
+    (
+        "notify: {url: 'http://h/', on: [done]}\n",
+        "notify.on[0]",
+        "completed, failed",
+    ),
+    (
+        "notify: {url: 'http://h/', on: []}\n",
+        "notify.on",
+        "outcomes",
+    ),
+    (
+        "notify: {url: 'http://h/', secret: 'secret:lower'}\n",
+        "notify.secret",
+        "NAME",
+    ),
+    (
+        "notify: {url: 'http://h/', secret: ''}\n",
+        "notify.secret",
+        "empty",
+    ),
+    (
+        "notify: {email_to: a@b.c, email_subject: \"a\\nBcc: x\"}\n",
+        "notify.email_subject",
+        "one line",
+    ),
 ];
+
+#[test]
+fn retry_and_notify_load_in_both_shapes() {
+    let c = parse(
+        "csv-tagger",
+        &with("retry: {max_attempts: 3, delay_seconds: 0, on: [execution_error, timeout]}\nnotify: {url: 'http://127.0.0.1:9/hook', email_to: 'a@b.c, d@e.f', on: [failed, completed], secret: 'secret:HOOK_KEY', email_subject: 'Run {status}'}\n"),
+    )
+    .unwrap();
+    let r = c.retry.unwrap();
+    assert_eq!((r.max_attempts, r.delay_seconds), (3, 0));
+    assert_eq!(r.on, ["execution_error", "timeout"]);
+    let n = c.notify.unwrap();
+    assert_eq!(n.email_to, ["a@b.c", "d@e.f"], "a comma-separated string");
+    assert_eq!(n.on, ["failed", "completed"]);
+    assert_eq!(n.secret.as_deref(), Some("secret:HOOK_KEY"));
+
+    // Upstream's defaults, and its list form of email_to, in a legacy manifest.
+    let c = parse(
+        "old",
+        "id: old\nname: Old\nretry: {}\nnotify: {email_to: [x@y.z]}\n",
+    )
+    .unwrap();
+    let r = c.retry.unwrap();
+    assert_eq!(
+        (r.max_attempts, r.delay_seconds, r.on),
+        (3, 60, vec!["all".to_string()])
+    );
+    let n = c.notify.unwrap();
+    assert_eq!(
+        (n.email_to, n.on),
+        (vec!["x@y.z".to_string()], vec!["failed".to_string()])
+    );
+
+    // The normalised config (as the index stores it) reads back the same.
+    let json =
+        serde_json::to_string(&parse("csv-tagger", &with("notify: {email_to: a@b.c}\n")).unwrap())
+            .unwrap();
+    let back: WorkerConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.notify.unwrap().email_to, ["a@b.c"]);
+}
 
 #[test]
 fn every_rule_has_a_failing_case() {
