@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::outcome::DecisionRequest;
-use super::{Engine, Origin, RunError};
+use super::{Engine, Lineage, Origin, RunError};
 use crate::store::approvals::{ApprovalRecord, Decision};
 use crate::store::runs::RunRecord;
 use crate::workspace::issue_file::{iso_timestamp, timestamp_micros};
@@ -295,8 +295,7 @@ impl Engine {
                     by: Some(by.to_string()),
                     ..Origin::default()
                 },
-                None,
-                0,
+                Lineage::default(),
             )
             .await?;
         self.store
@@ -421,8 +420,11 @@ impl Engine {
                     by: Some(by.to_string()),
                     ..Origin::default()
                 },
-                Some(run_id),
-                attempt,
+                Lineage {
+                    retry_of: Some(run_id),
+                    attempt,
+                    not_before_ts: None,
+                },
             )
             .await?;
         Ok(DecisionOut {

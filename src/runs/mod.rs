@@ -12,6 +12,7 @@ mod exec;
 mod logs;
 pub mod outcome;
 pub mod read;
+mod retry;
 pub mod rules;
 pub mod sandbox;
 pub mod schedule;
@@ -109,6 +110,17 @@ pub struct Parent {
     pub run_id: String,
     /// The child's depth: the parent's plus one.
     pub depth: i64,
+}
+
+/// Where a run stands in a chain of retries, and when it may start.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Lineage<'a> {
+    /// The run it tries again.
+    pub retry_of: Option<&'a str>,
+    /// 0 for a first attempt.
+    pub attempt: i64,
+    /// Not before this (microseconds since the epoch); `None`: at once.
+    pub not_before_ts: Option<i64>,
 }
 
 /// `POST /workers/{id}/runs`.
@@ -305,8 +317,7 @@ impl Engine {
                 config,
                 inputs,
                 req.origin,
-                None,
-                0,
+                Lineage::default(),
             )
             .await?;
         Ok(run)
@@ -334,14 +345,12 @@ impl Engine {
             &config,
             inputs,
             origin,
-            None,
-            0,
+            Lineage::default(),
         )
         .await
     }
 
     /// Insert a queued run and wake the dispatcher.
-    #[allow(clippy::too_many_arguments)]
     async fn enqueue(
         &self,
         id: String,
@@ -350,8 +359,7 @@ impl Engine {
         config: &WorkerConfig,
         mut inputs: Map<String, Value>,
         origin: Origin,
-        retry_of: Option<&str>,
-        attempt: i64,
+        lineage: Lineage<'_>,
     ) -> Result<RunRecord, RunError> {
         // Every run of a worker is given its durable review rules.
         rules::apply(
@@ -370,12 +378,13 @@ impl Engine {
             inputs: Value::Object(inputs),
             created_ts: timestamp_micros(Some(&created_at)),
             created_at,
-            retry_of_run_id: retry_of.map(str::to_string),
-            retry_attempt: attempt,
+            retry_of_run_id: lineage.retry_of.map(str::to_string),
+            retry_attempt: lineage.attempt,
             triggered_by: origin.by,
             trace_id: format!("trace_{}", crate::ids::random_hex(8)),
             call_depth: origin.parent.as_ref().map_or(0, |p| p.depth),
             parent_run_id: origin.parent.map(|p| p.run_id),
+            not_before_ts: lineage.not_before_ts,
         };
         self.store.insert_run(&new).await?;
         self.publish_status(&new.id, "queued", None);
@@ -457,7 +466,8 @@ impl Engine {
                 let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
                     break;
                 };
-                match self.store.claim_next(&crate::store::now()).await {
+                let now_us = chrono::Utc::now().timestamp_micros();
+                match self.store.claim_next(&crate::store::now(), now_us).await {
                     Ok(Some(run)) => {
                         let cancel = Arc::new(Notify::new());
                         self.live
@@ -491,11 +501,32 @@ impl Engine {
                 }
             }
             // Every enqueue and every finished run wakes the dispatcher (a wake with no
-            // one waiting is kept for the next wait), so there is nothing to poll for: an
-            // idle server touches the store not at all.
+            // one waiting is kept for the next wait), and a run that waits for its time
+            // (a retry's delay) sets an alarm, so there is nothing to poll for: an idle
+            // server touches the store not at all.
+            let alarm = self.next_waiting().await;
             tokio::select! {
                 _ = self.wake.notified() => {}
+                _ = async {
+                    match alarm {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
                 _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// How long until the next queued run that waits for its time may start.
+    async fn next_waiting(&self) -> Option<Duration> {
+        let now_us = chrono::Utc::now().timestamp_micros();
+        match self.store.next_waiting(now_us).await {
+            Ok(at) => at.map(|at| Duration::from_micros(at.saturating_sub(now_us).max(0) as u64)),
+            Err(e) => {
+                tracing::error!(error = %e, "reading when the next waiting run is due");
+                // Look again soon rather than never.
+                Some(Duration::from_secs(1))
             }
         }
     }
@@ -519,10 +550,19 @@ impl Engine {
         self.record_end(&id, &end).await;
     }
 
-    /// Store how a running run ended, then publish it (unless a cancel got there first).
+    /// Store how a running run ended, queue its retry if its worker asks for one, then
+    /// publish it (unless a cancel got there first). The retry is in the store before the
+    /// end is announced: whoever sees a run fail can see its retry.
     async fn record_end(&self, id: &str, end: &RunEnd) {
         match self.store.finish_run(id, end, &crate::store::now()).await {
-            Ok(true) => self.publish_status(id, &end.status, end.error_code.as_deref()),
+            Ok(true) => {
+                if end.status == "failed"
+                    && let Err(e) = self.retry_failed(id).await
+                {
+                    tracing::error!(run = %id, error = %e, "queueing the retry of a failed run");
+                }
+                self.publish_status(id, &end.status, end.error_code.as_deref())
+            }
             Ok(false) => {}
             Err(e) => tracing::error!(run = %id, error = %e, "recording the end of a run"),
         }
@@ -782,6 +822,91 @@ impl Engine {
         })
     }
 
+    /// A failed run whose worker's `retry` policy covers its error code, with attempts
+    /// left: queued again as a new run (`trigger_source: retry`, `retry_of_run_id`, the
+    /// next `retry_attempt`) with the same inputs, not to start before the policy's
+    /// delay. `max_attempts` counts every run of the chain, the first included, as
+    /// upstream does. A line in the failed run's log says what was decided.
+    async fn retry_failed(&self, id: &str) -> anyhow::Result<()> {
+        let Some(run) = self.store.run(id).await? else {
+            return Ok(());
+        };
+        let config = match self.index.worker(&run.worker_id).await? {
+            Some((_, extra)) => extra.config,
+            None => None,
+        };
+        let Some((config, policy)) = config.and_then(|c| Some((c.clone(), c.retry?))) else {
+            return Ok(());
+        };
+        let code = run.error_code.as_deref().unwrap_or_default();
+        if run.cancel_requested || !config.enabled || !retry::covers(&policy, code) {
+            return Ok(());
+        }
+        let log = RunLog::new(
+            &run.id,
+            self.store.clone(),
+            self.events.clone(),
+            &[],
+            self.settings.run_log_limit,
+        );
+        let attempt = run.retry_attempt + 1;
+        if attempt >= i64::from(policy.max_attempts) {
+            log.line(
+                "warning",
+                &format!(
+                    "retry: not retried, all {} attempts are used",
+                    policy.max_attempts
+                ),
+            )
+            .await;
+            log.flush().await;
+            return Ok(());
+        }
+        let Value::Object(inputs) = run.inputs() else {
+            return Ok(());
+        };
+        let delay = chrono::Duration::seconds(i64::from(policy.delay_seconds));
+        let not_before = chrono::Utc::now() + delay;
+        let origin = Origin {
+            source: "retry".into(),
+            reference: run.trigger_ref.clone(),
+            by: run.triggered_by.clone(),
+            parent: run.parent_run_id.clone().map(|run_id| Parent {
+                run_id,
+                depth: run.call_depth,
+            }),
+        };
+        let again = self
+            .enqueue(
+                crate::ids::prefixed("run_"),
+                &run.worker_id,
+                run.worker_name.as_deref().unwrap_or(&run.worker_id),
+                &config,
+                inputs,
+                origin,
+                Lineage {
+                    retry_of: Some(&run.id),
+                    attempt,
+                    not_before_ts: (policy.delay_seconds > 0)
+                        .then(|| not_before.timestamp_micros()),
+                },
+            )
+            .await?;
+        log.line(
+            "info",
+            &format!(
+                "retry: attempt {} of {} queued as {} ({code}), not before {}",
+                attempt + 1,
+                policy.max_attempts,
+                again.id,
+                crate::workspace::issue_file::iso_timestamp(not_before)
+            ),
+        )
+        .await;
+        log.flush().await;
+        Ok(())
+    }
+
     /// Runs a stopped server left `running`: failed, and re-queued once.
     async fn recover(&self) -> anyhow::Result<()> {
         for run in self.store.interrupted_runs().await? {
@@ -830,8 +955,11 @@ impl Engine {
                     &config,
                     inputs,
                     origin,
-                    Some(&run.id),
-                    run.retry_attempt + 1,
+                    Lineage {
+                        retry_of: Some(&run.id),
+                        attempt: run.retry_attempt + 1,
+                        not_before_ts: None,
+                    },
                 )
                 .await?;
             tracing::info!(run = %run.id, retry = %again.id, "re-queued a run interrupted by a restart");

@@ -54,8 +54,12 @@ impl Engine {
         let logs = self.store.logs(run_id, None).await?;
         let artifacts = self.store.artifacts(run_id).await?;
         let approval = self.store.approval_of_run(run_id).await?;
+        // A run waiting for its time has no place in the queue yet: `not_before` says when.
+        let now_us = chrono::Utc::now().timestamp_micros();
         let position = match run.status.as_str() {
-            "queued" => Some(self.store.queue_position(run.seq).await?),
+            "queued" if run.not_before_ts.is_none_or(|t| t <= now_us) => {
+                Some(self.store.queue_position(run.seq, now_us).await?)
+            }
             _ => None,
         };
         let tool_calls = self.store.tool_calls(run_id).await?;

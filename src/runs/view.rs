@@ -28,6 +28,13 @@ pub struct RunSummary {
     /// The same inputs under upstream's two names.
     pub input: Value,
     pub inputs: Value,
+    /// The failed run this one retries (a `retry` policy, a restart, a reviewer's
+    /// feedback).
+    pub retry_of_run_id: Option<String>,
+    /// 0 for a first attempt; a retry's position in its chain of retries.
+    pub retry_attempt: i64,
+    /// A queued retry does not start before this time.
+    pub not_before: Option<String>,
 }
 
 impl From<&RunRecord> for RunSummary {
@@ -49,8 +56,17 @@ impl From<&RunRecord> for RunSummary {
             trigger_member_email: None,
             input: inputs.clone(),
             inputs,
+            retry_of_run_id: r.retry_of_run_id.clone(),
+            retry_attempt: r.retry_attempt,
+            not_before: not_before(r),
         }
     }
+}
+
+/// When a queued run that waits for its time may start, as upstream writes timestamps.
+fn not_before(r: &RunRecord) -> Option<String> {
+    let t = r.not_before_ts.filter(|_| r.status == "queued")?;
+    chrono::DateTime::from_timestamp_micros(t).map(crate::workspace::issue_file::iso_timestamp)
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -200,6 +216,9 @@ pub struct RunDetail {
     pub retry_of_run_id: Option<String>,
     /// 0 for a first attempt; a retry's position in its chain of retries.
     pub retry_attempt: i64,
+    /// A queued retry does not start before this time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
     /// The run that started this one through its worker's `calls:`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_run_id: Option<String>,
@@ -216,6 +235,7 @@ impl RunDetail {
     ) -> Self {
         let inputs = r.inputs();
         let outputs = r.outputs();
+        let not_before = not_before(&r);
         let output_schema = config
             .map(|c| {
                 c.exec
@@ -260,6 +280,7 @@ impl RunDetail {
             queue_position,
             retry_of_run_id: r.retry_of_run_id,
             retry_attempt: r.retry_attempt,
+            not_before,
             parent_run_id: r.parent_run_id,
         }
     }

@@ -37,6 +37,8 @@ pub struct RunRecord {
     pub parent_run_id: Option<String>,
     /// 0, or how deep in a chain of calls this run is.
     pub call_depth: i64,
+    /// A queued run is not started before this (microseconds since the epoch).
+    pub not_before_ts: Option<i64>,
 }
 
 impl RunRecord {
@@ -71,6 +73,8 @@ pub struct NewRun {
     pub trace_id: String,
     pub parent_run_id: Option<String>,
     pub call_depth: i64,
+    /// Not to be started before this (microseconds since the epoch); `None`: at once.
+    pub not_before_ts: Option<i64>,
 }
 
 /// How a run ended (or paused).
@@ -150,7 +154,7 @@ pub struct ArtifactRecord {
 const RUN_COLUMNS: &str = "seq, id, worker_id, worker_name, status, trigger_source, trigger_ref,
     runner, input_json, output_json, approval_status, error, error_raw, error_code, created_at,
     created_ts, started_at, completed_at, duration_ms, cancel_requested, retry_of_run_id,
-    retry_attempt, total_tokens, triggered_by, trace_id, parent_run_id, call_depth";
+    retry_attempt, total_tokens, triggered_by, trace_id, parent_run_id, call_depth, not_before_ts";
 
 /// A compile-checked query of whole [`RunRecord`]s: `<before> <the columns> <after>`.
 /// The columns carry their nullability, which SQLite cannot tell through a `RETURNING`
@@ -172,7 +176,7 @@ macro_rules! query_runs {
                 retry_of_run_id AS "retry_of_run_id?", retry_attempt AS "retry_attempt!",
                 total_tokens AS "total_tokens?", triggered_by AS "triggered_by?",
                 trace_id AS "trace_id!", parent_run_id AS "parent_run_id?",
-                call_depth AS "call_depth!" "#
+                call_depth AS "call_depth!", not_before_ts AS "not_before_ts?" "#
                 + $after
             $(, $arg)*
         )
@@ -261,8 +265,8 @@ impl Store {
         sqlx::query!(
             "INSERT INTO runs (id, worker_id, worker_name, status, trigger_source, trigger_ref,
                 runner, input_json, created_at, created_ts, retry_of_run_id, retry_attempt,
-                triggered_by, trace_id, hidden, parent_run_id, call_depth)
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                triggered_by, trace_id, hidden, parent_run_id, call_depth, not_before_ts)
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             r.id,
             r.worker_id,
             r.worker_name,
@@ -278,7 +282,8 @@ impl Store {
             r.trace_id,
             hidden,
             r.parent_run_id,
-            r.call_depth
+            r.call_depth,
+            r.not_before_ts
         )
         .execute(&self.write)
         .await?;
@@ -301,16 +306,35 @@ impl Store {
             .await
     }
 
-    /// The oldest queued run, now marked running.
-    pub async fn claim_next(&self, started_at: &str) -> sqlx::Result<Option<RunRecord>> {
+    /// The oldest queued run that may start at `now_us`, now marked running.
+    pub async fn claim_next(
+        &self,
+        started_at: &str,
+        now_us: i64,
+    ) -> sqlx::Result<Option<RunRecord>> {
         query_runs!(
             "UPDATE runs SET status = 'running', started_at = ?
-             WHERE seq = (SELECT seq FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1)
+             WHERE seq = (SELECT seq FROM runs WHERE status = 'queued'
+                          AND (not_before_ts IS NULL OR not_before_ts <= ?)
+                          ORDER BY seq LIMIT 1)
              RETURNING",
             "",
-            started_at
+            started_at,
+            now_us
         )
         .fetch_optional(&self.write)
+        .await
+    }
+
+    /// When the next queued run that waits for its time may start (microseconds since
+    /// the epoch), if one waits past `now_us`.
+    pub async fn next_waiting(&self, now_us: i64) -> sqlx::Result<Option<i64>> {
+        sqlx::query_scalar!(
+            r#"SELECT MIN(not_before_ts) AS "at?: i64" FROM runs
+               WHERE status = 'queued' AND not_before_ts > ?"#,
+            now_us
+        )
+        .fetch_one(&self.read)
         .await
     }
 
@@ -401,11 +425,13 @@ impl Store {
             .await
     }
 
-    /// 1-based place in the queue of a queued run.
-    pub async fn queue_position(&self, seq: i64) -> sqlx::Result<i64> {
+    /// 1-based place in the queue of a queued run, among the runs that may start now.
+    pub async fn queue_position(&self, seq: i64, now_us: i64) -> sqlx::Result<i64> {
         let n: i64 = sqlx::query_scalar!(
-            r#"SELECT COUNT(*) AS "n!: i64" FROM runs WHERE status = 'queued' AND seq < ?"#,
-            seq
+            r#"SELECT COUNT(*) AS "n!: i64" FROM runs WHERE status = 'queued' AND seq < ?
+               AND (not_before_ts IS NULL OR not_before_ts <= ?)"#,
+            seq,
+            now_us
         )
         .fetch_one(&self.read)
         .await?;

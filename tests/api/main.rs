@@ -17,6 +17,7 @@ mod overview;
 mod process;
 mod remote;
 mod replicas;
+mod retry_notify;
 mod runs;
 mod sandbox;
 mod secrets;
