@@ -217,6 +217,13 @@ pub struct RunArgs {
     /// (a replica serving issues and workers while another server runs them).
     #[arg(long = "runs", env = "FLOOM_RUNS", value_enum, default_value_t = Switch::On)]
     pub execute: Switch,
+    /// The SMTP server that mails `notify.email_to` (`smtp://host:port`, no TLS, no
+    /// login: a relay on this machine or a trusted network). Unset: no mail is sent.
+    #[arg(long, env = "FLOOM_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The sender of notification mail (upstream's variable); shown as `Floom <address>`.
+    #[arg(long, env = "NOTIFY_FROM_EMAIL", default_value = "floom@localhost")]
+    pub notify_from_email: String,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -465,6 +472,9 @@ impl Config {
             bail!(
                 "APPROVAL_TTL_HOURS must be a positive number of hours, at most {MAX_APPROVAL_TTL_HOURS}"
             );
+        }
+        if let Some(url) = runs.smtp_url.as_deref().filter(|u| !u.is_empty()) {
+            crate::smtp::SmtpServer::parse(url).context("FLOOM_SMTP_URL")?;
         }
         let secret = match auth.secret.as_deref() {
             None | Some("") => None,

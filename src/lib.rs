@@ -27,6 +27,7 @@ pub mod secrets;
 pub mod shared_secret;
 pub mod sharing;
 pub mod signin;
+pub mod smtp;
 pub mod store;
 pub mod tokens;
 pub mod vault;

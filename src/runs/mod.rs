@@ -10,6 +10,7 @@ mod contract;
 pub mod events;
 mod exec;
 mod logs;
+mod notify;
 pub mod outcome;
 pub mod read;
 mod retry;
@@ -153,6 +154,8 @@ pub struct Engine {
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub schedule: schedule::NextFires,
+    /// Tells how runs ended, as their workers' `notify:` asks.
+    notifier: Arc<notify::Notifier>,
 }
 
 impl Engine {
@@ -175,11 +178,19 @@ impl Engine {
         let owner_id = config.user_id.clone();
         let signing_key = config.secret.as_ref().map(|s| s.signing_key().to_vec());
         let server_secrets = config.server_secrets();
+        let events = Arc::new(Events::default());
+        let notifier = Arc::new(notify::Notifier::new(
+            store.clone(),
+            index.clone(),
+            vault.clone(),
+            events.clone(),
+            &settings,
+        )?);
         Ok(Arc::new(Engine {
             store,
             index,
             vault,
-            events: Arc::new(Events::default()),
+            events,
             slots: Arc::new(Semaphore::new(settings.max_concurrent_runs)),
             settings,
             isolation,
@@ -193,6 +204,7 @@ impl Engine {
             stop: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
             schedule: schedule::NextFires::default(),
+            notifier,
         }))
     }
 
@@ -450,12 +462,19 @@ impl Engine {
         Ok(self.store.run(run_id).await?.unwrap_or(run))
     }
 
+    /// Announce a run's new status (stored already); an end is also told to whom the
+    /// worker's `notify:` names, in the background.
     fn publish_status(&self, run_id: &str, status: &str, error_code: Option<&str>) {
-        self.events.publish(RunEvent::Status {
+        let event = RunEvent::Status {
             run_id: run_id.to_string(),
             status: status.to_string(),
             error_code: error_code.map(str::to_string),
-        });
+        };
+        let ended = event.is_terminal();
+        self.events.publish(event);
+        if ended {
+            self.notifier.ended(run_id);
+        }
     }
 
     /// Claim queued runs while there are free slots; sleep until woken.
