@@ -25,14 +25,19 @@ impl SmtpServer {
             bail!("{url}: only smtp://host:port is supported (no TLS)");
         }
         if !u.username().is_empty() || u.password().is_some() {
-            bail!("{url}: SMTP login is not supported; use a relay that accepts mail from this host");
+            bail!(
+                "{url}: SMTP login is not supported; use a relay that accepts mail from this host"
+            );
         }
         let host = u
             .host_str()
             .filter(|h| !h.is_empty())
             .with_context(|| format!("{url} names no host"))?;
         Ok(SmtpServer {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             port: u.port().unwrap_or(25),
         })
     }

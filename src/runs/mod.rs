@@ -124,6 +124,14 @@ pub(crate) struct Lineage<'a> {
     pub not_before_ts: Option<i64>,
 }
 
+/// What a failed run's `retry` policy decided.
+struct PlannedRetry {
+    /// The retry to queue; `None` when no attempt is left.
+    run: Option<NewRun>,
+    /// The line for the failed run's log.
+    note: String,
+}
+
 /// `POST /workers/{id}/runs`.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
@@ -363,7 +371,25 @@ impl Engine {
     }
 
     /// Insert a queued run and wake the dispatcher.
+    #[allow(clippy::too_many_arguments)]
     async fn enqueue(
+        &self,
+        id: String,
+        worker_id: &str,
+        worker_name: &str,
+        config: &WorkerConfig,
+        inputs: Map<String, Value>,
+        origin: Origin,
+        lineage: Lineage<'_>,
+    ) -> Result<RunRecord, RunError> {
+        let new = self.new_run(id, worker_id, worker_name, config, inputs, origin, lineage);
+        self.store.insert_run(&new).await?;
+        self.queued(&new.id).await
+    }
+
+    /// A run to queue. Every run of a worker is given its durable review rules.
+    #[allow(clippy::too_many_arguments)]
+    fn new_run(
         &self,
         id: String,
         worker_id: &str,
@@ -372,15 +398,14 @@ impl Engine {
         mut inputs: Map<String, Value>,
         origin: Origin,
         lineage: Lineage<'_>,
-    ) -> Result<RunRecord, RunError> {
-        // Every run of a worker is given its durable review rules.
+    ) -> NewRun {
         rules::apply(
             &mut inputs,
             &rules::read(self.index.workers_dir(), worker_id),
         );
         let now = chrono::Utc::now();
         let created_at = crate::workspace::issue_file::iso_timestamp(now);
-        let new = NewRun {
+        NewRun {
             id,
             worker_id: worker_id.to_string(),
             worker_name: worker_name.to_string(),
@@ -397,15 +422,18 @@ impl Engine {
             call_depth: origin.parent.as_ref().map_or(0, |p| p.depth),
             parent_run_id: origin.parent.map(|p| p.run_id),
             not_before_ts: lineage.not_before_ts,
-        };
-        self.store.insert_run(&new).await?;
-        self.publish_status(&new.id, "queued", None);
+        }
+    }
+
+    /// A run just stored as queued: announce it and wake the dispatcher.
+    async fn queued(&self, id: &str) -> Result<RunRecord, RunError> {
+        self.publish_status(id, "queued", None);
         self.wake.notify_one();
         Ok(self
             .store
-            .run(&new.id)
+            .run(id)
             .await?
-            .ok_or_else(|| anyhow::anyhow!("run {} vanished", new.id))?)
+            .ok_or_else(|| anyhow::anyhow!("run {id} vanished"))?)
     }
 
     async fn missing_connections(&self, config: &WorkerConfig) -> anyhow::Result<Vec<String>> {
@@ -569,16 +597,26 @@ impl Engine {
         self.record_end(&id, &end).await;
     }
 
-    /// Store how a running run ended, queue its retry if its worker asks for one, then
-    /// publish it (unless a cancel got there first). The retry is in the store before the
-    /// end is announced: whoever sees a run fail can see its retry.
+    /// Store how a running run ended, with the retry its worker's `retry` policy asks
+    /// for in the same transaction (whoever sees the run fail sees its retry, a crash
+    /// loses neither), then publish it, unless a cancel got there first.
     async fn record_end(&self, id: &str, end: &RunEnd) {
-        match self.store.finish_run(id, end, &crate::store::now()).await {
+        let retry = match end.status.as_str() {
+            "failed" => self.plan_retry(id, end).await.unwrap_or_else(|e| {
+                tracing::error!(run = %id, error = %e, "planning the retry of a failed run");
+                None
+            }),
+            _ => None,
+        };
+        let queue = retry.as_ref().and_then(|r| r.run.as_ref());
+        match self
+            .store
+            .finish_run(id, end, &crate::store::now(), queue)
+            .await
+        {
             Ok(true) => {
-                if end.status == "failed"
-                    && let Err(e) = self.retry_failed(id).await
-                {
-                    tracing::error!(run = %id, error = %e, "queueing the retry of a failed run");
+                if let Some(r) = retry {
+                    self.note_retry(id, r).await;
                 }
                 self.publish_status(id, &end.status, end.error_code.as_deref())
             }
@@ -841,51 +879,41 @@ impl Engine {
         })
     }
 
-    /// A failed run whose worker's `retry` policy covers its error code, with attempts
-    /// left: queued again as a new run (`trigger_source: retry`, `retry_of_run_id`, the
-    /// next `retry_attempt`) with the same inputs, not to start before the policy's
-    /// delay. `max_attempts` counts every run of the chain, the first included, as
-    /// upstream does. A line in the failed run's log says what was decided.
-    async fn retry_failed(&self, id: &str) -> anyhow::Result<()> {
+    /// A run failing now whose worker's `retry` policy covers its error code: the retry
+    /// to queue, a new run (`trigger_source: retry`, `retry_of_run_id`, the next
+    /// `retry_attempt`) with the same inputs, not to start before the policy's delay;
+    /// or, when `max_attempts` (every run of the chain, the first included, as upstream
+    /// counts) are used, just a note. `None`: the policy does not apply.
+    async fn plan_retry(&self, id: &str, end: &RunEnd) -> anyhow::Result<Option<PlannedRetry>> {
         let Some(run) = self.store.run(id).await? else {
-            return Ok(());
+            return Ok(None);
         };
         let config = match self.index.worker(&run.worker_id).await? {
             Some((_, extra)) => extra.config,
             None => None,
         };
         let Some((config, policy)) = config.and_then(|c| Some((c.clone(), c.retry?))) else {
-            return Ok(());
+            return Ok(None);
         };
-        let code = run.error_code.as_deref().unwrap_or_default();
+        let code = end.error_code.as_deref().unwrap_or_default();
         if run.cancel_requested || !config.enabled || !retry::covers(&policy, code) {
-            return Ok(());
+            return Ok(None);
         }
-        let log = RunLog::new(
-            &run.id,
-            self.store.clone(),
-            self.events.clone(),
-            &[],
-            self.settings.run_log_limit,
-        );
         let attempt = run.retry_attempt + 1;
         if attempt >= i64::from(policy.max_attempts) {
-            log.line(
-                "warning",
-                &format!(
+            return Ok(Some(PlannedRetry {
+                run: None,
+                note: format!(
                     "retry: not retried, all {} attempts are used",
                     policy.max_attempts
                 ),
-            )
-            .await;
-            log.flush().await;
-            return Ok(());
+            }));
         }
         let Value::Object(inputs) = run.inputs() else {
-            return Ok(());
+            return Ok(None);
         };
-        let delay = chrono::Duration::seconds(i64::from(policy.delay_seconds));
-        let not_before = chrono::Utc::now() + delay;
+        let not_before =
+            chrono::Utc::now() + chrono::Duration::seconds(i64::from(policy.delay_seconds));
         let origin = Origin {
             source: "retry".into(),
             reference: run.trigger_ref.clone(),
@@ -895,35 +923,53 @@ impl Engine {
                 depth: run.call_depth,
             }),
         };
-        let again = self
-            .enqueue(
-                crate::ids::prefixed("run_"),
-                &run.worker_id,
-                run.worker_name.as_deref().unwrap_or(&run.worker_id),
-                &config,
-                inputs,
-                origin,
-                Lineage {
-                    retry_of: Some(&run.id),
-                    attempt,
-                    not_before_ts: (policy.delay_seconds > 0)
-                        .then(|| not_before.timestamp_micros()),
-                },
-            )
-            .await?;
-        log.line(
-            "info",
-            &format!(
-                "retry: attempt {} of {} queued as {} ({code}), not before {}",
-                attempt + 1,
-                policy.max_attempts,
-                again.id,
-                crate::workspace::issue_file::iso_timestamp(not_before)
-            ),
-        )
-        .await;
+        let new = self.new_run(
+            crate::ids::prefixed("run_"),
+            &run.worker_id,
+            run.worker_name.as_deref().unwrap_or(&run.worker_id),
+            &config,
+            inputs,
+            origin,
+            Lineage {
+                retry_of: Some(&run.id),
+                attempt,
+                not_before_ts: (policy.delay_seconds > 0).then(|| not_before.timestamp_micros()),
+            },
+        );
+        let note = format!(
+            "retry: attempt {} of {} queued as {} ({code}), not before {}",
+            attempt + 1,
+            policy.max_attempts,
+            new.id,
+            crate::workspace::issue_file::iso_timestamp(not_before)
+        );
+        Ok(Some(PlannedRetry {
+            run: Some(new),
+            note,
+        }))
+    }
+
+    /// Say in the failed run's log what its retry policy decided; announce the retry.
+    async fn note_retry(&self, id: &str, retry: PlannedRetry) {
+        let log = RunLog::new(
+            id,
+            self.store.clone(),
+            self.events.clone(),
+            &[],
+            self.settings.run_log_limit,
+        );
+        let level = if retry.run.is_some() {
+            "info"
+        } else {
+            "warning"
+        };
+        log.line(level, &retry.note).await;
         log.flush().await;
-        Ok(())
+        if let Some(new) = retry.run
+            && let Err(e) = self.queued(&new.id).await
+        {
+            tracing::error!(run = %new.id, error = %e, "announcing a retry");
+        }
     }
 
     /// Runs a stopped server left `running`: failed, and re-queued once.

@@ -106,7 +106,11 @@ impl Notifier {
         let Some(run) = self.store.run(run_id).await? else {
             return Ok(());
         };
-        let Some(config) = self.index.worker(&run.worker_id).await?.and_then(|(_, e)| e.config)
+        let Some(config) = self
+            .index
+            .worker(&run.worker_id)
+            .await?
+            .and_then(|(_, e)| e.config)
         else {
             return Ok(());
         };
@@ -194,12 +198,14 @@ impl Notifier {
                     let status = res.status();
                     // A refusal (4xx) is the receiver's answer; more tries change nothing,
                     // save for a timeout or a rate limit.
-                    let again = status.is_server_error()
-                        || matches!(status.as_u16(), 408 | 429);
+                    let again = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
                     if !again {
                         log.line(
                             "warning",
-                            &format!("notify: POST {shown} answered {}; not sent again", status.as_u16()),
+                            &format!(
+                                "notify: POST {shown} answered {}; not sent again",
+                                status.as_u16()
+                            ),
                         )
                         .await;
                         return;
@@ -222,9 +228,7 @@ impl Notifier {
         let Some(server) = &self.smtp else {
             log.line(
                 "warning",
-                &format!(
-                    "notify: mail to {to} not sent: no SMTP server is set (FLOOM_SMTP_URL)"
-                ),
+                &format!("notify: mail to {to} not sent: no SMTP server is set (FLOOM_SMTP_URL)"),
             )
             .await;
             return;

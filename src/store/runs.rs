@@ -258,36 +258,44 @@ async fn count(read: &sqlx::SqlitePool, f: &RunFilter, subset: Subset<'_>) -> sq
     qb.build_query_scalar().fetch_one(read).await
 }
 
+/// Insert a queued run, through the pool or inside a transaction.
+async fn insert_run<'e>(
+    ex: impl sqlx::Executor<'e, Database = Sqlite>,
+    r: &NewRun,
+) -> sqlx::Result<()> {
+    let inputs = r.inputs.to_string();
+    let hidden = !VISIBLE_SOURCES.contains(&r.trigger_source.as_str());
+    sqlx::query!(
+        "INSERT INTO runs (id, worker_id, worker_name, status, trigger_source, trigger_ref,
+            runner, input_json, created_at, created_ts, retry_of_run_id, retry_attempt,
+            triggered_by, trace_id, hidden, parent_run_id, call_depth, not_before_ts)
+         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        r.id,
+        r.worker_id,
+        r.worker_name,
+        r.trigger_source,
+        r.trigger_ref,
+        r.runner,
+        inputs,
+        r.created_at,
+        r.created_ts,
+        r.retry_of_run_id,
+        r.retry_attempt,
+        r.triggered_by,
+        r.trace_id,
+        hidden,
+        r.parent_run_id,
+        r.call_depth,
+        r.not_before_ts
+    )
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     pub async fn insert_run(&self, r: &NewRun) -> sqlx::Result<()> {
-        let inputs = r.inputs.to_string();
-        let hidden = !VISIBLE_SOURCES.contains(&r.trigger_source.as_str());
-        sqlx::query!(
-            "INSERT INTO runs (id, worker_id, worker_name, status, trigger_source, trigger_ref,
-                runner, input_json, created_at, created_ts, retry_of_run_id, retry_attempt,
-                triggered_by, trace_id, hidden, parent_run_id, call_depth, not_before_ts)
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            r.id,
-            r.worker_id,
-            r.worker_name,
-            r.trigger_source,
-            r.trigger_ref,
-            r.runner,
-            inputs,
-            r.created_at,
-            r.created_ts,
-            r.retry_of_run_id,
-            r.retry_attempt,
-            r.triggered_by,
-            r.trace_id,
-            hidden,
-            r.parent_run_id,
-            r.call_depth,
-            r.not_before_ts
-        )
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        insert_run(&self.write, r).await
     }
 
     /// How many runs `parent` started through its worker's `calls:`.
@@ -338,13 +346,16 @@ impl Store {
         .await
     }
 
-    /// Record how a running run ended; false when it was no longer running (a cancel won).
+    /// Record how a running run ended, and queue `then` (its retry) in the same
+    /// transaction; false, and nothing queued, when it was no longer running (a cancel won).
     pub async fn finish_run(
         &self,
         id: &str,
         end: &RunEnd,
         completed_at: &str,
+        then: Option<&NewRun>,
     ) -> sqlx::Result<bool> {
+        let mut tx = self.write.begin().await?;
         let outputs = end.outputs.as_ref().map(Value::to_string);
         let done = sqlx::query!(
             "UPDATE runs SET status = ?, output_json = COALESCE(?, output_json), error = ?,
@@ -363,9 +374,14 @@ impl Store {
             completed_at,
             id
         )
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        let finished = done.rows_affected() > 0;
+        if finished && let Some(r) = then {
+            insert_run(&mut *tx, r).await?;
+        }
+        tx.commit().await?;
+        Ok(finished)
     }
 
     /// Move a run from one status to another, with an error; false when it was not in `from`.
