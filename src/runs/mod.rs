@@ -914,27 +914,12 @@ impl Engine {
         };
         let not_before =
             chrono::Utc::now() + chrono::Duration::seconds(i64::from(policy.delay_seconds));
-        let origin = Origin {
-            source: "retry".into(),
-            reference: run.trigger_ref.clone(),
-            by: run.triggered_by.clone(),
-            parent: run.parent_run_id.clone().map(|run_id| Parent {
-                run_id,
-                depth: run.call_depth,
-            }),
-        };
-        let new = self.new_run(
-            crate::ids::prefixed("run_"),
-            &run.worker_id,
-            run.worker_name.as_deref().unwrap_or(&run.worker_id),
+        let new = self.rerun(
+            &run,
             &config,
             inputs,
-            origin,
-            Lineage {
-                retry_of: Some(&run.id),
-                attempt,
-                not_before_ts: (policy.delay_seconds > 0).then(|| not_before.timestamp_micros()),
-            },
+            "retry",
+            (policy.delay_seconds > 0).then(|| not_before.timestamp_micros()),
         );
         let note = format!(
             "retry: attempt {} of {} queued as {} ({code}), not before {}",
@@ -947,6 +932,40 @@ impl Engine {
             run: Some(new),
             note,
         }))
+    }
+
+    /// A new run that tries `run` again with `inputs`: started as it was, the next
+    /// attempt of its chain, `source` its trigger, not before `not_before_ts`.
+    fn rerun(
+        &self,
+        run: &RunRecord,
+        config: &WorkerConfig,
+        inputs: Map<String, Value>,
+        source: &str,
+        not_before_ts: Option<i64>,
+    ) -> NewRun {
+        let origin = Origin {
+            source: source.into(),
+            reference: run.trigger_ref.clone(),
+            by: run.triggered_by.clone(),
+            parent: run.parent_run_id.clone().map(|run_id| Parent {
+                run_id,
+                depth: run.call_depth,
+            }),
+        };
+        self.new_run(
+            crate::ids::prefixed("run_"),
+            &run.worker_id,
+            run.worker_name.as_deref().unwrap_or(&run.worker_id),
+            config,
+            inputs,
+            origin,
+            Lineage {
+                retry_of: Some(&run.id),
+                attempt: run.retry_attempt + 1,
+                not_before_ts,
+            },
+        )
     }
 
     /// Say in the failed run's log what its retry policy decided; announce the retry.
@@ -1003,30 +1022,9 @@ impl Engine {
             let Value::Object(inputs) = run.inputs() else {
                 continue;
             };
-            let origin = Origin {
-                source: "restart_retry".into(),
-                reference: run.trigger_ref.clone(),
-                by: run.triggered_by.clone(),
-                parent: run.parent_run_id.clone().map(|run_id| Parent {
-                    run_id,
-                    depth: run.call_depth,
-                }),
-            };
-            let again = self
-                .enqueue(
-                    crate::ids::prefixed("run_"),
-                    &run.worker_id,
-                    run.worker_name.as_deref().unwrap_or(&run.worker_id),
-                    &config,
-                    inputs,
-                    origin,
-                    Lineage {
-                        retry_of: Some(&run.id),
-                        attempt: run.retry_attempt + 1,
-                        not_before_ts: None,
-                    },
-                )
-                .await?;
+            let again = self.rerun(&run, &config, inputs, "restart_retry", None);
+            self.store.insert_run(&again).await?;
+            self.queued(&again.id).await?;
             tracing::info!(run = %run.id, retry = %again.id, "re-queued a run interrupted by a restart");
         }
         Ok(())

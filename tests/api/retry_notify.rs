@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::{TestApp, eventually};
-use crate::runs::{script_worker, settle, start};
+use crate::runs::{log_text as logs, script_worker, settle, start};
 
 /// A script that counts its runs in the file its `counter` input names (runs are not
 /// sandboxed here, so it can), and fails until the `succeed_on`th run.
@@ -49,21 +49,6 @@ async fn runs_of(app: &TestApp, worker: &str) -> Vec<Value> {
     let mut runs = r.body.as_array().unwrap().clone();
     runs.reverse();
     runs
-}
-
-fn logs(run: &Value) -> String {
-    run["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            format!(
-                "{} {}\n",
-                l["level"].as_str().unwrap(),
-                l["message"].as_str().unwrap()
-            )
-        })
-        .collect()
 }
 
 #[tokio::test]

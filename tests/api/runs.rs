@@ -49,7 +49,8 @@ pub async fn settle(app: &TestApp, run: &str) -> Value {
     }
 }
 
-fn log_text(run: &Value) -> String {
+/// A run's log, a line each: `level message`.
+pub fn log_text(run: &Value) -> String {
     run["logs"]
         .as_array()
         .unwrap()
