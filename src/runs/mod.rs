@@ -630,13 +630,7 @@ impl Engine {
     async fn fail_panicked(&self, id: &str, panic: &str) {
         self.live.lock().expect("live").remove(id);
         tracing::error!(run = %id, panic, "a run task panicked");
-        let log = RunLog::new(
-            id,
-            self.store.clone(),
-            self.events.clone(),
-            &[],
-            self.settings.run_log_limit,
-        );
+        let log = self.own_log(id);
         log.line("error", "floom failed inside while running this worker")
             .await;
         log.flush().await;
@@ -968,15 +962,20 @@ impl Engine {
         )
     }
 
-    /// Say in the failed run's log what its retry policy decided; announce the retry.
-    async fn note_retry(&self, id: &str, retry: PlannedRetry) {
-        let log = RunLog::new(
+    /// A run's log for floom's own lines about it (nothing of the run's to redact).
+    fn own_log(&self, id: &str) -> Arc<RunLog> {
+        RunLog::new(
             id,
             self.store.clone(),
             self.events.clone(),
             &[],
             self.settings.run_log_limit,
-        );
+        )
+    }
+
+    /// Say in the failed run's log what its retry policy decided; announce the retry.
+    async fn note_retry(&self, id: &str, retry: PlannedRetry) {
+        let log = self.own_log(id);
         let level = if retry.run.is_some() {
             "info"
         } else {
