@@ -906,14 +906,14 @@ impl Engine {
         let Value::Object(inputs) = run.inputs() else {
             return Ok(None);
         };
-        let not_before =
-            chrono::Utc::now() + chrono::Duration::seconds(i64::from(policy.delay_seconds));
+        let delay = retry::delay(&policy, code, run.retry_attempt);
+        let not_before = chrono::Utc::now() + chrono::Duration::seconds(delay);
         let new = self.rerun(
             &run,
             &config,
             inputs,
             "retry",
-            (policy.delay_seconds > 0).then(|| not_before.timestamp_micros()),
+            (delay > 0).then(|| not_before.timestamp_micros()),
         );
         let note = format!(
             "retry: attempt {} of {} queued as {} ({code}), not before {}",

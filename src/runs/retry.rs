@@ -22,6 +22,18 @@ pub fn covers(policy: &Retry, code: &str) -> bool {
         || (policy.on.iter().any(|o| o == "all") && !SETUP_FAILURES.contains(&code))
 }
 
+/// Seconds before the retry of a run that failed with `code` on attempt `attempt` (0 for
+/// the first run): the policy's delay; for a timeout, doubled at each attempt up to an
+/// hour, as upstream backs off from failures its runner calls retryable.
+pub fn delay(policy: &Retry, code: &str, attempt: i64) -> i64 {
+    let base = i64::from(policy.delay_seconds);
+    if code == "timeout" {
+        base.saturating_mul(1 << attempt.clamp(0, 12)).min(3600)
+    } else {
+        base
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +54,18 @@ mod tests {
         assert!(covers(&on(&["missing_secret"]), "missing_secret"));
         assert!(covers(&on(&["timeout", "rate_limited"]), "rate_limited"));
         assert!(!covers(&on(&["timeout"]), "execution_error"));
+    }
+
+    #[test]
+    fn timeouts_back_off() {
+        let p = Retry {
+            delay_seconds: 60,
+            ..Retry::default()
+        };
+        assert_eq!(delay(&p, "execution_error", 2), 60);
+        assert_eq!(
+            [0, 1, 2, 6, 9].map(|a| delay(&p, "timeout", a)),
+            [60, 120, 240, 3600, 3600]
+        );
     }
 }
