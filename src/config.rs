@@ -582,6 +582,24 @@ mod tests {
     }
 
     #[test]
+    fn the_smtp_url_is_checked_at_start() {
+        let data = args(|_| {});
+        for bad in ["smtps://mail:465", "smtp://user:pw@mail", "mail:25"] {
+            let runs = RunArgs {
+                smtp_url: Some(bad.into()),
+                ..RunArgs::default()
+            };
+            let e = Config::from_args(&data, &AuthArgs::default(), &runs).unwrap_err();
+            assert!(format!("{e:#}").contains("FLOOM_SMTP_URL"), "{bad}: {e:#}");
+        }
+        let runs = RunArgs {
+            smtp_url: Some("smtp://127.0.0.1:2525".into()),
+            ..RunArgs::default()
+        };
+        assert!(Config::from_args(&data, &AuthArgs::default(), &runs).is_ok());
+    }
+
+    #[test]
     fn run_defaults_are_the_declared_ones() {
         let r = RunArgs::default();
         assert_eq!(r.max_concurrent_runs, 6);
@@ -593,6 +611,8 @@ mod tests {
         assert_eq!(r.webhook_receipt_ttl_seconds, 604_800);
         assert_eq!(r.run_max_processes, 256);
         assert!(r.api_url.is_none() && r.llm_base_url.is_none());
+        assert!(r.smtp_url.is_none());
+        assert_eq!(r.notify_from_email, "floom@localhost");
     }
 
     #[test]
