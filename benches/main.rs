@@ -40,6 +40,8 @@ const WORDS: [&str; 16] = [
     "slack", "retry", "label", "thread", "summary", "invoice", "report",
 ];
 const CONCURRENCY: u64 = 8;
+/// Concurrent writers of the burst row.
+const BURST_CLIENTS: u64 = 16;
 
 /// A small deterministic generator, so every run builds the same workspace.
 struct Rng(u64);
@@ -423,8 +425,28 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     })
     .await;
     let note = format!("{:.0} req/s, 1 client", c.rps);
-    let writes = created + c.count;
+    let mut writes = created + c.count;
     row("comment (commit included)", Some(c), Some(s), None, note);
+
+    // A burst of agents filing issues at once: 16 clients, every create its own commit.
+    let b = base.clone();
+    let (c, s) = load(&times, BURST_CLIENTS, secs, move |c, i| {
+        c.post(format!("{b}/workspace/issues"))
+            .json(&serde_json::json!({"title": format!("burst {i}"), "labels": ["bench"]}))
+    })
+    .await;
+    writes += c.count;
+    let note = format!(
+        "{:.0} creates/s, {BURST_CLIENTS} clients (group commit)",
+        c.rps
+    );
+    row(
+        "create issue, concurrent writers",
+        Some(c),
+        Some(s),
+        None,
+        note,
+    );
     row(
         "resident memory after the writes",
         None,

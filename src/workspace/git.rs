@@ -53,11 +53,15 @@ struct Journal {
     paths: Vec<String>,
 }
 
-/// A commit written but not yet on the branch: see [`Repo::build_commit`].
-pub struct Built {
-    pub commit: Oid,
-    pub parent: Option<Oid>,
-    log: String,
+/// Commits built one on another that the branch has not taken yet.
+struct Batch {
+    /// Where the branch was when the batch began.
+    base: Option<Oid>,
+    /// The last commit built.
+    tip: Option<Oid>,
+    /// Every path the batch wrote or removed.
+    paths: Vec<String>,
+    commits: usize,
 }
 
 /// A commit that touched an issue, for `/history`.
@@ -76,6 +80,8 @@ pub struct Repo {
     root: PathBuf,
     /// Raised after each local commit.
     committed: Arc<tokio::sync::Notify>,
+    /// The batch being built, if one is open.
+    batch: Option<Batch>,
     stager: Arc<Stager>,
     /// The branch HEAD named when the server opened the workspace: the one it writes.
     branch: Option<String>,
@@ -150,6 +156,7 @@ impl Repo {
             repo,
             root,
             committed: Arc::new(tokio::sync::Notify::new()),
+            batch: None,
             stager,
             branch,
             maintainer,
@@ -173,6 +180,9 @@ impl Repo {
     }
 
     fn head_commit(&self) -> anyhow::Result<Option<git2::Commit<'_>>> {
+        if let Some(batch) = &self.batch {
+            return Ok(batch.tip.map(|t| self.repo.find_commit(t)).transpose()?);
+        }
         match self.repo.head() {
             Ok(h) => Ok(Some(h.peel_to_commit()?)),
             Err(e) if matches!(e.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound) => Ok(None),
@@ -220,7 +230,7 @@ impl Repo {
 
     /// Commit exactly `writes` and the removal of the files `removed` on top of HEAD
     /// (other changes in the working tree stay out of it), then bring the working tree
-    /// and git index up to date.
+    /// and git index up to date: a batch of one.
     pub fn commit_files(
         &mut self,
         writes: &[FileWrite],
@@ -228,23 +238,43 @@ impl Repo {
         message: &str,
         author: (&str, &str),
     ) -> anyhow::Result<Oid> {
-        let built = self.build_commit(writes, removed, message, author)?;
-        self.land(&built, writes, removed)?;
-        // Local-first: the replica pushes it (a `remote`-mode write pushed it already).
-        self.committed.notify_one();
-        Ok(built.commit)
+        self.begin_batch()?;
+        let built = self.add_to_batch(writes, removed, message, author);
+        let landed = built.and_then(|c| self.finish_batch().map(|_| c));
+        if landed.is_err() {
+            let _ = self.abandon_batch();
+        }
+        landed
     }
 
-    /// Write the objects of a commit of `writes` and `removed` on top of HEAD, without
-    /// moving any branch: invisible until [`Repo::land`] (or a push) publishes it.
-    pub fn build_commit(
-        &self,
+    /// Open a batch: commits built one on another, each one mutation, that the branch
+    /// takes all at once ([`Repo::finish_batch`]). Until then HEAD, for everything that
+    /// reads it through this handle (plans, `matches_head`), is the batch's last commit.
+    pub fn begin_batch(&mut self) -> anyhow::Result<()> {
+        // One a panic left open is undone first.
+        self.abandon_batch()?;
+        self.writable_branch()?;
+        let base = self.head_commit()?.map(|c| c.id());
+        self.batch = Some(Batch {
+            base,
+            tip: base,
+            paths: Vec::new(),
+            commits: 0,
+        });
+        Ok(())
+    }
+
+    /// Commit `writes` and `removed` on top of the batch's last commit, and bring the
+    /// working tree to it. The journal names the commit and every path of the batch
+    /// before the working tree changes, so a crash before the branch moves is undone at
+    /// start ([`Repo::recover`]) and one after is completed.
+    pub fn add_to_batch(
+        &mut self,
         writes: &[FileWrite],
         removed: &[String],
         message: &str,
         author: (&str, &str),
-    ) -> anyhow::Result<Built> {
-        self.writable_branch()?;
+    ) -> anyhow::Result<Oid> {
         let parent = self.head_commit()?;
         let base = parent.as_ref().map(|c| c.tree()).transpose()?;
         let mut changes = Changes::default();
@@ -267,36 +297,75 @@ impl Repo {
         let commit = self
             .repo
             .commit(None, &author, &committer, message, &tree, &parents)?;
-        Ok(Built {
-            commit,
-            parent: parent.map(|p| p.id()),
-            log: format!("commit: {}", message.lines().next().unwrap_or("")),
-        })
+        drop((tree, base, parent));
+        let batch = self.batch.as_mut().context("no batch open")?;
+        batch.tip = Some(commit);
+        batch.commits += 1;
+        batch.paths.extend(
+            writes
+                .iter()
+                .map(|w| w.path.clone())
+                .chain(removed.iter().cloned()),
+        );
+        let journal = Journal {
+            commit: commit.to_string(),
+            paths: batch.paths.clone(),
+        };
+        write_journal(self.repo.path(), &journal)?;
+        for w in writes {
+            self.write_worktree(&w.path, &w.content)?;
+        }
+        for path in removed {
+            self.remove_worktree(path)?;
+        }
+        Ok(commit)
     }
 
-    /// Make a built commit the branch's head (only from the parent it was built on),
-    /// and bring the working tree and git index to it: the commit point of a write.
-    pub fn land(
-        &mut self,
-        built: &Built,
-        writes: &[FileWrite],
-        removed: &[String],
-    ) -> anyhow::Result<()> {
-        let paths = writes
-            .iter()
-            .map(|w| w.path.clone())
-            .chain(removed.iter().cloned())
-            .collect();
-        self.move_branch(built.parent, built.commit, paths, &built.log, |this| {
-            for w in writes {
-                this.write_worktree(&w.path, &w.content)?;
+    /// The batch's last commit, to push before it lands (`remote` sync mode).
+    pub fn batch_tip(&self) -> Option<Oid> {
+        self.batch.as_ref().and_then(|b| b.tip)
+    }
+
+    /// The commit point: move the branch from where the batch began to its last commit
+    /// (a compare-and-swap), stage its paths, clear the journal. Returns the number of
+    /// commits landed.
+    pub fn finish_batch(&mut self) -> anyhow::Result<usize> {
+        let batch = self.batch.take().context("no batch open")?;
+        let (Some(tip), true) = (batch.tip, batch.commits > 0) else {
+            return Ok(0);
+        };
+        let target = self.writable_branch()?;
+        let log = format!("commit: {} commit(s)", batch.commits);
+        let moved = match batch.base {
+            Some(p) => self.repo.reference_matching(&target, tip, true, p, &log),
+            None => self.repo.reference(&target, tip, false, &log),
+        };
+        if let Err(e) = moved {
+            self.batch = Some(batch);
+            bail!("HEAD moved while committing ({e}); nothing was written");
+        }
+        self.stager.add(&batch.paths)?;
+        clear_journal(self.repo.path())?;
+        self.maintainer.committed_many(batch.commits);
+        // Local-first: the replica pushes it (in `remote` mode it was pushed already).
+        self.committed.notify_one();
+        Ok(batch.commits)
+    }
+
+    /// Give up an open batch: its paths back to what the branch holds, the journal
+    /// cleared; its commit objects stay unreferenced until git prunes them.
+    pub fn abandon_batch(&mut self) -> anyhow::Result<()> {
+        let Some(batch) = self.batch.take() else {
+            return Ok(());
+        };
+        if let Some(tree) = self.head_tree()? {
+            self.checkout_paths(&tree, &batch.paths)?;
+        } else {
+            for p in &batch.paths {
+                self.remove_worktree(p)?;
             }
-            for path in removed {
-                this.remove_worktree(path)?;
-            }
-            Ok(())
-        })?;
-        self.maintainer.committed();
+        }
+        clear_journal(self.repo.path())?;
         Ok(())
     }
 
@@ -317,10 +386,7 @@ impl Repo {
             commit: to.to_string(),
             paths,
         };
-        std::fs::write(
-            self.repo.path().join(JOURNAL),
-            serde_json::to_vec(&journal)?,
-        )?;
+        write_journal(self.repo.path(), &journal)?;
         let moved = match from {
             Some(p) => self.repo.reference_matching(&target, to, true, p, log),
             None => self.repo.reference(&target, to, false, log),
@@ -507,7 +573,16 @@ impl Repo {
                 self.checkout_paths(&tree, &journal.paths)?;
                 self.stager.add(&journal.paths)?;
             } else {
-                tracing::warn!(commit = %journal.commit, "discarding a write that never committed");
+                // The branch never moved: put back what a batch wrote before it died.
+                tracing::warn!(commit = %journal.commit, "undoing a write that never committed");
+                match self.head_tree()? {
+                    Some(tree) => self.checkout_paths(&tree, &journal.paths)?,
+                    None => {
+                        for p in &journal.paths {
+                            self.remove_worktree(p)?;
+                        }
+                    }
+                }
             }
         }
         let _ = std::fs::remove_dir_all(self.repo.path().join(TMP_DIR));
@@ -563,6 +638,11 @@ pub fn history(
 
 fn is_empty_dir(dir: &Path) -> anyhow::Result<bool> {
     Ok(std::fs::read_dir(dir)?.next().is_none())
+}
+
+fn write_journal(gitdir: &Path, journal: &Journal) -> anyhow::Result<()> {
+    std::fs::write(gitdir.join(JOURNAL), serde_json::to_vec(journal)?)?;
+    Ok(())
 }
 
 /// Empty the journal in place: an empty journal means no write in progress (and
@@ -816,6 +896,99 @@ mod tests {
                 .unwrap_or_default()
                 .is_empty()
         );
+    }
+
+    fn file(path: &str, text: &str) -> FileWrite {
+        FileWrite {
+            path: path.into(),
+            content: text.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_batch_is_a_commit_per_write_and_one_move_of_the_branch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = Repo::open_or_init(dir.path(), None).unwrap();
+        let before = write(&mut repo, "x.md", "v1");
+        repo.begin_batch().unwrap();
+        repo.add_to_batch(&[file("x.md", "v2")], &[], "first", ("t", "t@x"))
+            .unwrap();
+        // The second write sees the first: HEAD, for this handle, is the batch's tip.
+        assert_eq!(repo.head_blob("x.md").unwrap(), Some(blob_oid(b"v2")));
+        assert!(repo.matches_head("x.md").unwrap());
+        let tip = repo
+            .add_to_batch(&[file("y.md", "new")], &[], "second", ("t", "t@x"))
+            .unwrap();
+        assert_eq!(
+            repo.repo.head().unwrap().target(),
+            Some(before),
+            "the branch waits for the batch"
+        );
+        assert_eq!(repo.finish_batch().unwrap(), 2);
+        assert_eq!(repo.repo.head().unwrap().target(), Some(tip));
+        let log = history(&repo.repo, &["x.md".into(), "y.md".into()], 10).unwrap();
+        let msgs: Vec<&str> = log.iter().map(|c| c.message.as_str()).collect();
+        assert_eq!(
+            msgs,
+            ["second", "first", "write x.md"],
+            "one commit per write"
+        );
+        let reflog = repo.repo.reflog("HEAD").unwrap();
+        assert_eq!(
+            reflog.len(),
+            3,
+            "init, the first write, one move for the batch"
+        );
+        repo.stager.flush().unwrap();
+        assert!(repo.repo.statuses(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_batch_cut_short_before_the_branch_moved_is_undone_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = Repo::open_or_init(dir.path(), None).unwrap();
+        let before = write(&mut repo, "x.md", "v1");
+        repo.begin_batch().unwrap();
+        repo.add_to_batch(&[file("x.md", "v2")], &[], "first", ("t", "t@x"))
+            .unwrap();
+        repo.add_to_batch(&[file("new/y.md", "y")], &[], "second", ("t", "t@x"))
+            .unwrap();
+        // The process dies here: files written, journal left, branch not moved.
+        drop(repo);
+        let repo = Repo::open_or_init(dir.path(), None).unwrap();
+        assert_eq!(repo.repo.head().unwrap().target(), Some(before));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("x.md")).unwrap(),
+            "v1"
+        );
+        assert!(
+            !dir.path().join("new").exists(),
+            "the new file and its folder go"
+        );
+        repo.stager.flush().unwrap();
+        assert!(repo.repo.statuses(None).unwrap().is_empty(), "clean");
+    }
+
+    #[test]
+    fn an_abandoned_batch_leaves_the_tree_as_the_branch_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = Repo::open_or_init(dir.path(), None).unwrap();
+        write(&mut repo, "x.md", "v1");
+        repo.begin_batch().unwrap();
+        repo.add_to_batch(
+            &[file("x.md", "v2")],
+            &["gone.md".into()],
+            "m",
+            ("t", "t@x"),
+        )
+        .unwrap();
+        repo.abandon_batch().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("x.md")).unwrap(),
+            "v1"
+        );
+        assert_eq!(repo.head_blob("x.md").unwrap(), Some(blob_oid(b"v1")));
+        assert_eq!(repo.finish_batch().ok(), None, "no batch is open any more");
     }
 
     #[test]

@@ -37,7 +37,13 @@ impl Maintainer {
 
     /// Count a commit; every [`EVERY`] commits, check git's threshold.
     pub fn committed(self: &Arc<Self>) {
-        if self.commits.fetch_add(1, Ordering::Relaxed) % EVERY == EVERY - 1 {
+        self.committed_many(1);
+    }
+
+    /// `n` commits were made at once (a batch).
+    pub fn committed_many(self: &Arc<Self>, n: usize) {
+        let before = self.commits.fetch_add(n as u64, Ordering::Relaxed);
+        if before / EVERY != (before + n as u64) / EVERY {
             self.start();
         }
     }

@@ -32,6 +32,8 @@ pub struct Workspace {
     maintainer: Arc<Maintainer>,
     /// Set when the repository has a remote to follow.
     replica: Option<Arc<Replica>>,
+    /// Writes waiting for the writer (`write.rs`).
+    queue: write::Queue,
 }
 
 impl Workspace {
@@ -51,6 +53,7 @@ impl Workspace {
             stager,
             maintainer,
             replica,
+            queue: Default::default(),
         })
     }
 

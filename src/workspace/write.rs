@@ -1,13 +1,16 @@
 //! The one way to write the workspace: plan under the single writer, commit the plan as
-//! one commit, and let the index re-read it before the writer is released, so that a
-//! client always reads its own write and two writers never pick the same ids.
+//! one commit, and let the index re-read it before the writer is answered, so that a
+//! client always reads its own write and two writers never pick the same ids. Writes
+//! that wait at the same moment go as one batch (group commit).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::git::FileWrite;
+use tokio::sync::{OwnedMutexGuard, oneshot};
+
+use super::git::{FileWrite, WriteRefused};
 use super::remote::Pushed;
 use super::replica::{Replica, SyncMode};
 use super::{Repo, Workspace};
@@ -61,13 +64,124 @@ pub enum Allocate {
 #[error("{0}")]
 pub struct RemoteUnavailable(pub String);
 
-/// How one attempt at a write ended.
-enum Step<T> {
-    Done(Planned<T>),
+/// The most mutations one batch takes: a batch answers its writers together, so a
+/// bigger one keeps its first writer waiting longer.
+const MAX_BATCH: usize = 64;
+
+/// Writes waiting for the writer.
+pub(super) type Queue = Arc<std::sync::Mutex<VecDeque<Box<dyn Job>>>>;
+
+/// A write waiting for the writer, its types erased so that one batch holds any kind.
+pub(super) trait Job: Send {
+    fn allocates(&self) -> bool;
+    /// Who causes the commit: name and email.
+    fn author(&self) -> (&str, &str);
+    /// Plan against the workspace as the batch has left it so far. A refusal is
+    /// answered to the caller at once (None); otherwise, what to commit.
+    fn plan(&mut self, repo: &Repo, floor: u64) -> Option<Files>;
+    /// Answer the caller: its commit is on the branch (Ok), or the batch failed.
+    fn finish(self: Box<Self>, result: Result<(), &anyhow::Error>);
+}
+
+/// What one planned mutation writes.
+pub(super) struct Files {
+    writes: Vec<FileWrite>,
+    removed: Vec<String>,
+    message: String,
+    issue_nums: BTreeSet<u64>,
+    workers: BTreeSet<String>,
+}
+
+struct Typed<T, E, F> {
+    plan: F,
+    author: (String, String),
+    allocate: Allocate,
+    value: Option<T>,
+    answer: Option<oneshot::Sender<Result<T, E>>>,
+}
+
+impl<T, E, F> Job for Typed<T, E, F>
+where
+    T: Send + 'static,
+    E: From<anyhow::Error> + Send + 'static,
+    F: Fn(&Repo, u64) -> Result<Planned<T>, E> + Send + 'static,
+{
+    fn allocates(&self) -> bool {
+        self.allocate == Allocate::IssueNumber
+    }
+
+    fn author(&self) -> (&str, &str) {
+        (&self.author.0, &self.author.1)
+    }
+
+    fn plan(&mut self, repo: &Repo, floor: u64) -> Option<Files> {
+        // A plan that panics (a parser on a user's file) fails its own write only.
+        let planned =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.plan)(repo, floor)))
+                .unwrap_or_else(|p| {
+                    Err(E::from(anyhow::anyhow!(
+                        "planning the write panicked: {}",
+                        crate::panics::message(&*p)
+                    )))
+                });
+        match planned {
+            Ok(p) => {
+                self.value = Some(p.value);
+                Some(Files {
+                    writes: p.writes,
+                    removed: p.removed,
+                    message: p.message,
+                    issue_nums: p.issue_nums,
+                    workers: p.workers,
+                })
+            }
+            Err(e) => {
+                if let Some(answer) = self.answer.take() {
+                    let _ = answer.send(Err(e));
+                }
+                None
+            }
+        }
+    }
+
+    fn finish(mut self: Box<Self>, result: Result<(), &anyhow::Error>) {
+        let Some(answer) = self.answer.take() else {
+            return;
+        };
+        let _ = answer.send(match result {
+            Ok(()) => self
+                .value
+                .take()
+                .ok_or_else(|| E::from(anyhow::anyhow!("a write answered before it was planned"))),
+            Err(e) => Err(E::from(replicate(e))),
+        });
+    }
+}
+
+/// One error for each writer of a failed batch, keeping the kinds the API maps to a
+/// status (409, 503).
+fn replicate(e: &anyhow::Error) -> anyhow::Error {
+    if let Some(r) = e.downcast_ref::<WriteRefused>() {
+        return WriteRefused(r.0.clone()).into();
+    }
+    if let Some(r) = e.downcast_ref::<RemoteUnavailable>() {
+        return RemoteUnavailable(r.0.clone()).into();
+    }
+    anyhow::anyhow!("{e:#}")
+}
+
+/// How one attempt at a batch ended.
+enum Outcome {
+    /// On the branch; the index is to re-read this.
+    Landed(Touched),
+    /// Nothing to commit: every write was refused or changed nothing (all answered).
+    Nothing,
+    /// Every remaining writer gets this error; nothing was written.
+    Failed(anyhow::Error),
     /// `remote` mode: the remote moved first; the workspace followed it (these paths
-    /// changed), and the write is planned again on top.
+    /// changed), and the batch is planned again on top.
     Moved(Vec<String>),
-    /// `remote` mode: the remote could not be reached (why).
+    /// `remote` mode: the remote could not be reached (why); nothing was written.
     Unreachable(String),
 }
 
@@ -75,13 +189,19 @@ impl Workspace {
     /// Run `plan` under the single writer (given the highest issue number in use when it
     /// allocates one, else 0): it may look at what exists and refuse. Commit what it
     /// returns as one commit by `author` (name, email), and let `follower` re-read it
-    /// before the writer is released. Spawned, so that a client hanging up cannot cut a
-    /// write in half. Nothing is written when the plan fails or writes nothing.
+    /// before the answer. Nothing is written when the plan fails or writes nothing.
     ///
-    /// In `remote` sync mode the commit counts only once it is on the remote: when the
-    /// remote moved first, the workspace follows it and `plan` runs again on top (a
-    /// create takes the next free number there, a stale `If-Match` fails); when the
-    /// remote stays out of reach past the deadline, [`RemoteUnavailable`].
+    /// Group commit: writes that wait for the writer at the same moment go together, in
+    /// order, each planned on what the ones before it wrote and each its own commit;
+    /// then one move of the branch, one update of the index, and every writer is
+    /// answered. The batch runs in a task of its own, so that a client hanging up
+    /// cannot cut it in half.
+    ///
+    /// In `remote` sync mode the batch counts only once its last commit is on the
+    /// remote: when the remote moved first, the workspace follows it and every plan runs
+    /// again on top (a create takes the next free number there, a stale `If-Match`
+    /// fails); when the remote stays out of reach past the deadline,
+    /// [`RemoteUnavailable`].
     pub async fn write<T, E, F, I>(
         &self,
         follower: &Arc<I>,
@@ -92,121 +212,207 @@ impl Workspace {
     where
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
-        F: Fn(&Repo, u64) -> Result<Planned<T>, E> + Send + Sync + 'static,
+        F: Fn(&Repo, u64) -> Result<Planned<T>, E> + Send + 'static,
         I: Follower,
     {
+        let (answer, answered) = oneshot::channel();
+        self.queue
+            .lock()
+            .expect("write queue")
+            .push_back(Box::new(Typed {
+                plan,
+                author,
+                allocate,
+                value: None,
+                answer: Some(answer),
+            }));
         let ws = self.clone();
         let follower = Arc::clone(follower);
-        let plan = Arc::new(plan);
-        let author = Arc::new(author);
-        tokio::spawn(async move {
-            let mut guard = ws.lock().await;
-            let replica = ws
-                .replica()
-                .filter(|r| r.settings().mode == SyncMode::Remote)
-                .cloned();
-            let deadline = replica
-                .as_ref()
-                .map(|r| Instant::now() + r.settings().push_deadline);
-            let mut attempt = 0u32;
-            loop {
-                let floor = match allocate {
-                    Allocate::IssueNumber => follower.highest_issue().await?,
-                    Allocate::No => 0,
-                };
-                let (plan, author, remote) =
-                    (Arc::clone(&plan), Arc::clone(&author), replica.clone());
-                let (g, step) = tokio::task::spawn_blocking(move || {
-                    let mut guard = guard;
-                    let step = attempt_write(&mut guard, &*plan, floor, &author, remote.as_deref());
-                    (guard, step)
-                })
-                .await
-                .map_err(anyhow::Error::from)?;
-                guard = g;
-                let why = match step? {
-                    Step::Done(planned) => {
-                        let touched = Touched {
-                            paths: planned
-                                .writes
-                                .iter()
-                                .map(|w| w.path.clone())
-                                .chain(planned.removed.iter().cloned())
-                                .collect(),
-                            issue_nums: planned.issue_nums,
-                            workers: planned.workers,
-                        };
-                        follower.follow(touched).await?;
-                        drop(guard);
-                        return Ok(planned.value);
-                    }
-                    Step::Moved(paths) => {
-                        follower.follow_paths(paths).await?;
-                        "other writers kept moving it".to_string()
-                    }
-                    Step::Unreachable(why) => why,
-                };
-                attempt += 1;
-                let pause = super::replica::jitter(attempt);
-                if deadline.is_some_and(|d| Instant::now() + pause >= d) {
-                    let secs = replica.map_or(0, |r| r.settings().push_deadline.as_secs());
-                    return Err(anyhow::Error::from(RemoteUnavailable(format!(
-                        "The write could not reach the workspace's git remote within {secs} s ({why}); nothing was written. Try again."
-                    )))
-                    .into());
-                }
-                tokio::time::sleep(pause).await;
+        tokio::spawn(async move { ws.drain(&follower).await });
+        answered.await.map_err(|_| {
+            E::from(anyhow::anyhow!(
+                "the write was dropped before it was answered"
+            ))
+        })?
+    }
+
+    /// Take the writer and commit what waits, a batch at a time, until nothing does.
+    async fn drain<I: Follower>(&self, follower: &Arc<I>) {
+        loop {
+            let guard = self.lock().await;
+            let jobs: Vec<Box<dyn Job>> = {
+                let mut queue = self.queue.lock().expect("write queue");
+                let n = queue.len().min(MAX_BATCH);
+                queue.drain(..n).collect()
+            };
+            if jobs.is_empty() {
+                return;
             }
-        })
-        .await
-        .map_err(|e| E::from(anyhow::Error::from(e)))?
+            self.run_batch(guard, jobs, follower).await;
+        }
+    }
+
+    async fn run_batch<I: Follower>(
+        &self,
+        guard: OwnedMutexGuard<Repo>,
+        jobs: Vec<Box<dyn Job>>,
+        follower: &Arc<I>,
+    ) {
+        let replica = self
+            .replica()
+            .filter(|r| r.settings().mode == SyncMode::Remote)
+            .cloned();
+        let deadline = replica
+            .as_ref()
+            .map(|r| Instant::now() + r.settings().push_deadline);
+        let (mut guard, mut jobs) = (guard, jobs);
+        let mut attempt = 0u32;
+        loop {
+            let floor = if jobs.iter().any(|j| j.allocates()) {
+                match follower.highest_issue().await {
+                    Ok(f) => f,
+                    Err(e) => return fail(jobs, &e),
+                }
+            } else {
+                0
+            };
+            let remote = replica.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let mut outcome = build_batch(&mut guard, &mut jobs, floor, remote.as_deref());
+                if let Outcome::Failed(_) | Outcome::Unreachable(_) | Outcome::Moved(_) = outcome
+                    && let Err(e) = guard.abandon_batch()
+                {
+                    outcome = Outcome::Failed(e);
+                }
+                (guard, jobs, outcome)
+            })
+            .await;
+            // The batch's own panics are caught per plan; this is the runtime shutting down.
+            let Ok((g, js, outcome)) = done else { return };
+            (guard, jobs) = (g, js);
+            let why = match outcome {
+                Outcome::Landed(touched) => {
+                    let followed = follower.follow(touched).await;
+                    drop(guard);
+                    for job in jobs {
+                        job.finish(followed.as_ref().map(|_| ()));
+                    }
+                    return;
+                }
+                Outcome::Nothing => return,
+                Outcome::Failed(e) => return fail(jobs, &e),
+                Outcome::Moved(paths) => {
+                    if let Err(e) = follower.follow_paths(paths).await {
+                        return fail(jobs, &e);
+                    }
+                    "other writers kept moving it".to_string()
+                }
+                Outcome::Unreachable(why) => why,
+            };
+            attempt += 1;
+            let pause = super::replica::jitter(attempt);
+            if deadline.is_some_and(|d| Instant::now() + pause >= d) {
+                let secs = replica.map_or(0, |r| r.settings().push_deadline.as_secs());
+                let e = anyhow::Error::from(RemoteUnavailable(format!(
+                    "The write could not reach the workspace's git remote within {secs} s ({why}); nothing was written. Try again."
+                )));
+                return fail(jobs, &e);
+            }
+            tokio::time::sleep(pause).await;
+        }
     }
 }
 
-/// Plan and commit once. Locally: commit. In `remote` mode: build the commit, push it,
-/// and make it the local head only once the remote took it.
-fn attempt_write<T, E, F>(
-    repo: &mut Repo,
-    plan: &F,
-    floor: u64,
-    author: &(String, String),
-    remote: Option<&Replica>,
-) -> Result<Step<T>, E>
-where
-    E: From<anyhow::Error>,
-    F: Fn(&Repo, u64) -> Result<Planned<T>, E>,
-{
-    let p = plan(repo, floor)?;
-    if p.writes.is_empty() && p.removed.is_empty() {
-        return Ok(Step::Done(p));
+fn fail(jobs: Vec<Box<dyn Job>>, e: &anyhow::Error) {
+    for job in jobs {
+        job.finish(Err(e));
     }
-    let author = (author.0.as_str(), author.1.as_str());
-    let Some(replica) = remote else {
-        repo.commit_files(&p.writes, &p.removed, &p.message, author)?;
-        return Ok(Step::Done(p));
-    };
-    let built = repo.build_commit(&p.writes, &p.removed, &p.message, author)?;
-    let root = repo.root().to_path_buf();
-    match replica.push(&root, built.commit) {
-        Pushed::Accepted => {
-            repo.land(&built, &p.writes, &p.removed)?;
-            replica.pushed_all();
-            Ok(Step::Done(p))
+}
+
+/// Plan and commit the batch's writes one after another (blocking, under the writer).
+/// `jobs` keeps the writes that were committed (refused ones are answered and dropped).
+/// In `remote` mode the last commit is pushed before the branch moves.
+fn build_batch(
+    repo: &mut Repo,
+    jobs: &mut Vec<Box<dyn Job>>,
+    floor: u64,
+    remote: Option<&Replica>,
+) -> Outcome {
+    if let Err(e) = repo.begin_batch() {
+        return Outcome::Failed(e);
+    }
+    let mut kept: Vec<Box<dyn Job>> = Vec::new();
+    let mut touched = Touched::default();
+    let mut waiting = std::mem::take(jobs).into_iter();
+    while let Some(mut job) = waiting.next() {
+        let Some(files) = job.plan(repo, floor) else {
+            continue;
+        };
+        if files.writes.is_empty() && files.removed.is_empty() {
+            job.finish(Ok(()));
+            continue;
         }
-        Pushed::Rejected => match replica.fetch(&root) {
-            Ok(head) => {
-                let paths = replica.integrate(repo, head)?;
-                // Waiting will not settle a conflict or move an uncommitted edit.
-                match replica.stuck() {
-                    Some(why) => Err(anyhow::Error::from(super::git::WriteRefused(format!(
-                        "The workspace cannot follow its git remote, so the write cannot reach it: {why}"
-                    )))
-                    .into()),
-                    None => Ok(Step::Moved(paths)),
+        let added = repo.add_to_batch(&files.writes, &files.removed, &files.message, job.author());
+        kept.push(job);
+        if let Err(e) = added {
+            kept.extend(waiting);
+            *jobs = kept;
+            return Outcome::Failed(e);
+        }
+        touched.paths.extend(
+            files
+                .writes
+                .iter()
+                .map(|w| w.path.clone())
+                .chain(files.removed.iter().cloned()),
+        );
+        touched.issue_nums.extend(files.issue_nums);
+        touched.workers.extend(files.workers);
+    }
+    *jobs = kept;
+    if jobs.is_empty() {
+        return match repo.abandon_batch() {
+            Ok(()) => Outcome::Nothing,
+            Err(e) => Outcome::Failed(e),
+        };
+    }
+    if let Some(replica) = remote {
+        let root = repo.root().to_path_buf();
+        let Some(tip) = repo.batch_tip() else {
+            return Outcome::Nothing;
+        };
+        match replica.push(&root, tip) {
+            Pushed::Accepted => {}
+            Pushed::Rejected => {
+                if let Err(e) = repo.abandon_batch() {
+                    return Outcome::Failed(e);
                 }
+                return match replica.fetch(&root) {
+                    Ok(head) => match replica.integrate(repo, head) {
+                        // Waiting will not settle a conflict or move an uncommitted edit.
+                        Ok(_) if replica.stuck().is_some() => Outcome::Failed(
+                            WriteRefused(format!(
+                                "The workspace cannot follow its git remote, so the write cannot reach it: {}",
+                                replica.stuck().unwrap_or_default()
+                            ))
+                            .into(),
+                        ),
+                        Ok(paths) => Outcome::Moved(paths),
+                        Err(e) => Outcome::Failed(e),
+                    },
+                    Err(why) => Outcome::Unreachable(why),
+                };
             }
-            Err(why) => Ok(Step::Unreachable(why)),
-        },
-        Pushed::Failed(why) => Ok(Step::Unreachable(why)),
+            Pushed::Failed(why) => return Outcome::Unreachable(why),
+        }
+    }
+    match repo.finish_batch() {
+        Ok(_) => {
+            if let Some(replica) = remote {
+                replica.pushed_all();
+            }
+            Outcome::Landed(touched)
+        }
+        Err(e) => Outcome::Failed(e),
     }
 }

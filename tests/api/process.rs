@@ -84,7 +84,8 @@ async fn sigkill_during_writes_loses_nothing_acknowledged() {
 
     // Writers run until the server dies under them; each records what was acknowledged.
     let acked_so_far = Arc::new(AtomicUsize::new(0));
-    let writers: Vec<_> = (0..6)
+    // 16 writers: enough to fill the batches of a group commit.
+    let writers: Vec<_> = (0..16)
         .map(|w| {
             let client = client.clone();
             let base = base.clone();

@@ -403,11 +403,11 @@ async fn three_servers_in_remote_mode_never_collide() {
         || async { servers[2].issues().await == on_remote },
     )
     .await;
-    assert_eq!(
-        git_in(&servers[2].ws(), &["status", "--porcelain"]),
-        "",
-        "its working tree is clean"
-    );
+    // The git index follows a moment after the branch (`stager.rs`).
+    eventually("its working tree is clean", || async {
+        git_in(&servers[2].ws(), &["status", "--porcelain"]).is_empty()
+    })
+    .await;
 }
 
 /// `local` mode, two servers: edits to different files converge (the later one is
