@@ -85,13 +85,21 @@ pub fn push(root: &Path, commit: Oid, branch: &str) -> Pushed {
         return Pushed::Accepted;
     }
     // `--porcelain` prints `!<tab>src:dst<tab>[rejected] (fetch first)` for a ref the
-    // remote refused because it moved.
-    if stdout.lines().any(|l| {
-        l.starts_with('!')
-            && (l.contains("fetch first")
-                || l.contains("non-fast-forward")
-                || l.contains("stale info"))
-    }) {
+    // remote refused because it moved, and `[remote rejected] (failed to update ref)`
+    // when another push held the remote's ref lock at that moment: both mean another
+    // writer went first.
+    const MOVED: [&str; 5] = [
+        "fetch first",
+        "non-fast-forward",
+        "stale info",
+        "failed to update ref",
+        "cannot lock ref",
+    ];
+    if stdout
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+        .any(|l| MOVED.iter().any(|m| l.contains(m)))
+    {
         return Pushed::Rejected;
     }
     let err = String::from_utf8_lossy(&out.stderr);

@@ -137,7 +137,14 @@ fn spawn(data: &Path, port: u16, remote: &Path, env: &[(&str, &str)]) -> Child {
     .env("FLOOM_GIT_FETCH_INTERVAL", "0.3")
     .env("FLOOM_LOG", "warn")
     .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    // Kept in the data folder, for a failure's post-mortem.
+    .stderr(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.join("server.log"))
+            .unwrap(),
+    );
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -398,6 +405,9 @@ async fn three_servers_in_remote_mode_never_collide() {
 
     // The killed server comes back and converges on the remote.
     servers[2].restart(remote.path(), REMOTE_MODE).await;
+    // A push the killed server had started may have landed after the kill (its
+    // `git push` outlives it): whole, as every push is. Compare with the remote now.
+    let (on_remote, _) = remote_issues(remote.path());
     eventually(
         "the restarted server lists what the remote holds",
         || async { servers[2].issues().await == on_remote },
