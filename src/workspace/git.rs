@@ -820,7 +820,7 @@ mod tests {
         assert_ne!(repo.head_tree_id("w").unwrap(), before);
         assert!(!dir.path().join("w/a").exists(), "emptied folders go");
         assert!(dir.path().join("w/b.txt").exists());
-        repo.stager.flush().unwrap();
+        flush_until_done(&repo);
         let status = repo.repo.statuses(None).unwrap();
         assert!(status.is_empty(), "the git index follows the removal");
     }
@@ -877,8 +877,21 @@ mod tests {
                 .unwrap_or_default()
                 .is_empty()
         );
+        flush_until_done(&repo);
         let statuses = repo.repo.statuses(None).unwrap();
         assert!(statuses.iter().all(|s| s.status().is_empty()), "clean");
+    }
+
+    /// Stage what waits, retrying while the previous handle's background flush still
+    /// holds the git index's lock (a busy machine).
+    fn flush_until_done(repo: &Repo) {
+        for _ in 0..100 {
+            if repo.stager.flush().is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the git index stayed locked");
     }
 
     #[test]
@@ -939,7 +952,7 @@ mod tests {
             3,
             "init, the first write, one move for the batch"
         );
-        repo.stager.flush().unwrap();
+        flush_until_done(&repo);
         assert!(repo.repo.statuses(None).unwrap().is_empty());
     }
 
@@ -965,7 +978,7 @@ mod tests {
             !dir.path().join("new").exists(),
             "the new file and its folder go"
         );
-        repo.stager.flush().unwrap();
+        flush_until_done(&repo);
         assert!(repo.repo.statuses(None).unwrap().is_empty(), "clean");
     }
 
