@@ -83,14 +83,9 @@ impl Server {
 
     /// (id, title) of every issue the server lists.
     async fn issues(&self) -> BTreeMap<String, String> {
-        let list: Value = client()
-            .get(self.url("/workspace/issues?limit=1000"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, list) = self
+            .call(Method::GET, "/workspace/issues?limit=1000", None)
+            .await;
         list["issues"]
             .as_array()
             .unwrap()
@@ -104,16 +99,30 @@ impl Server {
             .collect()
     }
 
+    /// `method` to `path` with `body` as JSON, if any: the status and the JSON answer.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = client().request(method, self.url(path));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        (res.status(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Create an issue titled `title`: the status, and the id when it was created.
+    async fn create(&self, title: &str) -> (StatusCode, Option<String>) {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/workspace/issues",
+                Some(json!({"title": title})),
+            )
+            .await;
+        (status, body["id"].as_str().map(str::to_string))
+    }
+
     async fn sync_status(&self) -> Value {
-        let health: Value = client()
-            .get(self.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        health["sync"].clone()
+        self.call(Method::GET, "/healthz", None).await.1["sync"].clone()
     }
 }
 
@@ -428,17 +437,17 @@ async fn local_mode_rebases_and_reports_a_conflict() {
     let remote = seeded_remote();
     let a = Server::start(remote.path(), &[]).await;
     let b = Server::start(remote.path(), &[]).await;
-    let c = client();
     assert_eq!(b.sync_status().await["mode"], "local");
 
     // Different files: A edits ISSUE-0001, B files ISSUE-0002; both end up everywhere.
-    let r = c
-        .patch(a.url("/workspace/issues/ISSUE-0001"))
-        .json(&json!({"title": "edited on a"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let (status, _) = a
+        .call(
+            Method::PATCH,
+            "/workspace/issues/ISSUE-0001",
+            Some(json!({"title": "edited on a"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     eventually("a's edit reaches the remote", || async {
         remote_issues(remote.path()).0["ISSUE-0001"] == "edited on a"
     })
@@ -452,32 +461,12 @@ async fn local_mode_rebases_and_reports_a_conflict() {
     // remote is out of reach for the moment, so neither can follow the other).
     let hidden = remote.path().with_extension("away");
     std::fs::rename(remote.path(), &hidden).unwrap();
-    let rb = c
-        .post(b.url("/workspace/issues"))
-        .json(&json!({"title": "from b"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        rb.status(),
-        StatusCode::CREATED,
-        "local mode acknowledges locally"
-    );
-    let b_id = rb.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let ra = c
-        .post(a.url("/workspace/issues"))
-        .json(&json!({"title": "from a"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ra.status(), StatusCode::CREATED);
-    let a_id = ra.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (rb, b_id) = b.create("from b").await;
+    assert_eq!(rb, StatusCode::CREATED, "local mode acknowledges locally");
+    let b_id = b_id.unwrap();
+    let (ra, a_id) = a.create("from a").await;
+    assert_eq!(ra, StatusCode::CREATED);
+    let a_id = a_id.unwrap();
     assert_eq!(a_id, b_id, "both took the same number");
     eventually("both say the remote is unreachable", || async {
         b.sync_status().await["state"] == "unreachable"
@@ -517,14 +506,7 @@ async fn local_mode_rebases_and_reports_a_conflict() {
         "the remote keeps the first push; the other is not pushed over it"
     );
     // It stays reported, and the overview says a human is needed.
-    let overview: Value = c
-        .get(loser.url("/system/overview"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, overview) = loser.call(Method::GET, "/system/overview", None).await;
     let items = overview["needs_attention"].as_array().unwrap();
     assert!(
         items
@@ -532,14 +514,7 @@ async fn local_mode_rebases_and_reports_a_conflict() {
             .any(|i| i["type"] == "workspace_sync" && i["kind"] == "conflict"),
         "{items:?}"
     );
-    let synced: Value = c
-        .post(loser.url("/workspace/sync"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, synced) = loser.call(Method::POST, "/workspace/sync", None).await;
     assert_eq!(synced["state"], "conflict", "a sync does not hide it");
 }
 
@@ -557,19 +532,18 @@ async fn an_unreachable_remote() {
     )
     .await;
     let relaxed = Server::start(remote.path(), &[]).await;
-    let c = client();
     let hidden = remote.path().with_extension("away");
     std::fs::rename(remote.path(), &hidden).unwrap();
 
     let commits_before = git_in(&strict.ws(), &["rev-list", "--count", "HEAD"]);
-    let r = c
-        .post(strict.url("/workspace/issues"))
-        .json(&json!({"title": "never written"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: Value = r.json().await.unwrap();
+    let (status, body) = strict
+        .call(
+            Method::POST,
+            "/workspace/issues",
+            Some(json!({"title": "never written"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let detail = body["detail"].as_str().unwrap();
     assert!(detail.contains("nothing was written"), "{detail}");
     assert!(
@@ -584,17 +558,9 @@ async fn an_unreachable_remote() {
     assert!(!strict.issues().await.values().any(|t| t == "never written"));
     assert_eq!(strict.sync_status().await["state"], "unreachable");
 
-    let r = c
-        .post(relaxed.url("/workspace/issues"))
-        .json(&json!({"title": "queued"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let queued = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (r, queued) = relaxed.create("queued").await;
+    assert_eq!(r, StatusCode::CREATED);
+    let queued = queued.unwrap();
     eventually("local mode says it is ahead and cannot push", || async {
         let s = relaxed.sync_status().await;
         s["state"] == "unreachable" && s["ahead"] == 1
@@ -602,27 +568,12 @@ async fn an_unreachable_remote() {
     .await;
 
     std::fs::rename(&hidden, remote.path()).unwrap();
-    let synced: Value = c
-        .post(relaxed.url("/workspace/sync"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, synced) = relaxed.call(Method::POST, "/workspace/sync", None).await;
     assert_eq!(synced["state"], "in_sync", "{synced}");
     assert_eq!(remote_issues(remote.path()).0[&queued], "queued");
-    let r = c
-        .post(strict.url("/workspace/issues"))
-        .json(&json!({"title": "after the outage"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "remote mode writes again");
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (r, id) = strict.create("after the outage").await;
+    assert_eq!(r, StatusCode::CREATED, "remote mode writes again");
+    let id = id.unwrap();
     assert_ne!(id, queued, "it followed the remote before numbering");
     assert_eq!(remote_issues(remote.path()).0[&id], "after the outage");
 }
@@ -654,27 +605,16 @@ async fn edits_pushed_elsewhere_show_up() {
     .await;
     // The interval is 0.3 s here; a loaded CI machine gets slack, not a timing assertion.
     eprintln!("fetch to visible: {:?}", pushed.elapsed());
-    let labelled: Value = client()
-        .get(server.url("/workspace/issues?label=ops"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, labelled) = server
+        .call(Method::GET, "/workspace/issues?label=ops", None)
+        .await;
     assert_eq!(
         labelled["issues"][0]["id"], "ISSUE-0007",
         "filters see it too"
     );
-    let r = client()
-        .post(server.url("/workspace/issues"))
-        .json(&json!({"title": "next"}))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        r.json::<Value>().await.unwrap()["id"],
-        "ISSUE-0008",
+        server.create("next").await.1.as_deref(),
+        Some("ISSUE-0008"),
         "numbering continues after the remote's highest"
     );
 }
@@ -779,13 +719,10 @@ async fn an_uncommitted_edit_in_the_way_blocks_following() {
         status["last_error"].as_str().unwrap().contains(rel),
         "{status}"
     );
-    let r = client()
-        .post(a.url("/workspace/issues"))
-        .json(&json!({"title": "cannot reach the remote"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        a.create("cannot reach the remote").await.0,
+        StatusCode::CONFLICT
+    );
     assert_eq!(
         std::fs::read_to_string(a.ws().join(rel)).unwrap(),
         by_hand,
