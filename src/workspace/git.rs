@@ -307,11 +307,17 @@ impl Repo {
                 .map(|w| w.path.clone())
                 .chain(removed.iter().cloned()),
         );
+        // One line per commit of the batch, appended: a crash in the middle of an append
+        // tears only the line whose files were not written yet.
         let journal = Journal {
             commit: commit.to_string(),
-            paths: batch.paths.clone(),
+            paths: writes
+                .iter()
+                .map(|w| w.path.clone())
+                .chain(removed.iter().cloned())
+                .collect(),
         };
-        write_journal(self.repo.path(), &journal)?;
+        append_journal(self.repo.path(), &journal)?;
         for w in writes {
             self.write_worktree(&w.path, &w.content)?;
         }
@@ -565,7 +571,17 @@ impl Repo {
         if bytes.is_empty() {
             return Ok(());
         }
-        if let Ok(journal) = serde_json::from_slice::<Journal>(&bytes) {
+        // Every whole line, in order: the last names the newest commit, and together
+        // they name every path written. A torn last line's files were never written.
+        let lines: Vec<Journal> = bytes
+            .split(|b| *b == b'\n')
+            .filter_map(|l| serde_json::from_slice::<Journal>(l).ok())
+            .collect();
+        if let Some(last) = lines.last() {
+            let journal = Journal {
+                commit: last.commit.clone(),
+                paths: lines.iter().flat_map(|j| j.paths.iter().cloned()).collect(),
+            };
             let head = self.head_commit()?.map(|c| c.id().to_string());
             if head.as_deref() == Some(journal.commit.as_str()) {
                 tracing::warn!(commit = %journal.commit, "completing a write interrupted by a crash");
@@ -642,6 +658,19 @@ fn is_empty_dir(dir: &Path) -> anyhow::Result<bool> {
 
 fn write_journal(gitdir: &Path, journal: &Journal) -> anyhow::Result<()> {
     std::fs::write(gitdir.join(JOURNAL), serde_json::to_vec(journal)?)?;
+    Ok(())
+}
+
+/// Add a line to the journal (a batch's next commit).
+fn append_journal(gitdir: &Path, journal: &Journal) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut line = serde_json::to_vec(journal)?;
+    line.push(b'\n');
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(gitdir.join(JOURNAL))?
+        .write_all(&line)?;
     Ok(())
 }
 
@@ -977,6 +1006,44 @@ mod tests {
         assert!(
             !dir.path().join("new").exists(),
             "the new file and its folder go"
+        );
+        flush_until_done(&repo);
+        assert!(repo.repo.statuses(None).unwrap().is_empty(), "clean");
+    }
+
+    #[test]
+    fn a_journal_line_torn_by_a_crash_still_undoes_the_lines_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = Repo::open_or_init(dir.path(), None).unwrap();
+        write(&mut repo, "x.md", "v1");
+        repo.begin_batch().unwrap();
+        repo.add_to_batch(&[file("a.md", "a")], &[], "first", ("t", "t@x"))
+            .unwrap();
+        repo.add_to_batch(&[file("b.md", "b")], &[], "second", ("t", "t@x"))
+            .unwrap();
+        // The third commit's line was half appended when the process died.
+        append_journal(
+            repo.repo.path(),
+            &Journal {
+                commit: "f".repeat(40),
+                paths: vec!["c.md".into()],
+            },
+        )
+        .unwrap();
+        let path = repo.repo.path().join(JOURNAL);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() - 12);
+        std::fs::write(&path, bytes).unwrap();
+        drop(repo);
+        let repo = Repo::open_or_init(dir.path(), None).unwrap();
+        assert!(
+            !dir.path().join("a.md").exists(),
+            "the first line's file is undone"
+        );
+        assert!(!dir.path().join("b.md").exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("x.md")).unwrap(),
+            "v1"
         );
         flush_until_done(&repo);
         assert!(repo.repo.statuses(None).unwrap().is_empty(), "clean");
