@@ -1,11 +1,16 @@
 //! Workers' webhook signing secrets, stored as the SHA-256 hex of the raw secret.
 
-use super::Store;
 
-impl Store {
+use super::SqliteStore;
+
+impl SqliteStore {
     /// Store `secret_hash` as the worker's secret, replacing any earlier one.
-    pub async fn set_webhook_secret(&self, worker_id: &str, secret_hash: &str) -> sqlx::Result<()> {
-        let now = super::now();
+    pub async fn set_webhook_secret(
+        &self,
+        worker_id: &str,
+        secret_hash: &str,
+        now: &str,
+    ) -> sqlx::Result<()> {
         sqlx::query!(
             "INSERT INTO worker_webhook_secrets (worker_id, secret_hash, created_at, rotated_at)
              VALUES (?, ?, ?, ?)

@@ -1,21 +1,10 @@
 //! Feedback on runs: a human's note and rating, promoted to a workspace issue on request.
 
-use super::Store;
+use floom_store_records::feedback::*;
 
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, schemars::JsonSchema)]
-pub struct Feedback {
-    pub id: String,
-    pub run_id: String,
-    pub content: String,
-    /// `up` or `down`.
-    pub rating: Option<String>,
-    pub author_id: String,
-    pub created_at: String,
-    /// The workspace issue it was promoted to.
-    pub issue_id: Option<String>,
-}
+use super::SqliteStore;
 
-impl Store {
+impl SqliteStore {
     pub async fn insert_feedback(&self, f: &Feedback) -> sqlx::Result<()> {
         sqlx::query!(
             "INSERT INTO run_feedback (id, run_id, content, rating, author_id, created_at, issue_id)

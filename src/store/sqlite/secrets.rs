@@ -1,19 +1,11 @@
 //! Secret metadata: who set a secret and when. The values are in the vault.
 
-use super::{Store, now};
+use floom_store_records::secrets::*;
 
-#[derive(Debug, Clone)]
-pub struct SecretMeta {
-    pub name: String,
-    pub created_by: String,
-    pub last_used_at: Option<String>,
-    pub last_checked_at: Option<String>,
-    pub last_check_status: Option<String>,
-}
+use super::SqliteStore;
 
-impl Store {
-    pub async fn secret_saved(&self, name: &str, by: &str) -> sqlx::Result<()> {
-        let now = now();
+impl SqliteStore {
+    pub async fn secret_saved(&self, name: &str, by: &str, now: &str) -> sqlx::Result<()> {
         sqlx::query!(
             "INSERT INTO secrets (name, created_by, created_at, updated_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at",

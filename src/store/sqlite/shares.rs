@@ -1,16 +1,17 @@
 //! Share links: a token that lets anyone read (and import) one worker.
 
-use super::{Store, now};
 
-impl Store {
+use super::SqliteStore;
+
+impl SqliteStore {
     /// The token of this worker's share by `owner`, created on first ask.
     pub async fn share_token(
         &self,
         worker_id: &str,
         owner_id: &str,
         fresh: &str,
+        created_at: &str,
     ) -> sqlx::Result<String> {
-        let created_at = now();
         sqlx::query!(
             "INSERT INTO share_links (token, entity_type, entity_id, owner_id, created_at)
              VALUES (?, 'worker', ?, ?, ?) ON CONFLICT DO NOTHING",

@@ -1,26 +1,11 @@
 //! Tool calls of agent runs, and the token count they cost.
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use floom_store_records::tools::*;
 use serde_json::Value;
 
-use super::Store;
+use super::SqliteStore;
 
-/// One tool call, as the run detail shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
-pub struct ToolCall {
-    pub id: String,
-    pub name: String,
-    pub arguments: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub started_at: String,
-    pub duration_ms: i64,
-}
-
-impl Store {
+impl SqliteStore {
     pub async fn insert_tool_call(&self, run_id: &str, seq: i64, c: &ToolCall) -> sqlx::Result<()> {
         let args = c.arguments.to_string();
         let result = c.result.as_ref().map(Value::to_string);

@@ -1,22 +1,10 @@
 //! Users, sessions and magic-link nonces.
 
-use schemars::JsonSchema;
-use serde::Serialize;
+use floom_store_records::users::*;
 
-use super::{Store, now};
+use super::SqliteStore;
 
-#[derive(Debug, Clone, sqlx::FromRow, Serialize, JsonSchema)]
-pub struct User {
-    pub id: String,
-    pub name: String,
-    pub email: Option<String>,
-    /// `admin` or `member`.
-    pub role: String,
-    pub disabled: bool,
-    pub created_at: String,
-}
-
-impl Store {
+impl SqliteStore {
     pub async fn users(&self) -> sqlx::Result<Vec<User>> {
         sqlx::query_as!(
             User,
@@ -70,28 +58,14 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Make sure `id` has a users row (the shared-secret identity), with `role` if new.
-    pub async fn ensure_user(&self, id: &str, role: &str) -> sqlx::Result<()> {
-        self.add_user(&User {
-            id: id.to_string(),
-            name: id.to_string(),
-            email: None,
-            role: role.to_string(),
-            disabled: false,
-            created_at: now(),
-        })
-        .await?;
-        Ok(())
-    }
-
     pub async fn insert_session(
         &self,
         id_sha256: &str,
         user_id: &str,
+        now_text: &str,
+        now_ts: i64,
         expires_ts: i64,
     ) -> sqlx::Result<()> {
-        let now_text = now();
-        let now_ts = crate::workspace::issue_file::timestamp_micros(Some(&now_text));
         let mut tx = self.write.begin().await?;
         // Expired sessions are pruned whenever a session is created.
         sqlx::query!("DELETE FROM sessions WHERE expires_ts <= ?", now_ts)

@@ -1,8 +1,9 @@
 //! Run tokens: the credential each run gets (`WORKEROS_RUN_TOKEN`), stored hashed.
 
-use super::Store;
 
-impl Store {
+use super::SqliteStore;
+
+impl SqliteStore {
     /// Give `run_id` the token whose hash is `token_hash`, replacing any earlier one.
     pub async fn set_run_token(&self, run_id: &str, token_hash: &str) -> sqlx::Result<()> {
         sqlx::query!(

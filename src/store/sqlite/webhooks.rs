@@ -1,8 +1,9 @@
 //! Webhook delivery receipts: a delivery id seen once is ignored the second time.
 
-use super::Store;
 
-impl Store {
+use super::SqliteStore;
+
+impl SqliteStore {
     /// Record a delivery; false when `(source, id)` was seen within `ttl_us`.
     pub async fn claim_receipt(
         &self,
