@@ -893,10 +893,12 @@ async fn bench_runs(n_runs: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     let t = Instant::now();
     {
         use sqlx::Connection;
-        let mut db =
-            sqlx::SqliteConnection::connect(&format!("sqlite:{}", config.paths.db.display()))
-                .await
-                .unwrap();
+        let floom::config::StoreLocation::Sqlite(file) = &config.paths.store else {
+            unreachable!("Config::under keeps the store in a SQLite file")
+        };
+        let mut db = sqlx::SqliteConnection::connect(&format!("sqlite:{}", file.display()))
+            .await
+            .unwrap();
         let mut tx = db.begin().await.unwrap();
         let statuses = ["completed", "completed", "completed", "failed", "cancelled"];
         for i in 0..n_runs {

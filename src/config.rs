@@ -28,9 +28,18 @@ pub struct DataArgs {
     /// The workers folder; when the workspace is not given, its parent is the workspace.
     #[arg(long, global = true, env = "FLOOM_WORKERS_DIR")]
     pub workers_dir: Option<PathBuf>,
-    /// The operational SQLite database. Default: `<data-dir>/floom.db`.
+    /// The operational SQLite database (or a `postgres://` URL). Default: `<data-dir>/floom.db`.
     #[arg(long = "db", global = true, env = "WORKEROS_DB")]
     pub db: Option<PathBuf>,
+    /// The operational store on PostgreSQL (`postgres://user:password@host/db`), which
+    /// several servers may share; wins over `WORKEROS_DB`. Unset: the SQLite file.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOOM_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
     /// Upstream's other name for the operational database; `WORKEROS_DB` wins over it.
     #[arg(long = "floom-db", global = true, env = "FLOOM_DB", hide = true)]
     pub floom_db: Option<PathBuf>,
@@ -282,7 +291,8 @@ pub struct Paths {
     pub workers: PathBuf,
     /// `workers` relative to `workspace`, '/' separated.
     pub workers_rel: String,
-    pub db: PathBuf,
+    /// The operational store.
+    pub store: StoreLocation,
     pub index_db: PathBuf,
     pub git_remote: Option<String>,
     /// How the workspace follows its remote, when it has one.
@@ -319,14 +329,25 @@ impl Paths {
             ),
         };
         let given = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
-        let db = given(&args.db)
-            .or_else(|| given(&args.floom_db))
-            .unwrap_or_else(|| data_dir.join("floom.db"));
+        let store = match args.database_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => StoreLocation::parse(url)
+                .context("FLOOM_DATABASE_URL must be a postgres:// (or sqlite:) URL")?,
+            None => {
+                let db = given(&args.db)
+                    .or_else(|| given(&args.floom_db))
+                    .unwrap_or_else(|| data_dir.join("floom.db"));
+                match db.to_str().filter(|d| d.contains("://")) {
+                    Some(url) => StoreLocation::parse(url)
+                        .context("WORKEROS_DB must be a file or a postgres:// URL")?,
+                    None => StoreLocation::Sqlite(db),
+                }
+            }
+        };
         let index_db = args
             .index_db
             .clone()
             .unwrap_or_else(|| data_dir.join("index.db"));
-        if index_db == db {
+        if store == StoreLocation::Sqlite(index_db.clone()) {
             bail!(
                 "FLOOM_INDEX_DB must differ from WORKEROS_DB: the index is disposable, the store is not"
             );
@@ -345,7 +366,7 @@ impl Paths {
             workspace,
             workers,
             workers_rel,
-            db,
+            store,
             index_db,
             git_remote: args.git_remote.clone().filter(|r| !r.is_empty()),
             sync: {
@@ -391,13 +412,74 @@ impl Paths {
         for dir in [&self.data_dir, &self.workspace] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        for file in [&self.db, &self.index_db] {
+        let store_file = match &self.store {
+            StoreLocation::Sqlite(file) => Some(file),
+            StoreLocation::Postgres(_) => None,
+        };
+        for file in store_file.into_iter().chain([&self.index_db]) {
             if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("creating {}", parent.display()))?;
             }
         }
         Ok(())
+    }
+}
+
+/// Where the operational store lives.
+#[derive(Clone, PartialEq)]
+pub enum StoreLocation {
+    /// A SQLite file: the embedded default.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://…`), which several servers may share.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// A `postgres://` or `postgresql://` URL, or `sqlite:PATH` (`sqlite://PATH`).
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreLocation::Postgres(url.to_string()));
+        }
+        match url.strip_prefix("sqlite:") {
+            Some(path) => {
+                let path = path.strip_prefix("//").unwrap_or(path);
+                let path = path.split('?').next().unwrap_or(path);
+                if path.is_empty() {
+                    bail!("{url}: no file named");
+                }
+                Ok(StoreLocation::Sqlite(PathBuf::from(path)))
+            }
+            None => bail!(
+                "{}: not a postgres:// URL",
+                url.split_once("://").map_or(url, |(scheme, _)| scheme)
+            ),
+        }
+    }
+}
+
+/// The file, or the URL without its password.
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(file) => write!(f, "{}", file.display()),
+            StoreLocation::Postgres(url) => match url.split_once("://") {
+                Some((scheme, rest)) => match rest.split_once('@') {
+                    Some((user, host)) => {
+                        let user = user.split(':').next().unwrap_or(user);
+                        write!(f, "{scheme}://{user}@{host}")
+                    }
+                    None => write!(f, "{url}"),
+                },
+                None => write!(f, "{url}"),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }
 
@@ -413,6 +495,7 @@ fn seconds(name: &str, value: Option<f64>) -> anyhow::Result<Option<std::time::D
 /// The variables holding secret values, whose values the server wipes from its own
 /// environment once parsed (see `private::scrub_environment`).
 pub const SECRET_ENV: &[&str] = &[
+    "FLOOM_DATABASE_URL",
     "FLOOM_SECRET",
     "FLOOM_SECRETS_KEY",
     "WORKEROS_MAGIC_LINK_SECRET",
@@ -454,6 +537,13 @@ impl Config {
                 self.auth.magic_link_secret.clone(),
             ),
             ("OPENAI_API_KEY", self.runs.openai_api_key.clone()),
+            (
+                "FLOOM_DATABASE_URL",
+                match &self.paths.store {
+                    StoreLocation::Postgres(url) => Some(url.clone()),
+                    StoreLocation::Sqlite(_) => None,
+                },
+            ),
             (
                 "COMPOSIO_WEBHOOK_SIGNING_KEY",
                 self.runs.composio_signing_key.clone(),
@@ -544,28 +634,66 @@ mod tests {
         a
     }
 
+    fn sqlite(path: &str) -> StoreLocation {
+        StoreLocation::Sqlite(PathBuf::from(path))
+    }
+
+    #[test]
+    fn a_postgres_url_selects_postgres() {
+        let url = "postgres://floom:pw@db.internal:5432/floom";
+        let p = Paths::resolve(&args(|a| a.database_url = Some(url.into()))).unwrap();
+        assert_eq!(p.store, StoreLocation::Postgres(url.into()));
+        assert_eq!(
+            p.store.to_string(),
+            "postgres://floom@db.internal:5432/floom"
+        );
+        let p = Paths::resolve(&args(|a| a.db = Some(url.into()))).unwrap();
+        assert_eq!(
+            p.store,
+            StoreLocation::Postgres(url.into()),
+            "WORKEROS_DB may be a URL"
+        );
+        let p = Paths::resolve(&args(|a| {
+            a.db = Some("/var/w.db".into());
+            a.database_url = Some(url.into());
+        }))
+        .unwrap();
+        assert_eq!(
+            p.store,
+            StoreLocation::Postgres(url.into()),
+            "FLOOM_DATABASE_URL wins"
+        );
+        let p =
+            Paths::resolve(&args(|a| a.database_url = Some("sqlite:/var/s.db".into()))).unwrap();
+        assert_eq!(p.store, sqlite("/var/s.db"));
+        let p = Paths::resolve(&args(|a| a.database_url = Some("".into()))).unwrap();
+        assert_eq!(p.store, sqlite("d/floom.db"), "empty is unset");
+        let e = Paths::resolve(&args(|a| a.database_url = Some("mysql://x/y".into()))).unwrap_err();
+        assert!(format!("{e:#}").contains("FLOOM_DATABASE_URL"), "{e:#}");
+    }
+
     #[test]
     fn defaults_live_in_the_data_folder() {
         let p = Paths::resolve(&args(|_| {})).unwrap();
         assert_eq!(p.workspace, PathBuf::from("d/workspace"));
         assert_eq!(p.workers, PathBuf::from("d/workspace/workers"));
         assert_eq!(p.index_db, PathBuf::from("d/index.db"));
-        assert_eq!(p.db, PathBuf::from("d/floom.db"));
+        assert_eq!(p.store, sqlite("d/floom.db"));
         assert!(p.git_remote.is_none());
     }
 
     #[test]
     fn floom_db_is_the_other_name_of_the_store() {
         let p = Paths::resolve(&args(|a| a.floom_db = Some("/var/f.db".into()))).unwrap();
-        assert_eq!(p.db, PathBuf::from("/var/f.db"));
+        assert_eq!(p.store, sqlite("/var/f.db"));
         let p = Paths::resolve(&args(|a| {
             a.floom_db = Some("/var/f.db".into());
             a.db = Some("/var/w.db".into());
         }))
         .unwrap();
-        assert_eq!(p.db, PathBuf::from("/var/w.db"), "WORKEROS_DB wins");
+        assert_eq!(p.store, sqlite("/var/w.db"), "WORKEROS_DB wins");
         let p = Paths::resolve(&args(|a| a.floom_db = Some("".into()))).unwrap();
-        assert_eq!(p.db, PathBuf::from("d/floom.db"), "empty is unset");
+        assert_eq!(p.store, sqlite("d/floom.db"), "empty is unset");
     }
 
     #[test]
@@ -628,7 +756,7 @@ mod tests {
             PathBuf::from("/srv/ws"),
             "the workers folder's parent"
         );
-        assert_eq!(p.db, PathBuf::from("/var/floom.db"));
+        assert_eq!(p.store, sqlite("/var/floom.db"));
         assert!(p.git_remote.is_none(), "an empty remote is none");
         assert_eq!(p.workers_rel, "workers");
         let p = Paths::resolve(&args(|a| {

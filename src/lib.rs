@@ -110,7 +110,7 @@ impl AppState {
             workspace.root(),
             config.paths.vault_key.clone(),
         )?);
-        let store = Arc::new(Store::open(&config.paths.db).await?);
+        let store = Arc::new(Store::open(&config.paths.store).await?);
         // The shared-secret identity has a users row, so it can use its own magic links.
         let role = if config.secret.is_none() {
             Role::Admin

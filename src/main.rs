@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use floom::AppState;
-use floom::config::{AuthArgs, Config, DataArgs, Role, RunArgs, ServeArgs, TokenArgs, check_bind};
+use floom::config::{
+    AuthArgs, Config, DataArgs, Role, RunArgs, ServeArgs, StoreLocation, TokenArgs, check_bind,
+};
 use floom::folder_lock::{self, FolderLock};
 use floom::index::Index;
 use floom::index::watcher;
@@ -200,7 +202,7 @@ async fn serve(data: DataArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(
         workspace = %config.paths.workspace.display(),
         index = %config.paths.index_db.display(),
-        db = %config.paths.db.display(),
+        store = %config.paths.store,
         "starting floom"
     );
     let state = AppState::open(config, &progress_reporter("indexing issues")).await?;
@@ -356,23 +358,20 @@ async fn relayout(data: DataArgs) -> anyhow::Result<ExitCode> {
 async fn tool_store(data: &DataArgs, listing: Option<&str>) -> anyhow::Result<floom::store::Store> {
     let config = tool_config(data)?;
     config.paths.require_data_dir()?;
-    if let Some(what) = listing
-        && !config.paths.db.exists()
-    {
-        anyhow::bail!(
-            "no store at {}: no {what} to list (nothing was created)",
-            config.paths.db.display()
-        );
+    if let StoreLocation::Sqlite(db) = &config.paths.store {
+        if let Some(what) = listing
+            && !db.exists()
+        {
+            anyhow::bail!(
+                "no store at {}: no {what} to list (nothing was created)",
+                db.display()
+            );
+        }
+        if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
     }
-    if let Some(parent) = config
-        .paths
-        .db
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)?;
-    }
-    floom::store::Store::open(&config.paths.db).await
+    floom::store::Store::open(&config.paths.store).await
 }
 
 async fn users(action: UsersAction, data: DataArgs) -> anyhow::Result<ExitCode> {

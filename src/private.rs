@@ -49,7 +49,11 @@ pub unsafe fn scrub_environment(names: &[&str]) {
 /// modes found on existing files are tightened, with a log line.
 pub fn secure_files(paths: &Paths) -> anyhow::Result<()> {
     tighten(&paths.data_dir, 0o700)?;
-    for db in [&paths.db, &paths.index_db] {
+    let store_file = match &paths.store {
+        crate::config::StoreLocation::Sqlite(file) => Some(file),
+        crate::config::StoreLocation::Postgres(_) => None,
+    };
+    for db in store_file.into_iter().chain([&paths.index_db]) {
         if !db.exists() {
             std::fs::OpenOptions::new()
                 .write(true)

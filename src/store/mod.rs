@@ -18,7 +18,9 @@ pub use floom_store_records::{
 };
 
 use std::collections::HashMap;
-use std::path::Path;
+
+use anyhow::Context;
+use floom_store_postgres::PostgresStore;
 
 use approvals::{ApprovalRecord, Decision};
 use connections::Connection;
@@ -30,24 +32,35 @@ use tokens::{NewToken, PresentedToken, StoredToken};
 use tools::ToolCall;
 use users::User;
 
+use crate::config::StoreLocation;
+
 pub struct Store {
     backend: Backend,
 }
 
 enum Backend {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
 }
 
 impl Store {
-    pub async fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(Store {
-            backend: Backend::Sqlite(SqliteStore::open(path).await?),
-        })
+    /// Open (creating it when it is a SQLite file) and migrate the store.
+    pub async fn open(at: &StoreLocation) -> anyhow::Result<Self> {
+        let backend = match at {
+            StoreLocation::Sqlite(path) => Backend::Sqlite(SqliteStore::open(path).await?),
+            StoreLocation::Postgres(url) => Backend::Postgres(
+                PostgresStore::open(url)
+                    .await
+                    .with_context(|| format!("opening the store {at}"))?,
+            ),
+        };
+        Ok(Store { backend })
     }
 
     pub async fn close(&self) {
         match &self.backend {
             Backend::Sqlite(s) => s.close().await,
+            Backend::Postgres(p) => p.close().await,
         }
     }
 }
@@ -69,6 +82,7 @@ macro_rules! operations {
                 pub async fn $name(&self $(, $arg: $ty)*) -> sqlx::Result<$ret> {
                     match &self.backend {
                         Backend::Sqlite(s) => s.$name($($arg),*).await,
+                        Backend::Postgres(p) => p.$name($($arg),*).await,
                     }
                 }
             )*
@@ -249,6 +263,7 @@ impl Store {
     ) -> sqlx::Result<HashMap<String, Vec<RunRecord>>> {
         let rows = match &self.backend {
             Backend::Sqlite(s) => s.latest_terminal_runs(n as i64, since_us).await?,
+            Backend::Postgres(p) => p.latest_terminal_runs(n as i64, since_us).await?,
         };
         let mut out: HashMap<String, Vec<RunRecord>> = HashMap::new();
         for r in rows {
@@ -285,6 +300,10 @@ impl Store {
                 s.insert_session(id_sha256, user_id, &now_text, now_ts, expires_ts)
                     .await
             }
+            Backend::Postgres(p) => {
+                p.insert_session(id_sha256, user_id, &now_text, now_ts, expires_ts)
+                    .await
+            }
         }
     }
 
@@ -292,6 +311,7 @@ impl Store {
     pub async fn secret_saved(&self, name: &str, by: &str) -> sqlx::Result<()> {
         match &self.backend {
             Backend::Sqlite(s) => s.secret_saved(name, by, &now()).await,
+            Backend::Postgres(p) => p.secret_saved(name, by, &now()).await,
         }
     }
 
@@ -304,6 +324,7 @@ impl Store {
     ) -> sqlx::Result<String> {
         match &self.backend {
             Backend::Sqlite(s) => s.share_token(worker_id, owner_id, fresh, &now()).await,
+            Backend::Postgres(p) => p.share_token(worker_id, owner_id, fresh, &now()).await,
         }
     }
 
@@ -311,6 +332,7 @@ impl Store {
     pub async fn set_webhook_secret(&self, worker_id: &str, secret_hash: &str) -> sqlx::Result<()> {
         match &self.backend {
             Backend::Sqlite(s) => s.set_webhook_secret(worker_id, secret_hash, &now()).await,
+            Backend::Postgres(p) => p.set_webhook_secret(worker_id, secret_hash, &now()).await,
         }
     }
 }

@@ -1,6 +1,5 @@
 //! Approval rows: a paused run waiting for a human's decision.
 
-
 #[derive(Debug, Clone)]
 pub struct ApprovalRecord {
     pub id: String,

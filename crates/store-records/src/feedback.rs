@@ -1,6 +1,5 @@
 //! Feedback on runs: a human's note and rating, promoted to a workspace issue on request.
 
-
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, schemars::JsonSchema)]
 pub struct Feedback {
     pub id: String,

@@ -2,7 +2,6 @@
 
 use serde_json::Value;
 
-
 /// A run row.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RunRecord {

@@ -1,6 +1,5 @@
 //! Secret metadata: who set a secret and when. The values are in the vault.
 
-
 #[derive(Debug, Clone)]
 pub struct SecretMeta {
     pub name: String,

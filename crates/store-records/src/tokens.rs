@@ -1,7 +1,6 @@
 //! Tokens for scripts (`api_tokens`): personal access tokens and workspace tokens,
 //! stored as the SHA-256 hex of their value.
 
-
 /// A token as stored, without its hash.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredToken {

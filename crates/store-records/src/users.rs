@@ -3,7 +3,6 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, JsonSchema)]
 pub struct User {
     pub id: String,

@@ -1,6 +1,5 @@
 //! Run tokens: the credential each run gets (`WORKEROS_RUN_TOKEN`), stored hashed.
 
-
 use super::SqliteStore;
 
 impl SqliteStore {

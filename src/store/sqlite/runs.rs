@@ -445,7 +445,11 @@ impl SqliteStore {
 
     /// Its newest `n` finished runs created since `since_us` of each worker, by worker and
     /// newest first.
-    pub async fn latest_terminal_runs(&self, n: i64, since_us: i64) -> sqlx::Result<Vec<RunRecord>> {
+    pub async fn latest_terminal_runs(
+        &self,
+        n: i64,
+        since_us: i64,
+    ) -> sqlx::Result<Vec<RunRecord>> {
         query_runs!(
             "SELECT",
             "FROM (

@@ -1,6 +1,5 @@
 //! Share links: a token that lets anyone read (and import) one worker.
 
-
 use super::SqliteStore;
 
 impl SqliteStore {

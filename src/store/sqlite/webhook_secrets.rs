@@ -1,6 +1,5 @@
 //! Workers' webhook signing secrets, stored as the SHA-256 hex of the raw secret.
 
-
 use super::SqliteStore;
 
 impl SqliteStore {

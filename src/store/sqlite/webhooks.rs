@@ -1,6 +1,5 @@
 //! Webhook delivery receipts: a delivery id seen once is ignored the second time.
 
-
 use super::SqliteStore;
 
 impl SqliteStore {
