@@ -167,7 +167,7 @@ impl PostgresStore {
             "UPDATE runs SET status = $1, output_json = COALESCE($2, output_json), error = $3,
                 error_raw = $4, error_code = $5, approval_status = COALESCE($6, approval_status),
                 completed_at = CASE WHEN $7 = 'pending_approval' THEN NULL ELSE $8 END,
-                duration_ms = TRUNC(EXTRACT(EPOCH FROM
+                duration_ms = ROUND(EXTRACT(EPOCH FROM
                     $9::text::timestamptz - COALESCE(started_at, created_at)::timestamptz) * 1000)::BIGINT
              WHERE id = $10 AND status = 'running'",
             end.status,
@@ -204,7 +204,7 @@ impl PostgresStore {
             .push_bind(error_code.map(str::to_string))
             .push(", error_code), completed_at = ")
             .push_bind(at.to_string())
-            .push(", duration_ms = TRUNC(EXTRACT(EPOCH FROM CAST(")
+            .push(", duration_ms = ROUND(EXTRACT(EPOCH FROM CAST(")
             .push_bind(at.to_string())
             .push(" AS timestamptz) - started_at::timestamptz) * 1000)::BIGINT WHERE id = ")
             .push_bind(id.to_string())

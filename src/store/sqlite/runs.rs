@@ -217,7 +217,7 @@ impl SqliteStore {
             "UPDATE runs SET status = ?, output_json = COALESCE(?, output_json), error = ?,
                 error_raw = ?, error_code = ?, approval_status = COALESCE(?, approval_status),
                 completed_at = CASE WHEN ? = 'pending_approval' THEN NULL ELSE ? END,
-                duration_ms = CAST((julianday(?) - julianday(COALESCE(started_at, created_at))) * 86400000 AS INTEGER)
+                duration_ms = CAST(ROUND((julianday(?) - julianday(COALESCE(started_at, created_at))) * 86400000) AS INTEGER)
              WHERE id = ? AND status = 'running'",
             end.status,
             outputs,
@@ -258,9 +258,9 @@ impl SqliteStore {
             .push_bind(error_code.map(str::to_string))
             .push(", error_code), completed_at = ")
             .push_bind(at.to_string())
-            .push(", duration_ms = CASE WHEN started_at IS NULL THEN NULL ELSE CAST((julianday(")
+            .push(", duration_ms = CASE WHEN started_at IS NULL THEN NULL ELSE CAST(ROUND((julianday(")
             .push_bind(at.to_string())
-            .push(") - julianday(started_at)) * 86400000 AS INTEGER) END WHERE id = ")
+            .push(") - julianday(started_at)) * 86400000) AS INTEGER) END WHERE id = ")
             .push_bind(id.to_string())
             .push(" AND status IN (");
         let mut sep = qb.separated(", ");

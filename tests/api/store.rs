@@ -1,0 +1,976 @@
+//! The operational store's operations, the same tests on each backend: SQLite (a file in
+//! a temporary folder) and PostgreSQL (a fresh database on this binary's throwaway
+//! cluster, `pg.rs`). Each test body takes a `Store` and knows nothing of which it got.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use floom::config::StoreLocation;
+use floom::store::Store;
+use floom::store::approvals::{ApprovalRecord, Decision};
+use floom::store::connections::{Connection, is_duplicate_label};
+use floom::store::feedback::Feedback;
+use floom::store::runs::{ArtifactRecord, NewRun, RunEnd, RunFilter};
+use floom::store::tokens::NewToken;
+use floom::store::tools::ToolCall;
+use floom::store::users::User;
+use serde_json::json;
+use tempfile::TempDir;
+
+/// A store and what keeps it alive (the SQLite file's folder).
+pub struct Backend {
+    pub store: Arc<Store>,
+    _dir: Option<TempDir>,
+}
+
+pub async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let at = StoreLocation::Sqlite(dir.path().join("floom.db"));
+    Backend {
+        store: Arc::new(Store::open(&at).await.unwrap()),
+        _dir: Some(dir),
+    }
+}
+
+pub async fn postgres() -> Backend {
+    let at = StoreLocation::Postgres(super::pg::fresh_database().await);
+    Backend {
+        store: Arc::new(Store::open(&at).await.unwrap()),
+        _dir: None,
+    }
+}
+
+/// Each test body once per backend: `sqlite::<name>` and `postgres::<name>`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let b = super::sqlite().await;
+                    super::$name(&b.store).await;
+                    b.store.close().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let b = super::postgres().await;
+                    super::$name(&b.store).await;
+                    b.store.close().await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    runs_are_queued_claimed_finished_and_listed,
+    runs_keep_logs_artifacts_tokens_and_tool_calls,
+    concurrent_claims_take_each_run_once,
+    approvals_are_decided_once,
+    users_sessions_and_magic_links,
+    tokens_are_listed_checked_rotated_and_revoked,
+    secrets_and_connections,
+    shares_webhook_secrets_and_receipts,
+    feedback_is_kept_and_promoted,
+);
+
+const T0: i64 = 1_780_000_000_000_000;
+
+fn at(us: i64) -> String {
+    floom::workspace::issue_file::iso_timestamp(
+        chrono::DateTime::from_timestamp_micros(us).unwrap(),
+    )
+}
+
+fn new_run(id: &str, worker: &str, source: &str, created_ts: i64) -> NewRun {
+    NewRun {
+        id: id.into(),
+        worker_id: worker.into(),
+        worker_name: format!("{worker} name"),
+        trigger_source: source.into(),
+        trigger_ref: None,
+        runner: "local".into(),
+        inputs: json!({"n": 1, "text": "héllo"}),
+        created_at: at(created_ts),
+        created_ts,
+        retry_of_run_id: None,
+        retry_attempt: 0,
+        triggered_by: Some("local-user".into()),
+        trace_id: format!("trace-{id}"),
+        parent_run_id: None,
+        call_depth: 0,
+    }
+}
+
+async fn runs_are_queued_claimed_finished_and_listed(s: &Arc<Store>) {
+    s.insert_run(&new_run("run_a", "alpha", "manual", T0))
+        .await
+        .unwrap();
+    s.insert_run(&new_run("run_b", "beta", "schedule", T0 + 1_000_000))
+        .await
+        .unwrap();
+    s.insert_run(&new_run("run_h", "alpha", "internal-probe", T0 + 2_000_000))
+        .await
+        .unwrap();
+    let mut child = new_run("run_c", "beta", "manual", T0 + 3_000_000);
+    child.parent_run_id = Some("run_a".into());
+    child.call_depth = 1;
+    s.insert_run(&child).await.unwrap();
+
+    let a = s.run("run_a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.status.as_str(), a.inputs()),
+        ("queued", json!({"n": 1, "text": "héllo"}))
+    );
+    assert!(!a.cancel_requested && a.outputs().is_none() && !a.is_terminal());
+    assert!(s.run("run_nope").await.unwrap().is_none());
+    assert_eq!(s.child_run_count("run_a").await.unwrap(), 1);
+    let b = s.run("run_b").await.unwrap().unwrap();
+    assert_eq!(s.queue_position(b.seq).await.unwrap(), 2);
+    assert_eq!(s.live_run_counts().await.unwrap(), (0, 4));
+
+    // Claimed oldest first; a claimed run is running and started.
+    let started = at(T0 + 10_000_000);
+    let first = s.claim_next(&started).await.unwrap().unwrap();
+    assert_eq!(
+        (first.id.as_str(), first.status.as_str()),
+        ("run_a", "running")
+    );
+    assert_eq!(first.started_at.as_deref(), Some(started.as_str()));
+    assert_eq!(s.claim_next(&started).await.unwrap().unwrap().id, "run_b");
+    assert_eq!(s.live_run_counts().await.unwrap(), (2, 2));
+    let interrupted: Vec<_> = s
+        .interrupted_runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(interrupted, ["run_a", "run_b"]);
+
+    // Finished once: a second finish (a cancel won) changes nothing.
+    let end = RunEnd {
+        status: "completed".into(),
+        outputs: Some(json!({"ok": true})),
+        ..RunEnd::default()
+    };
+    assert!(
+        s.finish_run("run_a", &end, &at(T0 + 12_500_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.finish_run("run_a", &end, &at(T0 + 13_000_000))
+            .await
+            .unwrap()
+    );
+    let a = s.run("run_a").await.unwrap().unwrap();
+    assert_eq!(a.status, "completed");
+    assert_eq!(a.duration_ms, Some(2_500));
+    assert_eq!(a.outputs(), Some(json!({"ok": true})));
+    assert_eq!(s.latest_output("alpha").await.unwrap().unwrap().id, "run_a");
+    assert!(s.latest_output("beta").await.unwrap().is_none());
+
+    // Paused, requeued, cancelled.
+    let pause = RunEnd {
+        status: "pending_approval".into(),
+        approval_status: Some("pending".into()),
+        ..RunEnd::default()
+    };
+    assert!(
+        s.finish_run("run_b", &pause, &at(T0 + 11_000_000))
+            .await
+            .unwrap()
+    );
+    let b = s.run("run_b").await.unwrap().unwrap();
+    assert_eq!(
+        (b.status.as_str(), b.completed_at.as_deref()),
+        ("pending_approval", None)
+    );
+    assert!(s.requeue("run_b").await.unwrap());
+    assert!(!s.requeue("run_b").await.unwrap(), "not paused any more");
+    assert_eq!(
+        s.run("run_b").await.unwrap().unwrap().approval_status,
+        "decided"
+    );
+    s.request_cancel("run_b").await.unwrap();
+    assert!(s.run("run_b").await.unwrap().unwrap().cancel_requested);
+    let cancelled_at = at(T0 + 20_000_000);
+    assert!(
+        s.transition(
+            "run_b",
+            &["queued", "running"],
+            "cancelled",
+            Some("stopped"),
+            Some("cancelled"),
+            &cancelled_at
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !s.transition("run_b", &["queued"], "failed", None, None, &cancelled_at)
+            .await
+            .unwrap()
+    );
+    let b = s.run("run_b").await.unwrap().unwrap();
+    assert_eq!(
+        (b.status.as_str(), b.error_code.as_deref()),
+        ("cancelled", Some("cancelled"))
+    );
+    assert_eq!(b.duration_ms, Some(10_000), "from its start");
+
+    // Lists: newest first, hidden sources left out of visible lists, totals to match.
+    let all = |f: RunFilter| RunFilter { limit: 100, ..f };
+    let (rows, total) = s.runs(&all(RunFilter::default())).await.unwrap();
+    let ids: Vec<_> = rows.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!((ids, total), (vec!["run_c", "run_h", "run_b", "run_a"], 4));
+    let (rows, total) = s
+        .runs(&all(RunFilter {
+            visible_only: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!((rows.len(), total), (3, 3));
+    let visible = RunFilter {
+        visible_only: true,
+        exclude_workers: vec!["beta".into()],
+        ..Default::default()
+    };
+    let (rows, total) = s.runs(&all(visible)).await.unwrap();
+    assert_eq!((rows[0].id.as_str(), total), ("run_a", 1));
+    let filtered = RunFilter {
+        worker_ids: Some(vec!["beta".into()]),
+        statuses: vec!["queued".into(), "cancelled".into()],
+        since_ts: Some(T0 + 1_000_000),
+        until_ts: Some(T0 + 3_000_000),
+        ..Default::default()
+    };
+    let (rows, total) = s.runs(&all(filtered)).await.unwrap();
+    assert_eq!(
+        (
+            rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            total
+        ),
+        (vec!["run_c", "run_b"], 2)
+    );
+    let page = s
+        .runs_page(&RunFilter {
+            limit: 2,
+            offset: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["run_h", "run_b"]
+    );
+    let (rows, total) = s
+        .runs(&RunFilter {
+            worker_ids: Some(vec![]),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((rows.len(), total), (0, 0), "no worker: no run");
+    assert_eq!(s.recent_runs(1).await.unwrap()[0].id, "run_c");
+    let mut last: Vec<_> = s
+        .last_runs(&["alpha".into(), "beta".into(), "gamma".into()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    last.sort();
+    assert_eq!(last, ["run_c", "run_h"]);
+    assert!(s.last_runs(&[]).await.unwrap().is_empty());
+
+    // Counts.
+    let mut counts = s.run_counts(T0).await.unwrap();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            ("alpha".into(), "completed".into(), 1),
+            ("alpha".into(), "queued".into(), 1),
+            ("beta".into(), "cancelled".into(), 1),
+            ("beta".into(), "queued".into(), 1)
+        ]
+    );
+    let mut since = s.run_counts_since(T0 + 1).await.unwrap();
+    since.sort();
+    assert_eq!(since, [("alpha".into(), 1), ("beta".into(), 2)]);
+    let hours = s
+        .run_counts_by_hour(T0 - 1, T0 + 3_600_000_000 + 1_500_000)
+        .await
+        .unwrap();
+    let hour_of = |id: &str, st: &str| {
+        hours
+            .iter()
+            .find(|h| h.worker_id == id && h.status == st)
+            .map(|h| (h.hours_ago, h.n))
+    };
+    assert_eq!(hour_of("alpha", "completed"), Some((1, 1)));
+    assert_eq!(
+        hour_of("beta", "queued"),
+        Some((0, 1)),
+        "created 3 s in: 59 min 58.5 s ago"
+    );
+    let terminal = s.latest_terminal_runs(5, T0).await.unwrap();
+    assert_eq!(
+        terminal["alpha"]
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        ["run_a"]
+    );
+    assert_eq!(
+        terminal["beta"]
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        ["run_b"]
+    );
+}
+
+async fn runs_keep_logs_artifacts_tokens_and_tool_calls(s: &Arc<Store>) {
+    s.insert_run(&new_run("run_l", "alpha", "manual", T0))
+        .await
+        .unwrap();
+    let lines = [("info", "one"), ("error", "two"), ("info", "thrée")].map(|(level, msg)| {
+        (
+            "run_l".to_string(),
+            level.to_string(),
+            msg.to_string(),
+            at(T0),
+        )
+    });
+    let ids = s.insert_logs(&lines).await.unwrap();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let logs = s.logs("run_l", None).await.unwrap();
+    assert_eq!(
+        logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+        ["one", "two", "thrée"]
+    );
+    assert_eq!(logs[0].id, ids[0]);
+    let errors = s.logs("run_l", Some("error")).await.unwrap();
+    assert_eq!(
+        errors
+            .iter()
+            .map(|l| l.message.as_str())
+            .collect::<Vec<_>>(),
+        ["two"]
+    );
+
+    for (id, rel) in [("art_2", "out/z.md"), ("art_1", "out/B.txt")] {
+        s.insert_artifact(&ArtifactRecord {
+            id: id.into(),
+            run_id: "run_l".into(),
+            name: rel.rsplit('/').next().unwrap().into(),
+            media_type: "text/plain".into(),
+            relative_path: rel.into(),
+            path: format!("run_l/{rel}"),
+            size_bytes: 12,
+            created_at: at(T0),
+        })
+        .await
+        .unwrap();
+    }
+    let arts = s.artifacts("run_l").await.unwrap();
+    assert_eq!(
+        arts.iter()
+            .map(|a| a.relative_path.as_str())
+            .collect::<Vec<_>>(),
+        ["out/B.txt", "out/z.md"],
+        "byte order"
+    );
+    assert_eq!(
+        (arts[0].media_type.as_str(), arts[0].size_bytes),
+        ("text/plain", 12)
+    );
+
+    // The run token counts only while its run is running.
+    s.set_run_token("run_l", "hash-1").await.unwrap();
+    assert_eq!(
+        s.running_run_of_token("hash-1").await.unwrap(),
+        None,
+        "queued"
+    );
+    s.claim_next(&at(T0)).await.unwrap().unwrap();
+    assert_eq!(
+        s.running_run_of_token("hash-1").await.unwrap().as_deref(),
+        Some("run_l")
+    );
+    s.set_run_token("run_l", "hash-2").await.unwrap();
+    assert_eq!(
+        s.running_run_of_token("hash-1").await.unwrap(),
+        None,
+        "replaced"
+    );
+
+    let call = |seq: i64| ToolCall {
+        id: format!("call_{seq}"),
+        name: "search".into(),
+        arguments: json!({"q": seq}),
+        result: (seq == 1).then(|| json!(["a"])),
+        error: (seq == 2).then(|| "timed out".into()),
+        started_at: at(T0),
+        duration_ms: 7,
+    };
+    s.insert_tool_call("run_l", 2, &call(2)).await.unwrap();
+    s.insert_tool_call("run_l", 1, &call(1)).await.unwrap();
+    assert_eq!(s.tool_calls("run_l").await.unwrap(), [call(1), call(2)]);
+    s.add_tokens("run_l", 100).await.unwrap();
+    s.add_tokens("run_l", 23).await.unwrap();
+    assert_eq!(
+        s.run("run_l").await.unwrap().unwrap().total_tokens,
+        Some(123)
+    );
+}
+
+async fn concurrent_claims_take_each_run_once(s: &Arc<Store>) {
+    for i in 0..40 {
+        s.insert_run(&new_run(&format!("run_{i:02}"), "alpha", "manual", T0 + i))
+            .await
+            .unwrap();
+    }
+    let claimers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = s.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(run) = store.claim_next(&at(T0)).await.unwrap() {
+                    mine.push(run.id);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for c in claimers {
+        claimed.extend(c.await.unwrap());
+    }
+    claimed.sort();
+    let expected: Vec<_> = (0..40).map(|i| format!("run_{i:02}")).collect();
+    assert_eq!(claimed, expected, "every run claimed exactly once");
+}
+
+fn approval(id: &str, run: &str, created_at: &str, expires_ts: i64) -> ApprovalRecord {
+    ApprovalRecord {
+        id: id.into(),
+        run_id: run.into(),
+        worker_id: "alpha".into(),
+        owner_id: "local-user".into(),
+        kind: "normal".into(),
+        status: "pending".into(),
+        label: "Send it?".into(),
+        preview: Some("a preview".into()),
+        preview_type: Some("text".into()),
+        preview_payload_json: None,
+        decision_input_json: "{}".into(),
+        created_at: created_at.into(),
+        expires_at: at(expires_ts),
+        expires_ts,
+        decided_at: None,
+        decided_by: None,
+        reason: None,
+        edited_output_json: None,
+        annotations_json: None,
+        follow_up_run_id: None,
+    }
+}
+
+async fn approvals_are_decided_once(s: &Arc<Store>) {
+    s.insert_approval(&approval("apr_1", "run_1", &at(T0), T0 + 1_000))
+        .await
+        .unwrap();
+    s.insert_approval(&approval("apr_2", "run_2", &at(T0 + 5), T0 + 10_000_000))
+        .await
+        .unwrap();
+    s.insert_approval(&approval("apr_3", "run_2", &at(T0 + 9), T0 + 10_000_000))
+        .await
+        .unwrap();
+    assert_eq!(s.pending_approval_count().await.unwrap(), 3);
+    assert_eq!(
+        s.approval_of_run("run_2").await.unwrap().unwrap().id,
+        "apr_3",
+        "the newest"
+    );
+    let pending: Vec<_> = s
+        .approvals("pending")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(pending, ["apr_3", "apr_2", "apr_1"]);
+    let expired: Vec<_> = s
+        .expired_approvals(T0 + 2_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(expired, ["apr_1"]);
+
+    // Ten deciders at once: exactly one decision is recorded.
+    let deciders: Vec<_> = (0..10)
+        .map(|i| {
+            let store = s.clone();
+            tokio::spawn(async move {
+                let who = format!("user{i}");
+                let d = Decision {
+                    status: if i % 2 == 0 { "approved" } else { "rejected" },
+                    decided_at: "2026-01-01T00:00:00+00:00",
+                    decided_by: &who,
+                    reason: Some("because"),
+                    edited_output_json: Some("{\"x\":1}".into()),
+                    annotations_json: None,
+                    follow_up_run_id: Some("run_follow"),
+                };
+                store
+                    .decide_approval("apr_2", &d)
+                    .await
+                    .unwrap()
+                    .then_some(who)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for d in deciders {
+        winners.extend(d.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let decided = s.approval("apr_2").await.unwrap().unwrap();
+    assert_eq!(decided.decided_by.as_ref(), Some(&winners[0]));
+    assert_eq!(decided.reason.as_deref(), Some("because"));
+    assert_eq!(s.pending_approval_count().await.unwrap(), 2);
+    let followed = s.approval_followed_by("run_follow").await.unwrap();
+    assert_eq!(followed.is_some(), decided.status == "approved");
+    assert!(s.approval("apr_nope").await.unwrap().is_none());
+}
+
+fn user(id: &str, email: Option<&str>) -> User {
+    User {
+        id: id.into(),
+        name: format!("{id} name"),
+        email: email.map(Into::into),
+        role: "member".into(),
+        disabled: false,
+        created_at: at(T0),
+    }
+}
+
+async fn users_sessions_and_magic_links(s: &Arc<Store>) {
+    assert!(
+        s.add_user(&user("bob", Some("bob@example.com")))
+            .await
+            .unwrap()
+    );
+    assert!(s.add_user(&user("Alice", None)).await.unwrap());
+    assert!(!s.add_user(&user("bob", None)).await.unwrap(), "id taken");
+    assert!(
+        !s.add_user(&user("bobby", Some("bob@example.com")))
+            .await
+            .unwrap(),
+        "email taken"
+    );
+    s.ensure_user("local-user", "admin").await.unwrap();
+    s.ensure_user("local-user", "member").await.unwrap();
+    assert_eq!(
+        s.user("local-user").await.unwrap().unwrap().role,
+        "admin",
+        "kept"
+    );
+    let ids: Vec<_> = s.users().await.unwrap().into_iter().map(|u| u.id).collect();
+    assert_eq!(ids, ["Alice", "bob", "local-user"], "byte order");
+
+    let future = chrono::Utc::now().timestamp_micros() + 3_600_000_000;
+    s.insert_session("sha-old", "bob", 1).await.unwrap();
+    s.insert_session("sha-1", "bob", future).await.unwrap();
+    assert_eq!(
+        s.session("sha-old").await.unwrap(),
+        None,
+        "pruned when a session is made"
+    );
+    assert_eq!(
+        s.session("sha-1").await.unwrap(),
+        Some(("bob".into(), future))
+    );
+    s.insert_session("sha-2", "bob", future).await.unwrap();
+    s.delete_session("sha-2").await.unwrap();
+    assert_eq!(s.session("sha-2").await.unwrap(), None);
+
+    assert!(s.set_user_disabled("bob", true).await.unwrap());
+    assert!(s.user("bob").await.unwrap().unwrap().disabled);
+    assert_eq!(
+        s.session("sha-1").await.unwrap(),
+        None,
+        "a disabled user's sessions end"
+    );
+    assert!(s.set_user_disabled("bob", false).await.unwrap());
+    assert!(!s.set_user_disabled("nobody", true).await.unwrap());
+
+    // A magic link's nonce: claimed once, by one of many at once.
+    let claims: Vec<_> = (0..10)
+        .map(|_| {
+            let store = s.clone();
+            tokio::spawn(async move { store.claim_nonce("nonce-1", T0 + 900, T0).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for c in claims {
+        won += c.await.unwrap() as usize;
+    }
+    assert_eq!(won, 1);
+    assert!(
+        !s.claim_nonce("nonce-1", T0 + 900, T0 + 1).await.unwrap(),
+        "a replay"
+    );
+    assert!(s.claim_nonce("nonce-2", T0 + 900, T0).await.unwrap());
+}
+
+async fn tokens_are_listed_checked_rotated_and_revoked(s: &Arc<Store>) {
+    assert!(s.add_user(&user("bob", None)).await.unwrap());
+    let token = |id: &'static str,
+                 kind: &'static str,
+                 user: Option<&'static str>,
+                 hash: &'static str,
+                 created: &'static str| NewToken {
+        id,
+        kind,
+        user_id: user,
+        name: "ci",
+        token_hash: hash,
+        prefix: "wos_abc",
+        created_by: "bob",
+        created_at: created,
+        expires_at: None,
+    };
+    s.insert_token(&token(
+        "t1",
+        "personal",
+        Some("bob"),
+        "h1",
+        "2026-01-01T00:00:00+00:00",
+    ))
+    .await
+    .unwrap();
+    s.insert_token(&token(
+        "t2",
+        "workspace",
+        None,
+        "h2",
+        "2026-01-02T00:00:00+00:00",
+    ))
+    .await
+    .unwrap();
+    s.insert_token(&token(
+        "t3",
+        "personal",
+        Some("bob"),
+        "h3",
+        "2026-01-03T00:00:00+00:00",
+    ))
+    .await
+    .unwrap();
+    let err = s
+        .insert_token(&token(
+            "t4",
+            "personal",
+            None,
+            "h4",
+            "2026-01-03T00:00:00+00:00",
+        ))
+        .await;
+    assert!(err.is_err(), "a personal token has a user");
+
+    let ids =
+        |v: Vec<floom::store::tokens::StoredToken>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.tokens(None, None).await.unwrap()), ["t3", "t2", "t1"]);
+    assert_eq!(
+        ids(s.tokens(Some("personal"), Some("bob")).await.unwrap()),
+        ["t3", "t1"]
+    );
+    assert_eq!(
+        ids(s.tokens(Some("workspace"), None).await.unwrap()),
+        ["t2"]
+    );
+    assert_eq!(s.token("t2").await.unwrap().unwrap().user_id, None);
+
+    let p = s.presented_token("h1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            p.id.as_str(),
+            p.revoked,
+            p.user_role.as_deref(),
+            p.user_disabled
+        ),
+        ("t1", false, Some("member"), Some(false))
+    );
+    let w = s.presented_token("h2").await.unwrap().unwrap();
+    assert_eq!(
+        (w.kind.as_str(), w.user_role, w.user_disabled),
+        ("workspace", None, None)
+    );
+    assert!(s.presented_token("nope").await.unwrap().is_none());
+
+    s.touch_token("t1", "2026-02-01T00:00:00+00:00")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.token("t1")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at
+            .as_deref(),
+        Some("2026-02-01T00:00:00+00:00")
+    );
+    assert!(
+        s.replace_token_value("t1", "bob", "h1b", "wos_new")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.replace_token_value("t2", "bob", "h2b", "wos_new")
+            .await
+            .unwrap(),
+        "not personal"
+    );
+    assert!(s.presented_token("h1").await.unwrap().is_none());
+    let t1 = s.token("t1").await.unwrap().unwrap();
+    assert_eq!((t1.prefix.as_str(), t1.last_used_at), ("wos_new", None));
+
+    assert!(
+        !s.revoke_token("t2", Some("personal"), None, "now")
+            .await
+            .unwrap(),
+        "wrong kind"
+    );
+    assert!(
+        !s.revoke_token("t1", None, Some("alice"), "now")
+            .await
+            .unwrap(),
+        "someone else's"
+    );
+    assert!(
+        s.revoke_token("t1", Some("personal"), Some("bob"), "now")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.revoke_token("t1", None, None, "now").await.unwrap(),
+        "revoked once"
+    );
+    assert!(s.presented_token("h1b").await.unwrap().unwrap().revoked);
+    assert!(s.token("t1").await.unwrap().is_none());
+}
+
+fn connection(id: &str, kind: &str, label: Option<&str>, created: &str) -> Connection {
+    Connection {
+        id: id.into(),
+        app_name: label.unwrap_or("GitHub").into(),
+        status: "active".into(),
+        created_at: created.into(),
+        updated_at: created.into(),
+        kind: kind.into(),
+        scopes: vec!["repo".into()],
+        account_label: Some("acct".into()),
+        account_id: Some("ca_1".into()),
+        display_name: None,
+        last_checked_at: None,
+        last_check_status: None,
+        last_used_at: None,
+        last_used_by: None,
+        owner_id: "local-user".into(),
+        credentials: BTreeMap::from([("token".into(), "secret:GH".into())]),
+        mcp_label: label.map(Into::into),
+        mcp_url: None,
+        mcp_transport: None,
+        mcp_command: Some("server".into()),
+        mcp_args: vec!["--stdio".into()],
+        mcp_env: BTreeMap::from([("KEY".into(), "secret:K".into())]),
+        mcp_cwd: None,
+        mcp_auth_secret: None,
+        mcp_allowed_tools: vec!["search".into()],
+    }
+}
+
+async fn secrets_and_connections(s: &Arc<Store>) {
+    s.secret_saved("b_KEY", "bob").await.unwrap();
+    s.secret_saved("A_KEY", "alice").await.unwrap();
+    s.secret_saved("b_KEY", "carol").await.unwrap();
+    let meta = s.secret_meta().await.unwrap();
+    assert_eq!(
+        meta.iter()
+            .map(|m| (m.name.as_str(), m.created_by.as_str()))
+            .collect::<Vec<_>>(),
+        [("A_KEY", "alice"), ("b_KEY", "bob")]
+    );
+    s.secret_deleted("A_KEY").await.unwrap();
+    assert_eq!(s.secret_meta().await.unwrap().len(), 1);
+
+    s.put_connection(&connection(
+        "con_2",
+        "app",
+        None,
+        "2026-01-02T00:00:00+00:00",
+    ))
+    .await
+    .unwrap();
+    s.put_connection(&connection(
+        "con_1",
+        "mcp",
+        Some("files"),
+        "2026-01-01T00:00:00+00:00",
+    ))
+    .await
+    .unwrap();
+    let dup = s
+        .put_connection(&connection(
+            "con_3",
+            "mcp",
+            Some("files"),
+            "2026-01-03T00:00:00+00:00",
+        ))
+        .await;
+    assert!(is_duplicate_label(&dup.unwrap_err()));
+    let mut changed = connection("con_2", "app", None, "2026-01-02T00:00:00+00:00");
+    changed.status = "disabled".into();
+    changed.scopes = vec!["repo".into(), "issues".into()];
+    s.put_connection(&changed).await.unwrap();
+    let all = s.connections().await.unwrap();
+    assert_eq!(
+        all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["con_1", "con_2"]
+    );
+    let c2 = s.connection("con_2").await.unwrap().unwrap();
+    assert_eq!((c2.status.as_str(), c2.scopes.len()), ("disabled", 2));
+    assert_eq!(c2.credentials["token"], "secret:GH");
+    let c1 = s.connection("con_1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            c1.mcp_args,
+            c1.mcp_env["KEY"].as_str(),
+            c1.account_id.as_deref()
+        ),
+        (vec!["--stdio".to_string()], "secret:K", Some("ca_1"))
+    );
+    assert_eq!(s.active_connection_slugs().await.unwrap(), ["files"]);
+    s.connection_used("con_1", "run_1", "2026-03-01T00:00:00+00:00")
+        .await
+        .unwrap();
+    let c1 = s.connection("con_1").await.unwrap().unwrap();
+    assert_eq!(c1.last_used_by.as_deref(), Some("run_1"));
+    assert!(s.delete_connection("con_1").await.unwrap());
+    assert!(!s.delete_connection("con_1").await.unwrap());
+    assert!(s.connection("con_1").await.unwrap().is_none());
+}
+
+async fn shares_webhook_secrets_and_receipts(s: &Arc<Store>) {
+    let t = s.share_token("alpha", "bob", "fls_first").await.unwrap();
+    assert_eq!(t, "fls_first");
+    assert_eq!(
+        s.share_token("alpha", "bob", "fls_second").await.unwrap(),
+        "fls_first",
+        "one per owner"
+    );
+    assert_eq!(
+        s.share_token("alpha", "carol", "fls_third").await.unwrap(),
+        "fls_third"
+    );
+    assert_eq!(
+        s.shared("fls_first").await.unwrap(),
+        Some(("worker".into(), "alpha".into()))
+    );
+    assert!(s.revoke_shares("alpha").await.unwrap());
+    assert!(!s.revoke_shares("alpha").await.unwrap());
+    assert_eq!(s.shared("fls_third").await.unwrap(), None);
+
+    assert_eq!(s.webhook_secret("alpha").await.unwrap(), None);
+    s.set_webhook_secret("alpha", "h1").await.unwrap();
+    s.set_webhook_secret("alpha", "h2").await.unwrap();
+    assert_eq!(
+        s.webhook_secret("alpha").await.unwrap().as_deref(),
+        Some("h2")
+    );
+    s.delete_webhook_secret("alpha").await.unwrap();
+    assert_eq!(s.webhook_secret("alpha").await.unwrap(), None);
+
+    // A delivery id is accepted once, by one of many at once; again after its window.
+    let claims: Vec<_> = (0..10)
+        .map(|_| {
+            let store = s.clone();
+            tokio::spawn(async move {
+                store
+                    .claim_receipt("composio:x", "msg_1", T0, 1_000)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for c in claims {
+        won += c.await.unwrap() as usize;
+    }
+    assert_eq!(won, 1);
+    assert!(
+        s.claim_receipt("composio:y", "msg_1", T0, 1_000)
+            .await
+            .unwrap(),
+        "another source"
+    );
+    assert!(
+        !s.claim_receipt("composio:x", "msg_1", T0 + 999, 1_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.claim_receipt("composio:x", "msg_1", T0 + 1_001, 1_000)
+            .await
+            .unwrap(),
+        "past its window"
+    );
+}
+
+async fn feedback_is_kept_and_promoted(s: &Arc<Store>) {
+    let fb = |id: &str, run: &str| Feedback {
+        id: id.into(),
+        run_id: run.into(),
+        content: format!("note {id}"),
+        rating: Some("down".into()),
+        author_id: "bob".into(),
+        created_at: at(T0),
+        issue_id: None,
+    };
+    s.insert_feedback(&fb("fb_z", "run_1")).await.unwrap();
+    s.insert_feedback(&fb("fb_a", "run_1")).await.unwrap();
+    s.insert_feedback(&fb("fb_m", "run_2")).await.unwrap();
+    let of_run: Vec<_> = s
+        .feedback_of_run("run_1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(of_run, ["fb_z", "fb_a"], "in the order given");
+    s.set_feedback_issue("fb_a", "ISSUE-0007").await.unwrap();
+    assert_eq!(
+        s.feedback("fb_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .issue_id
+            .as_deref(),
+        Some("ISSUE-0007")
+    );
+    assert!(s.feedback("fb_nope").await.unwrap().is_none());
+}
