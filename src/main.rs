@@ -68,6 +68,22 @@ enum Command {
         #[command(subcommand)]
         action: TokensAction,
     },
+    /// Manage the operational store.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Copy this data folder's SQLite store (`WORKEROS_DB`) into an empty PostgreSQL
+    /// database, then point the servers at it with FLOOM_DATABASE_URL (stop the server first).
+    Copy {
+        /// The PostgreSQL database: `postgres://user:password@host/db`.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -142,6 +158,9 @@ fn main() -> ExitCode {
             Some(Command::Check) => check(cli.data).await,
             Some(Command::Relayout) => relayout(cli.data).await,
             Some(Command::Users { action }) => users(action, cli.data).await,
+            Some(Command::Store {
+                action: StoreAction::Copy { to },
+            }) => store_copy(cli.data, to).await,
             Some(Command::Tokens { action }) => tokens(action, cli.data).await,
         }
     });
@@ -349,6 +368,41 @@ async fn relayout(data: DataArgs) -> anyhow::Result<ExitCode> {
         .reconcile(&progress_reporter("indexing issues"))
         .await?;
     index.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn store_copy(data: DataArgs, to: String) -> anyhow::Result<ExitCode> {
+    let config = tool_config(&data)?;
+    let StoreLocation::Sqlite(from) = &config.paths.store else {
+        anyhow::bail!(
+            "the store is already PostgreSQL ({}): `store copy` copies a SQLite store; \
+             unset FLOOM_DATABASE_URL to name the SQLite one",
+            config.paths.store
+        );
+    };
+    let StoreLocation::Postgres(url) = StoreLocation::parse(&to).context("--to")? else {
+        anyhow::bail!("--to must be a postgres:// URL");
+    };
+    if !from.is_file() {
+        anyhow::bail!("no store at {}: nothing to copy", from.display());
+    }
+    let _locks = lock_folders(&config.paths)?;
+    let target = StoreLocation::Postgres(url.clone());
+    println!("copying {} into {target}", from.display());
+    let started = std::time::Instant::now();
+    let counts =
+        floom::store::copy::sqlite_to_postgres(from, &url, &progress_reporter("copying rows"))
+            .await?;
+    println!("TABLE\tSQLITE\tPOSTGRESQL");
+    for c in &counts {
+        println!("{}\t{}\t{}", c.table, c.source, c.target);
+    }
+    println!(
+        "copied {} rows in {} tables in {:.2}s; every count matches. Start the servers with FLOOM_DATABASE_URL={target}",
+        counts.iter().map(|c| c.target).sum::<i64>(),
+        counts.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,7 @@
 //! `floom-store-records`, shared by both. What does not depend on the database (the
 //! clock, grouping rows) is done here, once.
 
+pub mod copy;
 pub mod sqlite;
 
 pub use floom_store_records::{

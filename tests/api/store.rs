@@ -974,3 +974,149 @@ async fn feedback_is_kept_and_promoted(s: &Arc<Store>) {
     );
     assert!(s.feedback("fb_nope").await.unwrap().is_none());
 }
+
+/// `floom store copy`: a SQLite store with rows in every kind of table, copied into an
+/// empty PostgreSQL database by the command, reads the same there; the copy refuses a
+/// database that is not empty; the servers' other commands then use it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_moves_a_sqlite_store_into_postgres() {
+    use std::process::Command;
+    let data = tempfile::tempdir().unwrap();
+    let source = Store::open(&StoreLocation::Sqlite(data.path().join("floom.db")))
+        .await
+        .unwrap();
+    for i in 0..1200 {
+        source
+            .insert_run(&new_run(&format!("run_{i:04}"), "alpha", "manual", T0 + i))
+            .await
+            .unwrap();
+    }
+    source.claim_next(&at(T0)).await.unwrap();
+    source.request_cancel("run_0000").await.unwrap();
+    let logs: Vec<_> = (0..700)
+        .map(|i| {
+            (
+                "run_0000".to_string(),
+                "info".to_string(),
+                format!("line {i}"),
+                at(T0),
+            )
+        })
+        .collect();
+    source.insert_logs(&logs).await.unwrap();
+    source
+        .add_user(&user("bob", Some("bob@example.com")))
+        .await
+        .unwrap();
+    source.set_user_disabled("bob", true).await.unwrap();
+    source
+        .insert_token(&NewToken {
+            id: "t1",
+            kind: "personal",
+            user_id: Some("bob"),
+            name: "ci",
+            token_hash: "h1",
+            prefix: "wos_abc",
+            created_by: "bob",
+            created_at: "2026-01-01T00:00:00+00:00",
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    source
+        .insert_approval(&approval("apr_1", "run_0001", &at(T0), T0 + 1_000))
+        .await
+        .unwrap();
+    source
+        .put_connection(&connection("con_1", "mcp", Some("files"), &at(T0)))
+        .await
+        .unwrap();
+    source.secret_saved("KEY", "bob").await.unwrap();
+    source
+        .claim_receipt("composio:x", "msg_1", T0, 1_000)
+        .await
+        .unwrap();
+    source.close().await;
+
+    let url = super::pg::fresh_database().await;
+    let floom = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_floom"));
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("FLOOM_LOG", "error")
+            .env_remove("FLOOM_DATABASE_URL")
+            .env_remove("WORKEROS_DB")
+            .env_remove("FLOOM_DB");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let (ok, out, err) = floom(&["store", "copy", "--to", &url], &[]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("runs\t1200\t1200"), "{out}");
+    assert!(out.contains("logs\t700\t700"), "{out}");
+    assert!(out.contains("api_tokens\t1\t1"), "{out}");
+    assert!(out.contains("every count matches"), "{out}");
+
+    let target = Store::open(&StoreLocation::Postgres(url.clone()))
+        .await
+        .unwrap();
+    let run = target.run("run_0000").await.unwrap().unwrap();
+    assert_eq!(
+        (run.status.as_str(), run.cancel_requested, run.inputs()),
+        ("running", true, json!({"n": 1, "text": "héllo"}))
+    );
+    assert_eq!(target.logs("run_0000", None).await.unwrap().len(), 700);
+    assert!(target.user("bob").await.unwrap().unwrap().disabled);
+    let token = target.presented_token("h1").await.unwrap().unwrap();
+    assert_eq!((token.id.as_str(), token.user_disabled), ("t1", Some(true)));
+    assert_eq!(target.approvals("pending").await.unwrap().len(), 1);
+    assert_eq!(
+        target
+            .connection("con_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .mcp_allowed_tools,
+        ["search"]
+    );
+    assert!(
+        !target
+            .claim_receipt("composio:x", "msg_1", T0 + 1, 1_000)
+            .await
+            .unwrap(),
+        "still seen"
+    );
+    // New rows continue after the copied ones.
+    target
+        .insert_run(&new_run("run_new", "alpha", "manual", T0 + 5_000))
+        .await
+        .unwrap();
+    let newest = target.run("run_new").await.unwrap().unwrap();
+    assert!(newest.seq > target.run("run_1199").await.unwrap().unwrap().seq);
+    let ids = target.insert_logs(&logs[..1]).await.unwrap();
+    assert!(ids[0] > 700, "{ids:?}");
+    target.close().await;
+
+    let (ok, _, err) = floom(&["store", "copy", "--to", &url], &[]);
+    assert!(!ok && err.contains("not empty"), "{err}");
+    let (ok, _, err) = floom(&["store", "copy", "--to", "mysql://db/floom"], &[]);
+    assert!(!ok && err.contains("postgres"), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args(["store", "copy", "--to", &url, "--data-dir"])
+        .arg(empty.path())
+        .env_remove("FLOOM_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to copy"));
+
+    // The other commands follow FLOOM_DATABASE_URL.
+    let (ok, out, err) = floom(&["users", "list"], &[("FLOOM_DATABASE_URL", &url)]);
+    assert!(ok, "{err}");
+    assert!(out.contains("bob\tmember\tdisabled"), "{out}");
+}
