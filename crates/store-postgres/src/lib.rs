@@ -4,6 +4,13 @@
 //! `migrations/store-postgres/` (this crate's `sqlx.toml` names the variable, so that
 //! the main crate's SQLite checks and these never meet); `.sqlx/` here holds them for
 //! offline builds.
+//!
+//! sqlx keys its offline cache by the hash of a query's text, and `scripts/sqlx-prepare`
+//! describes both halves in one build: so no query here has the very same text as one of
+//! the SQLite half. Where the dialects agree, the PostgreSQL text says what PostgreSQL
+//! knows anyway (no `: i64`/`: bool` overrides on `BIGINT` and `BOOLEAN` columns) or
+//! what it needs (`COLLATE "C"` for SQLite's byte order). A clash shows as a failed
+//! offline build at the end of the script.
 
 mod approvals;
 mod connections;
