@@ -70,6 +70,7 @@ on_both_backends!(
     runs_are_queued_claimed_finished_and_listed,
     runs_keep_logs_artifacts_tokens_and_tool_calls,
     concurrent_claims_take_each_run_once,
+    retries_wait_for_their_time_and_are_queued_with_the_failure,
     approvals_are_decided_once,
     users_sessions_and_magic_links,
     tokens_are_listed_checked_rotated_and_revoked,
@@ -79,6 +80,8 @@ on_both_backends!(
 );
 
 const T0: i64 = 1_780_000_000_000_000;
+/// A "now" after every run the tests make, so that none waits for its time.
+const LATER: i64 = T0 + 86_400_000_000;
 
 fn at(us: i64) -> String {
     floom::workspace::issue_file::iso_timestamp(
@@ -103,6 +106,7 @@ fn new_run(id: &str, worker: &str, source: &str, created_ts: i64) -> NewRun {
         trace_id: format!("trace-{id}"),
         parent_run_id: None,
         call_depth: 0,
+        not_before_ts: None,
     }
 }
 
@@ -130,18 +134,21 @@ async fn runs_are_queued_claimed_finished_and_listed(s: &Arc<Store>) {
     assert!(s.run("run_nope").await.unwrap().is_none());
     assert_eq!(s.child_run_count("run_a").await.unwrap(), 1);
     let b = s.run("run_b").await.unwrap().unwrap();
-    assert_eq!(s.queue_position(b.seq).await.unwrap(), 2);
+    assert_eq!(s.queue_position(b.seq, LATER).await.unwrap(), 2);
     assert_eq!(s.live_run_counts().await.unwrap(), (0, 4));
 
     // Claimed oldest first; a claimed run is running and started.
     let started = at(T0 + 10_000_000);
-    let first = s.claim_next(&started).await.unwrap().unwrap();
+    let first = s.claim_next(&started, LATER).await.unwrap().unwrap();
     assert_eq!(
         (first.id.as_str(), first.status.as_str()),
         ("run_a", "running")
     );
     assert_eq!(first.started_at.as_deref(), Some(started.as_str()));
-    assert_eq!(s.claim_next(&started).await.unwrap().unwrap().id, "run_b");
+    assert_eq!(
+        s.claim_next(&started, LATER).await.unwrap().unwrap().id,
+        "run_b"
+    );
     assert_eq!(s.live_run_counts().await.unwrap(), (2, 2));
     let interrupted: Vec<_> = s
         .interrupted_runs()
@@ -159,12 +166,12 @@ async fn runs_are_queued_claimed_finished_and_listed(s: &Arc<Store>) {
         ..RunEnd::default()
     };
     assert!(
-        s.finish_run("run_a", &end, &at(T0 + 12_500_000))
+        s.finish_run("run_a", &end, &at(T0 + 12_500_000), None)
             .await
             .unwrap()
     );
     assert!(
-        !s.finish_run("run_a", &end, &at(T0 + 13_000_000))
+        !s.finish_run("run_a", &end, &at(T0 + 13_000_000), None)
             .await
             .unwrap()
     );
@@ -182,7 +189,7 @@ async fn runs_are_queued_claimed_finished_and_listed(s: &Arc<Store>) {
         ..RunEnd::default()
     };
     assert!(
-        s.finish_run("run_b", &pause, &at(T0 + 11_000_000))
+        s.finish_run("run_b", &pause, &at(T0 + 11_000_000), None)
             .await
             .unwrap()
     );
@@ -403,7 +410,7 @@ async fn runs_keep_logs_artifacts_tokens_and_tool_calls(s: &Arc<Store>) {
         None,
         "queued"
     );
-    s.claim_next(&at(T0)).await.unwrap().unwrap();
+    s.claim_next(&at(T0), LATER).await.unwrap().unwrap();
     assert_eq!(
         s.running_run_of_token("hash-1").await.unwrap().as_deref(),
         Some("run_l")
@@ -446,7 +453,7 @@ async fn concurrent_claims_take_each_run_once(s: &Arc<Store>) {
             let store = s.clone();
             tokio::spawn(async move {
                 let mut mine = Vec::new();
-                while let Some(run) = store.claim_next(&at(T0)).await.unwrap() {
+                while let Some(run) = store.claim_next(&at(T0), LATER).await.unwrap() {
                     mine.push(run.id);
                 }
                 mine
@@ -460,6 +467,76 @@ async fn concurrent_claims_take_each_run_once(s: &Arc<Store>) {
     claimed.sort();
     let expected: Vec<_> = (0..40).map(|i| format!("run_{i:02}")).collect();
     assert_eq!(claimed, expected, "every run claimed exactly once");
+}
+
+async fn retries_wait_for_their_time_and_are_queued_with_the_failure(s: &Arc<Store>) {
+    let mut waiting = new_run("run_w", "alpha", "retry", T0);
+    waiting.not_before_ts = Some(T0 + 60_000_000);
+    s.insert_run(&waiting).await.unwrap();
+    s.insert_run(&new_run("run_n", "alpha", "manual", T0 + 1))
+        .await
+        .unwrap();
+    assert_eq!(s.next_waiting(T0).await.unwrap(), Some(T0 + 60_000_000));
+    let n = s.run("run_n").await.unwrap().unwrap();
+    assert_eq!(
+        s.queue_position(n.seq, T0).await.unwrap(),
+        1,
+        "the waiting run is not ahead"
+    );
+    // Before its time the waiting run is passed over; after it, claimed.
+    let first = s.claim_next(&at(T0), T0).await.unwrap().unwrap();
+    assert_eq!(first.id, "run_n");
+    assert!(
+        s.claim_next(&at(T0), T0 + 59_999_999)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let due = s
+        .claim_next(&at(T0), T0 + 60_000_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (due.id.as_str(), due.not_before_ts),
+        ("run_w", Some(T0 + 60_000_000))
+    );
+    assert_eq!(s.next_waiting(T0).await.unwrap(), None);
+
+    // A failure and its retry land together; a run no longer running queues nothing.
+    let failed = RunEnd {
+        status: "failed".into(),
+        error_code: Some("worker_error".into()),
+        ..RunEnd::default()
+    };
+    let mut retry = new_run("run_r", "alpha", "retry", T0 + 2);
+    retry.retry_of_run_id = Some("run_n".into());
+    retry.retry_attempt = 1;
+    assert!(
+        s.finish_run("run_n", &failed, &at(T0 + 5), Some(&retry))
+            .await
+            .unwrap()
+    );
+    let r = s.run("run_r").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            r.status.as_str(),
+            r.retry_attempt,
+            r.retry_of_run_id.as_deref()
+        ),
+        ("queued", 1, Some("run_n"))
+    );
+    let mut again = new_run("run_r2", "alpha", "retry", T0 + 3);
+    again.retry_attempt = 2;
+    assert!(
+        !s.finish_run("run_n", &failed, &at(T0 + 6), Some(&again))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.run("run_r2").await.unwrap().is_none(),
+        "no retry for a run already ended"
+    );
 }
 
 fn approval(id: &str, run: &str, created_at: &str, expires_ts: i64) -> ApprovalRecord {
@@ -991,7 +1068,7 @@ async fn store_copy_moves_a_sqlite_store_into_postgres() {
             .await
             .unwrap();
     }
-    source.claim_next(&at(T0)).await.unwrap();
+    source.claim_next(&at(T0), LATER).await.unwrap();
     source.request_cancel("run_0000").await.unwrap();
     let logs: Vec<_> = (0..700)
         .map(|i| {

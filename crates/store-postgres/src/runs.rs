@@ -10,7 +10,7 @@ use super::PostgresStore;
 const RUN_COLUMNS: &str = "seq, id, worker_id, worker_name, status, trigger_source, trigger_ref,
     runner, input_json, output_json, approval_status, error, error_raw, error_code, created_at,
     created_ts, started_at, completed_at, duration_ms, cancel_requested, retry_of_run_id,
-    retry_attempt, total_tokens, triggered_by, trace_id, parent_run_id, call_depth";
+    retry_attempt, total_tokens, triggered_by, trace_id, parent_run_id, call_depth, not_before_ts";
 
 /// A compile-checked query of whole [`RunRecord`]s: `<before> <the columns> <after>`.
 /// The columns carry their nullability, as in the SQLite half.
@@ -31,7 +31,7 @@ macro_rules! query_runs {
                 retry_of_run_id AS "retry_of_run_id?", retry_attempt AS "retry_attempt!",
                 total_tokens AS "total_tokens?", triggered_by AS "triggered_by?",
                 trace_id AS "trace_id!", parent_run_id AS "parent_run_id?",
-                call_depth AS "call_depth!" "#
+                call_depth AS "call_depth!", not_before_ts AS "not_before_ts?" "#
                 + $after
             $(, $arg)*
         )
@@ -93,35 +93,44 @@ impl<'a> Conditions<'a> {
     }
 }
 
+/// Insert a queued run, through the pool or inside a transaction.
+async fn insert_run<'e>(
+    ex: impl sqlx::Executor<'e, Database = Postgres>,
+    r: &NewRun,
+) -> sqlx::Result<()> {
+    let inputs = r.inputs.to_string();
+    let hidden = !VISIBLE_SOURCES.contains(&r.trigger_source.as_str());
+    sqlx::query!(
+        "INSERT INTO runs (id, worker_id, worker_name, status, trigger_source, trigger_ref,
+            runner, input_json, created_at, created_ts, retry_of_run_id, retry_attempt,
+            triggered_by, trace_id, hidden, parent_run_id, call_depth, not_before_ts)
+         VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        r.id,
+        r.worker_id,
+        r.worker_name,
+        r.trigger_source,
+        r.trigger_ref,
+        r.runner,
+        inputs,
+        r.created_at,
+        r.created_ts,
+        r.retry_of_run_id,
+        r.retry_attempt,
+        r.triggered_by,
+        r.trace_id,
+        hidden,
+        r.parent_run_id,
+        r.call_depth,
+        r.not_before_ts
+    )
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
 impl PostgresStore {
     pub async fn insert_run(&self, r: &NewRun) -> sqlx::Result<()> {
-        let inputs = r.inputs.to_string();
-        let hidden = !VISIBLE_SOURCES.contains(&r.trigger_source.as_str());
-        sqlx::query!(
-            "INSERT INTO runs (id, worker_id, worker_name, status, trigger_source, trigger_ref,
-                runner, input_json, created_at, created_ts, retry_of_run_id, retry_attempt,
-                triggered_by, trace_id, hidden, parent_run_id, call_depth)
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            r.id,
-            r.worker_id,
-            r.worker_name,
-            r.trigger_source,
-            r.trigger_ref,
-            r.runner,
-            inputs,
-            r.created_at,
-            r.created_ts,
-            r.retry_of_run_id,
-            r.retry_attempt,
-            r.triggered_by,
-            r.trace_id,
-            hidden,
-            r.parent_run_id,
-            r.call_depth
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        insert_run(&self.pool, r).await
     }
 
     /// How many runs `parent` started through its worker's `calls:`.
@@ -140,18 +149,33 @@ impl PostgresStore {
             .await
     }
 
-    /// The oldest queued run, now marked running. Servers sharing the database claim
+    /// The oldest queued run that may start at `now_us`, now marked running. Servers sharing the database claim
     /// different runs: a row another transaction is claiming is skipped, not waited for.
-    pub async fn claim_next(&self, started_at: &str) -> sqlx::Result<Option<RunRecord>> {
+    pub async fn claim_next(
+        &self,
+        started_at: &str,
+        now_us: i64,
+    ) -> sqlx::Result<Option<RunRecord>> {
         query_runs!(
             "UPDATE runs SET status = 'running', started_at = $1
-             WHERE seq = (SELECT seq FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1
-                          FOR UPDATE SKIP LOCKED)
+             WHERE seq = (SELECT seq FROM runs WHERE status = 'queued'
+                          AND (not_before_ts IS NULL OR not_before_ts <= $2)
+                          ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
              RETURNING",
             "",
-            started_at
+            started_at,
+            now_us
         )
         .fetch_optional(&self.pool)
+        .await
+    }
+
+    pub async fn next_waiting(&self, now_us: i64) -> sqlx::Result<Option<i64>> {
+        sqlx::query_scalar!(
+            "SELECT MIN(not_before_ts) FROM runs WHERE status = 'queued' AND not_before_ts > $1",
+            now_us
+        )
+        .fetch_one(&self.pool)
         .await
     }
 
@@ -161,7 +185,9 @@ impl PostgresStore {
         id: &str,
         end: &RunEnd,
         completed_at: &str,
+        then: Option<&NewRun>,
     ) -> sqlx::Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let outputs = end.outputs.as_ref().map(Value::to_string);
         let done = sqlx::query!(
             "UPDATE runs SET status = $1, output_json = COALESCE($2, output_json), error = $3,
@@ -181,9 +207,14 @@ impl PostgresStore {
             completed_at,
             id
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        let finished = done.rows_affected() > 0;
+        if finished && let Some(r) = then {
+            insert_run(&mut *tx, r).await?;
+        }
+        tx.commit().await?;
+        Ok(finished)
     }
 
     /// Move a run from one status to another, with an error; false when it was not in `from`.
@@ -244,10 +275,12 @@ impl PostgresStore {
     }
 
     /// 1-based place in the queue of a queued run.
-    pub async fn queue_position(&self, seq: i64) -> sqlx::Result<i64> {
+    pub async fn queue_position(&self, seq: i64, now_us: i64) -> sqlx::Result<i64> {
         let n: i64 = sqlx::query_scalar!(
-            r#"SELECT COUNT(*) AS "n!" FROM runs WHERE status = 'queued' AND seq < $1"#,
-            seq
+            r#"SELECT COUNT(*) AS "n!" FROM runs WHERE status = 'queued' AND seq < $1
+               AND (not_before_ts IS NULL OR not_before_ts <= $2)"#,
+            seq,
+            now_us
         )
         .fetch_one(&self.pool)
         .await?;
