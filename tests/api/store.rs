@@ -1197,3 +1197,69 @@ async fn store_copy_moves_a_sqlite_store_into_postgres() {
     assert!(ok, "{err}");
     assert!(out.contains("bob\tmember\tdisabled"), "{out}");
 }
+
+/// The whole server over a PostgreSQL store: a run pauses for approval, is approved and
+/// its follow-up completes; a second server on the same database (runs off, its own
+/// data folder) sees the same runs and approvals and accepts a session made on the
+/// first, and a decision cannot be taken twice across the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_a_postgresql_store() {
+    use crate::common::TestApp;
+    use crate::runs::{settle, start};
+    use axum::http::{Method, StatusCode};
+
+    let url = super::pg::fresh_database().await;
+    let at = StoreLocation::Postgres(url);
+    let a = {
+        let at = at.clone();
+        TestApp::with(move |c| c.paths.store = at).await
+    };
+    let b = TestApp::with(move |c| {
+        c.paths.store = at;
+        c.runs.execute = floom::config::Switch::Off;
+    })
+    .await;
+
+    let first = start(
+        &a,
+        "send-digest",
+        json!({"recipient": "team@example.com", "note": "weekly"}),
+    )
+    .await;
+    let run = settle(&a, &first).await;
+    assert_eq!(run["status"], "pending_approval", "{run}");
+    let seen = b.get(&format!("/runs/{first}")).await;
+    assert_eq!(
+        (seen.status, seen.body["status"].clone()),
+        (StatusCode::OK, json!("pending_approval"))
+    );
+    assert_eq!(b.get("/approvals/count").await.body, json!({"pending": 1}));
+
+    let r = a
+        .post(&format!("/runs/{first}/approve"), json!({"reason": "fine"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let follow_up = r.body["run_id"].as_str().unwrap().to_string();
+    assert_eq!(settle(&a, &follow_up).await["status"], "completed");
+    let again = b.post(&format!("/runs/{first}/approve"), json!({})).await;
+    assert_eq!(
+        again.status,
+        StatusCode::CONFLICT,
+        "decided once, on either server"
+    );
+    let listed = b.get("/runs").await.body;
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let original = b.get(&format!("/runs/{first}")).await.body;
+    assert_eq!(original["approval_trail"]["reason"], "fine");
+
+    a.add_user("ada", "member").await;
+    let cookie = a.session_cookie("ada").await;
+    let me = b
+        .send(Method::GET, "/auth/me", None, &[("cookie", &cookie)])
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "{:?}", me.body);
+    assert_eq!(
+        (me.body["user_id"].as_str(), me.body["auth_method"].as_str()),
+        (Some("ada"), Some("session"))
+    );
+}
