@@ -955,6 +955,89 @@ async fn bench_runs(n_runs: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     state.index.close().await;
 }
 
+/// The run rows again over a PostgreSQL store (`FLOOM_BENCH_DATABASE_URL`, an empty
+/// database): trigger to completed without the sandbox, then `n_runs` runs written
+/// straight into its table and the same run lists as on SQLite.
+async fn bench_runs_postgres(url: &str, n_runs: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
+    let mut row = table(rows, format!("{n_runs} runs, PostgreSQL"));
+    let mut config = Config::under(dir);
+    config.paths.store = floom::config::StoreLocation::Postgres(url.to_string());
+    config.runs.sandbox = floom::config::SandboxMode::Off;
+    let state = AppState::open(config.clone(), &|_, _| {}).await.unwrap();
+    let w = config.paths.workers.join("trivial");
+    std::fs::create_dir_all(&w).unwrap();
+    std::fs::write(w.join("run.py"), TRIVIAL).unwrap();
+    std::fs::write(
+        w.join("worker.yml"),
+        "schema_version: \"0.3\"\nname: trivial\ntitle: Trivial\nversion: 1.0.0\nexec:\n  entry: run.py\n",
+    )
+    .unwrap();
+    state.index.reconcile_workers(true).await.unwrap();
+    let (base, times) = serve_recorded(&state).await;
+    trigger_to_completed(&base, 3).await;
+    let lat = trigger_to_completed(&base, 40).await;
+    let n = lat.len();
+    row(
+        "trivial worker, trigger to completed, no sandbox",
+        Some(stats(lat, Duration::from_secs(1))),
+        None,
+        None,
+        format!("{n} runs, one at a time"),
+    );
+    let t = Instant::now();
+    {
+        use sqlx::Connection;
+        let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        let statuses = ["completed", "completed", "completed", "failed", "cancelled"];
+        for i in 0..n_runs {
+            let ts = 1_780_000_000_000_000i64 + i as i64 * 1_000_000;
+            let at = chrono::DateTime::from_timestamp_micros(ts)
+                .unwrap()
+                .to_rfc3339();
+            sqlx::query(
+                "INSERT INTO runs (id, worker_id, worker_name, status, trigger_source, runner, input_json,
+                    output_json, created_at, created_ts, started_at, completed_at, duration_ms, trace_id)
+                 VALUES ($1, $2, $3, $4, 'manual', 'e2b', '{\"q\":1}', '{\"ok\":true}', $5, $6, $7, $8, 120, 'trace')",
+            )
+            .bind(format!("run_{i:012x}"))
+            .bind(format!("worker-{:02}", i % 50))
+            .bind(format!("Worker {}", i % 50))
+            .bind(statuses[(i % 5) as usize])
+            .bind(&at)
+            .bind(ts)
+            .bind(&at)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+        sqlx::query("ANALYZE runs").execute(&mut db).await.unwrap();
+    }
+    eprintln!(
+        "[runs, PostgreSQL] {n_runs} runs written in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    for (label, query) in [
+        ("GET /runs (newest 50)", ""),
+        ("GET /runs?worker_id=…", "?worker_id=worker-07"),
+        ("GET /runs?status=failed", "?status=failed"),
+    ] {
+        let b = base.clone();
+        let q = query.to_string();
+        let (c, s) = load(&times, CONCURRENCY, secs, move |c, _| {
+            c.get(format!("{b}/runs{q}"))
+        })
+        .await;
+        let note = format!("{:.0} req/s, X-Total-Count included", c.rps);
+        row(label, Some(c), Some(s), None, note);
+    }
+    state.engine.shutdown().await;
+    state.index.close().await;
+    state.store.close().await;
+}
+
 /// `git` in `dir`, as a user would run it.
 fn git(dir: &Path, args: &[&str]) {
     let out = std::process::Command::new("git")
@@ -1126,6 +1209,18 @@ fn main() {
     let runs_dir = tempfile::tempdir().unwrap();
     if runs > 0 {
         rt.block_on(bench_runs(runs, secs, &mut rows, runs_dir.path()));
+    }
+    if let Ok(url) = std::env::var("FLOOM_BENCH_DATABASE_URL")
+        && runs > 0
+    {
+        let pg_dir = tempfile::tempdir().unwrap();
+        rt.block_on(bench_runs_postgres(
+            &url,
+            runs,
+            secs,
+            &mut rows,
+            pg_dir.path(),
+        ));
     }
     let replicas_dir = tempfile::tempdir().unwrap();
     if std::env::var("FLOOM_BENCH_REPLICAS").map_or(true, |v| v != "0") {
