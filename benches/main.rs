@@ -11,7 +11,9 @@
 //! `floom relayout` (default: the largest of the sizes; 0 skips them).
 //! `FLOOM_BENCH_GIT_CACHE_MB` sets libgit2's object cache after floom bounds it (256 is
 //! libgit2's default), to measure what the bound does. `FLOOM_BENCH_REPLICAS=0` skips the
-//! rows of servers sharing a git remote.
+//! rows of servers sharing a git remote. `FLOOM_BENCH_SOAK` is the length in seconds of
+//! a soak of writes at each size (default 0: none), resident memory sampled every
+//! second (the samples go to stderr).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -360,6 +362,21 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
         Some(t.elapsed()),
         String::new(),
     );
+    // The start-up reconcile alone, again and again: its spread on a loaded machine.
+    let mut lat = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        state.index.reconcile(&|_, _| {}).await.unwrap();
+        lat.push(t.elapsed());
+    }
+    let (best, worst) = (*lat.iter().min().unwrap(), *lat.iter().max().unwrap());
+    row(
+        "warm reconcile (index up to date), 5 times",
+        None,
+        None,
+        Some(stats(lat, Duration::from_secs(1)).p50),
+        format!("median; best {}, worst {}", ms(best), ms(worst)),
+    );
     let _watch = watcher::spawn(state.index.clone()).unwrap();
     let (base, times) = serve_recorded(&state).await;
 
@@ -453,9 +470,10 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
         None,
         None,
         format!(
-            "{:.0} MB after {writes} writes ({rss_before_writes:.0} MB before them; whole bench process); libgit2 object cache {}",
+            "{:.0} MB after {writes} writes ({rss_before_writes:.0} MB before them; whole bench process); libgit2 object cache {}; {}",
             rss_mb(),
-            git_cache()
+            git_cache(),
+            heap_note()
         ),
     );
 
@@ -520,6 +538,16 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
         Some(naive),
         format!("floom (server p50) is {ratio:.0}x faster"),
     );
+    let soak_secs: f64 = std::env::var("FLOOM_BENCH_SOAK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    let mut writes = writes;
+    if soak_secs > 0.0 {
+        let (done, note) = soak(&base, n, soak_secs).await;
+        writes += done;
+        row("soak: writes, RSS every second", None, None, None, note);
+    }
     state.issues.workspace.flush_git_index().await.unwrap();
     row(
         ".git after the writes",
@@ -529,6 +557,97 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
         git_size_note(ws.root(), writes),
     );
     state.index.close().await;
+}
+
+/// Creates and comments, one client, for `secs`, with the process's resident memory
+/// sampled every second; a note with the samples' shape, and the writes done.
+async fn soak(base: &str, n: u64, secs: f64) -> (usize, String) {
+    let client = reqwest::Client::new();
+    let samples: Arc<Mutex<Vec<(f64, usize, f64)>>> = Arc::default();
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    let sampler = {
+        let (samples, writes) = (samples.clone(), writes.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            while Instant::now() < until {
+                tick.tick().await;
+                let w = writes.load(std::sync::atomic::Ordering::Relaxed);
+                let s = (start.elapsed().as_secs_f64(), w, rss_mb());
+                eprintln!("[soak] {:.0}s {} writes {:.1} MB", s.0, s.1, s.2);
+                samples.lock().unwrap().push(s);
+            }
+        })
+    };
+    let mut i = 0u64;
+    while Instant::now() < until {
+        let req = if i.is_multiple_of(2) {
+            client
+                .post(format!("{base}/workspace/issues"))
+                .json(&serde_json::json!({"title": format!("soak {i}"), "labels": ["soak"]}))
+        } else {
+            client
+                .post(format!(
+                    "{base}/workspace/issues/{}/comments",
+                    layout::format_id(1 + (i * 7919) % n)
+                ))
+                .json(&serde_json::json!({"body": format!("soak comment {i}")}))
+        };
+        let res = req.send().await.unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+        res.bytes().await.unwrap();
+        writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        i += 1;
+    }
+    sampler.await.unwrap();
+    let samples = samples.lock().unwrap().clone();
+    let done = writes.load(std::sync::atomic::Ordering::Relaxed);
+    // After warm-up: the second half, where a leak shows as a slope.
+    let half = &samples[samples.len() / 2..];
+    let (first, last) = (half[0], half[half.len() - 1]);
+    let per_k = if last.1 > first.1 {
+        (last.2 - first.2) * 1024.0 / ((last.1 - first.1) as f64 / 1000.0)
+    } else {
+        0.0
+    };
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].2;
+    let max = samples.iter().map(|s| s.2).fold(0.0, f64::max);
+    (
+        done,
+        format!(
+            "{done} writes in {secs:.0} s; RSS {:.0} / {:.0} / {:.0} / {:.0} MB at 0/25/50/100 %, max {max:.0} MB; second half {per_k:+.0} KB per 1000 writes; {}",
+            at(0.0),
+            at(0.25),
+            at(0.5),
+            at(1.0),
+            heap_note()
+        ),
+    )
+}
+
+/// glibc's view of the heap: bytes in use, bytes free but kept, and the file-backed
+/// part of the resident set (mapped packs, SQLite's shared memory).
+fn heap_note() -> String {
+    // SAFETY: mallinfo2 reads glibc's counters.
+    let m = unsafe { libc::mallinfo2() };
+    let mb = |b: usize| b as f64 / 1048576.0;
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    format!(
+        "malloc: {:.0} MB in use, {:.0} MB free in its arenas, {:.0} MB mmapped; RSS anon {:.0} MB, file {:.0} MB",
+        mb(m.uordblks + m.hblkhd),
+        mb(m.fordblks),
+        mb(m.hblkhd),
+        field("Rss_Anon:") ,
+        field("Rss_File:"),
+    )
 }
 
 /// `.git`'s size and loose objects now, then packed by `git gc` (what it would be if
@@ -640,15 +759,30 @@ async fn bench_upstream(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
             .unwrap()
             .expect("flat files to move");
             drop(repo);
+            let committed = t.elapsed();
             ws.flush_git_index().await.unwrap();
+            let staged = t.elapsed();
             state.index.reconcile(&|_, _| {}).await.unwrap();
             row(
                 "floom relayout (commit, move, git index, re-index)",
                 None,
                 None,
                 Some(t.elapsed()),
-                format!("{} issues, {} files moved", moved.issues, moved.files),
+                format!(
+                    "{} issues, {} files moved; commit and move {:.1} s, git index {:.1} s, re-index {:.1} s",
+                    moved.issues,
+                    moved.files,
+                    committed.as_secs_f64(),
+                    (staged - committed).as_secs_f64(),
+                    (t.elapsed() - staged).as_secs_f64()
+                ),
             );
+            let status = std::process::Command::new("git")
+                .args(["status", "--porcelain"])
+                .current_dir(ws.root())
+                .output()
+                .unwrap();
+            assert!(status.stdout.is_empty(), "git status after relayout");
         }
         let b = base.clone();
         let (c, s) = load(&times, 1, secs, move |c, i| {
