@@ -158,3 +158,98 @@ pub fn relayout(repo: &mut Repo, progress: &dyn Fn(usize, usize)) -> anyhow::Res
         commit,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `n` issues flat in `.floom/issues`, committed by git as upstream's tools would,
+    /// then a second commit editing ISSUE-0001.
+    fn flat_workspace(dir: &Path, n: u64) -> Repo {
+        let repo = Repo::open_or_init(dir, None).unwrap();
+        std::fs::create_dir_all(dir.join(layout::ISSUES_DIR)).unwrap();
+        for num in 1..=n {
+            let flat = &layout::canonical_paths(num)[0];
+            std::fs::write(dir.join(flat), format!("---\ntitle: issue {num}\n---\n\nbody\n"))
+                .unwrap();
+        }
+        std::fs::write(
+            dir.join(layout::comments_path(&layout::canonical_paths(1)[0])),
+            "{\"id\": \"c1\", \"body\": \"hi\"}\n",
+        )
+        .unwrap();
+        git(dir, &["add", "-A"]);
+        git(dir, &["commit", "-qm", "issues: create upstream issues"]);
+        let one = dir.join(&layout::canonical_paths(1)[0]);
+        std::fs::write(&one, "---\ntitle: issue 1\n---\n\nbody, edited\n").unwrap();
+        git(dir, &["commit", "-qam", "issues: update ISSUE-0001"]);
+        repo
+    }
+
+    #[test]
+    fn the_git_index_follows_a_relayout_in_one_pass_and_history_follows_the_move() {
+        let dir = tempfile::tempdir().unwrap();
+        // Enough files for the one-pass rewrite of the git index.
+        let mut repo = flat_workspace(dir.path(), 600);
+        let moved = relayout(&mut repo, &|_, _| {}).unwrap().expect("files to move");
+        assert_eq!((moved.issues, moved.files), (600, 601));
+        repo.stager().flush().unwrap();
+
+        assert_eq!(git(dir.path(), &["status", "--porcelain"]), "", "clean");
+        assert_eq!(
+            git(dir.path(), &["diff", "--cached", "--name-only"]),
+            "",
+            "the git index is HEAD"
+        );
+        // The moved entries carry their files' stat, so `git status` need not read
+        // 100k files to trust them.
+        let mut index = repo.git().index().unwrap();
+        index.read(true).unwrap();
+        let entry = index
+            .get_path(Path::new(&layout::new_issue_path(600)), 0)
+            .unwrap();
+        let meta = std::fs::metadata(dir.path().join(layout::new_issue_path(600))).unwrap();
+        assert_eq!(entry.file_size as u64, meta.len());
+        assert_ne!(entry.mtime.seconds(), 0);
+        assert!(
+            index
+                .get_path(Path::new(&layout::canonical_paths(600)[0]), 0)
+                .is_none(),
+            "the flat path left the git index"
+        );
+
+        let one = [
+            layout::canonical_paths(1)[0].clone(),
+            layout::new_issue_path(1),
+        ];
+        let commits = super::super::git::history(repo.git(), &one, 10).unwrap();
+        let messages: Vec<&str> = commits.iter().map(|c| c.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "issues: relayout 600 issues into fan-out folders",
+                "issues: update ISSUE-0001",
+                "issues: create upstream issues"
+            ]
+        );
+        let follow = git(
+            dir.path(),
+            &["log", "--follow", "--format=%s", "--", &layout::new_issue_path(1)],
+        );
+        assert_eq!(follow.lines().count(), 3, "{follow}");
+    }
+}

@@ -8,7 +8,7 @@
 //! milliseconds later, many writes at a time. The paths waiting are also kept in
 //! `.git/floom-unstaged`, so a crash loses none: the next start stages them first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use git2::{IndexEntry, IndexTime, Repository};
+use git2::{Index, IndexEntry, IndexTime, ObjectType, Oid, Repository, Tree};
+
+use super::git::blob_oid;
 
 const LIST: &str = "floom-unstaged";
 /// Non-empty while a flush writes the git index: if it is non-empty at start, that
@@ -29,6 +31,11 @@ const COALESCE: Duration = Duration::from_millis(10);
 const PACE: u32 = 3;
 /// Pause before trying again when the index is locked by someone else.
 const RETRY: Duration = Duration::from_millis(500);
+/// A flush of at least this many paths, and at least an eighth of the index's entries,
+/// rebuilds the index in one pass ([`Stager::stage_in_one_pass`]): a relayout, a
+/// large pull, paths a crash left unstaged.
+const BULK_MIN: usize = 256;
+const BULK_SHARE: usize = 8;
 
 pub struct Stager {
     workdir: PathBuf,
@@ -176,7 +183,32 @@ impl Stager {
         let mut index = repo.index()?;
         index.read(false)?;
         let tree = repo.head()?.peel_to_tree()?;
-        for (path, _) in &snapshot {
+        let paths: Vec<&str> = snapshot.iter().map(|(p, _)| p.as_str()).collect();
+        if paths.len() >= BULK_MIN && paths.len() * BULK_SHARE >= index.len() {
+            self.stage_in_one_pass(&mut index, &tree, &paths)?;
+        } else {
+            self.stage_each(&mut index, &tree, &paths)?;
+        }
+        // Written in place (no new inode); see WRITING.
+        std::fs::write(&self.writing_path, b"1")?;
+        let written = index.write();
+        std::fs::write(&self.writing_path, b"")?;
+        written?;
+        self.last_flush_us
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let mut guard = self.pending.lock().expect("stager state");
+        for (path, seq) in snapshot {
+            if guard.1.get(&path) == Some(&seq) {
+                guard.1.remove(&path);
+            }
+        }
+        self.forget_staged(&guard.1)
+    }
+
+    /// Stage `paths` one by one. Each insert or removal shifts the index's sorted
+    /// entry array, which is cheap for the few paths of a burst of writes.
+    fn stage_each(&self, index: &mut Index, tree: &Tree<'_>, paths: &[&str]) -> anyhow::Result<()> {
+        for path in paths {
             // Gone from HEAD: a commit of ours removed it (unstage it, the file is gone
             // too), or someone checked out another commit (theirs to stage).
             let Ok(entry) = tree.get_path(Path::new(path)) else {
@@ -193,35 +225,206 @@ impl Stager {
                 .ok()
                 .and_then(|()| index.get_path(Path::new(path), 0));
             if staged.is_none_or(|e| e.id != entry.id()) {
-                index.add(&IndexEntry {
-                    ctime: IndexTime::new(0, 0),
-                    mtime: IndexTime::new(0, 0),
-                    dev: 0,
-                    ino: 0,
-                    mode: 0o100644,
-                    uid: 0,
-                    gid: 0,
-                    file_size: 0,
-                    id: entry.id(),
-                    flags: path.len().min(0xfff) as u16,
-                    flags_extended: 0,
-                    path: path.as_bytes().to_vec(),
-                })?;
+                index.add(&unstatted_entry(path, entry.id(), 0o100644))?;
             }
         }
-        // Written in place (no new inode); see WRITING.
-        std::fs::write(&self.writing_path, b"1")?;
-        let written = index.write();
-        std::fs::write(&self.writing_path, b"")?;
-        written?;
-        self.last_flush_us
-            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        let mut guard = self.pending.lock().expect("stager state");
-        for (path, seq) in snapshot {
-            if guard.1.get(&path) == Some(&seq) {
-                guard.1.remove(&path);
+        Ok(())
+    }
+
+    /// Stage `paths` by building the index's whole entry list once, sorted, and
+    /// loading it in order (each entry then lands at the end: nothing shifts).
+    /// Path by path, a relayout's 200k paths at 100k entries shifted the array 200k
+    /// times. Entries of other paths are carried over as they are (stat, flags,
+    /// conflict stages: someone's `git add` stays staged); the tree cache and
+    /// resolve-undo extensions are dropped, and git rebuilds them as it needs.
+    fn stage_in_one_pass(
+        &self,
+        index: &mut Index,
+        tree: &Tree<'_>,
+        paths: &[&str],
+    ) -> anyhow::Result<()> {
+        // Entries whose file changed in the same instant the index was last written
+        // look clean by their stat ("racily clean"). libgit2 re-checks those when it
+        // writes, except for entries added since the read, which all of them are
+        // here: so give them an empty size, which makes git look at their content.
+        let stamp = index
+            .path()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| (d.as_secs() as i32, d.subsec_nanos()));
+        let mut replaced: HashSet<&[u8]> = HashSet::with_capacity(paths.len());
+        let mut from_head = Vec::with_capacity(paths.len());
+        for path in paths {
+            match tree.get_path(Path::new(path)) {
+                Ok(e) if e.kind() == Some(ObjectType::Blob) => {
+                    replaced.insert(path.as_bytes());
+                    from_head.push((*path, e.id(), e.filemode() as u32));
+                }
+                // As in `stage_each`: ours removed it, or it is someone else's.
+                _ if !self.workdir.join(path).exists() => {
+                    replaced.insert(path.as_bytes());
+                }
+                _ => {}
             }
         }
-        self.forget_staged(&guard.1)
+        let mut entries: Vec<IndexEntry> = index
+            .iter()
+            .filter(|e| !replaced.contains(e.path.as_slice()))
+            .map(|mut e| {
+                let mtime = (e.mtime.seconds(), e.mtime.nanoseconds());
+                if stamp.is_some_and(|s| mtime >= s) {
+                    e.file_size = 0;
+                }
+                e
+            })
+            .collect();
+        entries.extend(entries_from_disk(&self.workdir, &from_head));
+        // Git's order: by path bytes, then by stage.
+        entries.sort_by(|a, b| {
+            a.path
+                .cmp(&b.path)
+                .then((a.flags & STAGE_MASK).cmp(&(b.flags & STAGE_MASK)))
+        });
+        index.clear()?;
+        for entry in &entries {
+            index.add(entry)?;
+        }
+        Ok(())
+    }
+}
+
+/// The stage bits of an index entry's flags (0 unless in a merge conflict).
+const STAGE_MASK: u16 = 0x3000;
+
+/// An entry for `blob` at `path` with an empty stat: git compares the file's content.
+fn unstatted_entry(path: &str, blob: Oid, mode: u32) -> IndexEntry {
+    IndexEntry {
+        ctime: IndexTime::new(0, 0),
+        mtime: IndexTime::new(0, 0),
+        dev: 0,
+        ino: 0,
+        mode,
+        uid: 0,
+        gid: 0,
+        file_size: 0,
+        id: blob,
+        flags: path.len().min(0xfff) as u16,
+        flags_extended: 0,
+        path: path.as_bytes().to_vec(),
+    }
+}
+
+/// Index entries for HEAD's `(path, blob, mode)`s, with each working file's stat where
+/// the file holds exactly that blob (an empty stat otherwise), hashed on a few threads.
+/// The stat is taken before the read: an edit after it changes the mtime git will
+/// compare, and an edit between the two changes the hash, so no stat ever vouches for
+/// content it did not see.
+fn entries_from_disk(workdir: &Path, files: &[(&str, Oid, u32)]) -> Vec<IndexEntry> {
+    use std::os::unix::fs::MetadataExt;
+    let one = |&(path, blob, mode): &(&str, Oid, u32)| {
+        let full = workdir.join(path);
+        let regular = mode == 0o100644 || mode == 0o100755;
+        let stat = std::fs::symlink_metadata(&full)
+            .ok()
+            .filter(|m| regular && m.is_file());
+        match stat {
+            Some(m) if std::fs::read(&full).is_ok_and(|b| blob_oid(&b) == blob) => IndexEntry {
+                // Truncated to 32 bits, as git stores them.
+                ctime: IndexTime::new(m.ctime() as i32, m.ctime_nsec() as u32),
+                mtime: IndexTime::new(m.mtime() as i32, m.mtime_nsec() as u32),
+                dev: m.dev() as u32,
+                ino: m.ino() as u32,
+                mode,
+                uid: m.uid(),
+                gid: m.gid(),
+                file_size: m.size() as u32,
+                ..unstatted_entry(path, blob, mode)
+            },
+            _ => unstatted_entry(path, blob, mode),
+        }
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    let per = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(per)
+            .map(|chunk| s.spawn(move || chunk.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("hashing working files"))
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// 600 committed files the git index does not know yet (as after floom's commits),
+    /// beside a file someone staged and an edit someone made: the one-pass flush
+    /// stages floom's files and leaves theirs as they were.
+    #[test]
+    fn a_one_pass_flush_keeps_what_others_staged_and_shows_their_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        git(root, &["init", "-q"]);
+        git(root, &["config", "user.name", "t"]);
+        git(root, &["config", "user.email", "t@x"]);
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        let paths: Vec<String> = (0..600).map(|i| format!("d/f{i:03}.md")).collect();
+        for p in &paths {
+            std::fs::write(root.join(p), p).unwrap();
+        }
+        git(root, &["add", "-A"]);
+        git(root, &["commit", "-qm", "files"]);
+        git(root, &["rm", "-rq", "--cached", "d"]);
+        std::fs::write(root.join("notes.txt"), "mine").unwrap();
+        git(root, &["add", "notes.txt"]);
+        std::fs::write(root.join("d/f002.md"), "by hand").unwrap();
+
+        let stager = Stager::open(root, &root.join(".git")).unwrap();
+        stager.record(&paths).unwrap();
+        stager.flush().unwrap();
+
+        assert_eq!(
+            git(root, &["diff", "--cached", "--name-only"]),
+            "notes.txt\n",
+            "their staged file stays staged, nothing else is"
+        );
+        assert_eq!(
+            git(root, &["status", "--porcelain"]),
+            " M d/f002.md\nA  notes.txt\n"
+        );
+        let index = Repository::open(root).unwrap().index().unwrap();
+        let staged = index.get_path(Path::new("d/f001.md"), 0).unwrap();
+        assert_eq!(staged.file_size, 9, "a file holding HEAD's blob has its stat");
+        let edited = index.get_path(Path::new("d/f002.md"), 0).unwrap();
+        assert_eq!(edited.file_size, 0, "an edited one has none");
+        assert!(
+            std::fs::read(root.join(".git").join(LIST))
+                .unwrap()
+                .is_empty(),
+            "nothing left to stage"
+        );
     }
 }
