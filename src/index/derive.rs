@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
+use sha2::{Digest, Sha256};
+
 use super::query::Issue;
 use crate::workspace::git::blob_oid;
 use crate::workspace::issue_file::{Comment, IssueDoc, parse_comments, timestamp_micros};
@@ -62,13 +64,60 @@ impl DiskFile {
     }
 }
 
-/// Every issue file under `.floom/issues/` (flat, and one folder down). The fan-out
-/// folders are listed on a few threads: a warm start is this walk, a stat per file.
+/// The folder of the flat issue files, as [`FolderScan::dir`] names it.
+pub const FLAT_DIR: &str = ".floom/issues/";
+
+/// The issue files of one folder as the file system shows them, and their digest.
+pub struct FolderScan {
+    /// Workspace-relative, with a trailing slash: `.floom/issues/` for the flat files,
+    /// `.floom/issues/012/` for a fan-out folder.
+    pub dir: String,
+    pub files: Vec<DiskFile>,
+    /// [`folder_digest`] of the files.
+    pub digest: String,
+}
+
+impl FolderScan {
+    fn of(dir: String, files: Vec<DiskFile>) -> Self {
+        let digest = folder_digest(files.iter().map(|f| (f.path.as_str(), f.size, f.mtime_ns)));
+        FolderScan { dir, files, digest }
+    }
+}
+
+/// One value for a folder's files: their paths, sizes and mtimes, in path order. The
+/// index keeps it per folder (`index_folders`), computed from its own rows, so that
+/// equal digests mean every file matches a row of the same path, size and mtime and
+/// no row lacks its file: what a file-by-file comparison would find.
+pub fn folder_digest<'a>(files: impl IntoIterator<Item = (&'a str, i64, i64)>) -> String {
+    let mut files: Vec<(&str, i64, i64)> = files.into_iter().collect();
+    files.sort_unstable();
+    let mut hash = Sha256::new();
+    for (path, size, mtime_ns) in files {
+        // A path holds no NUL, so the encoding is unambiguous.
+        hash.update(path.as_bytes());
+        hash.update([0]);
+        hash.update(size.to_le_bytes());
+        hash.update(mtime_ns.to_le_bytes());
+    }
+    crate::ids::hex(&hash.finalize())
+}
+
+/// Every issue file under `.floom/issues/` (flat, and one folder down).
 pub fn scan(root: &Path) -> Vec<DiskFile> {
+    scan_folders(root)
+        .into_iter()
+        .flat_map(|f| f.files)
+        .collect()
+}
+
+/// The issue files under `.floom/issues/` by folder: the flat ones first, then each
+/// fan-out folder. The fan-out folders are listed, and their digests computed, on a
+/// few threads: a warm start is this walk, a stat per file.
+pub fn scan_folders(root: &Path) -> Vec<FolderScan> {
     let Ok(entries) = std::fs::read_dir(root.join(layout::ISSUES_DIR)) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
+    let mut flat = Vec::new();
     let mut folders = Vec::new();
     for entry in entries.flatten() {
         let rel = format!(
@@ -78,10 +127,11 @@ pub fn scan(root: &Path) -> Vec<DiskFile> {
         );
         match entry.file_type() {
             Ok(ft) if ft.is_dir() => folders.push(rel),
-            Ok(_) => out.extend(DiskFile::of_entry(&entry, rel)),
+            Ok(_) => flat.extend(DiskFile::of_entry(&entry, rel)),
             Err(_) => {}
         }
     }
+    let mut out = vec![FolderScan::of(FLAT_DIR.to_string(), flat)];
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(2, 8);
@@ -93,7 +143,7 @@ pub fn scan(root: &Path) -> Vec<DiskFile> {
                 s.spawn(move || {
                     chunk
                         .iter()
-                        .flat_map(|rel| scan_folder(root, rel))
+                        .map(|rel| FolderScan::of(format!("{rel}/"), scan_folder(root, rel)))
                         .collect::<Vec<_>>()
                 })
             })

@@ -164,22 +164,52 @@ impl Index {
 
     /// Compare every issue file on disk with what the index saw, and re-index the
     /// issues whose files changed. `progress(done, total)` is called per batch.
+    ///
+    /// Every file is listed and stat'ed; what is skipped is the comparison, row by
+    /// row, of a folder whose digest (paths, sizes, mtimes: [`derive::folder_digest`])
+    /// equals the one the index keeps for it. The index computes that digest from its
+    /// own rows, and a trigger forgets it whenever a row of the folder changes, so an
+    /// equal digest says exactly what comparing each file would: nothing changed
+    /// there. A folder's own mtime would not do: an edit in place (an editor writing
+    /// into the file) leaves it as it was, and so do HEAD and the git index for an
+    /// edit nobody committed.
     pub async fn reconcile(
         &self,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> anyhow::Result<ReconcileStats> {
         let root = self.root.clone();
-        // The walk of the files and the read of what the index saw, at once.
-        let (disk, known) = tokio::join!(
-            tokio::task::spawn_blocking(move || derive::scan(&root)),
-            store::file_stats(&self.read, None)
+        // The walk of the files and the read of the index's digests, at once.
+        let (folders, seen) = tokio::join!(
+            tokio::task::spawn_blocking(move || derive::scan_folders(&root)),
+            store::folder_digests(&self.read)
         );
-        let (disk, known) = (disk?, known?);
-        let changed = changed_nums(&disk, &known);
+        let (folders, seen) = (folders?, seen?);
+        let files = folders.iter().map(|f| f.files.len()).sum();
+        let flat_files = folders
+            .iter()
+            .filter(|f| f.dir == derive::FLAT_DIR)
+            .map(|f| f.files.len())
+            .sum();
+        let same = |f: &derive::FolderScan| {
+            seen.folders
+                .get(&f.dir)
+                .is_some_and(|(n, digest)| *n == f.files.len() as i64 && *digest == f.digest)
+        };
+        let differing: Vec<String> = folders
+            .iter()
+            .filter(|f| !same(f))
+            .map(|f| f.dir.clone())
+            .collect();
+        let covered: i64 = folders
+            .iter()
+            .filter(|f| same(f))
+            .map(|f| f.files.len() as i64)
+            .sum();
+        let changed = self
+            .changed_in(&folders, &differing, seen.rows - covered)
+            .await?;
         let mut on_disk: BTreeMap<u64, Vec<DiskFile>> = BTreeMap::new();
-        let files = disk.len();
-        let flat_files = disk.iter().filter(|f| layout::is_flat(&f.path)).count();
-        for f in disk {
+        for f in folders.into_iter().flat_map(|f| f.files) {
             if changed.contains(&f.num) {
                 on_disk.entry(f.num).or_default().push(f);
             }
@@ -220,11 +250,45 @@ impl Index {
             store::tune(&self.write).await?;
         }
         written?;
+        // The folders just compared now agree with the index: remember their digests.
+        store::set_folder_digests(&self.write, &differing).await?;
         Ok(ReconcileStats {
             files,
             changed_issues: total,
             flat_files,
         })
+    }
+
+    /// Issue numbers whose files changed, comparing the files of the `differing`
+    /// folders with the index's rows of those folders. When those rows are not all the
+    /// index holds beyond the folders that matched (`rows_left` says how many there
+    /// should be: a folder vanished, or a write came between), or most folders
+    /// differ, every file is compared with every row.
+    async fn changed_in(
+        &self,
+        folders: &[derive::FolderScan],
+        differing: &[String],
+        rows_left: i64,
+    ) -> anyhow::Result<BTreeSet<u64>> {
+        if differing.len() * 4 <= folders.len() {
+            let mut known = HashMap::new();
+            for dir in differing {
+                known.extend(store::file_stats(&self.read, Some(dir)).await?);
+            }
+            if known.len() as i64 == rows_left {
+                let disk: Vec<&DiskFile> = folders
+                    .iter()
+                    .filter(|f| differing.contains(&f.dir))
+                    .flat_map(|f| &f.files)
+                    .collect();
+                return Ok(changed_nums(disk, &known));
+            }
+        }
+        let known = store::file_stats(&self.read, None).await?;
+        Ok(changed_nums(
+            folders.iter().flat_map(|f| &f.files).collect(),
+            &known,
+        ))
     }
 
     /// Reconcile one folder of issue files: a folder appeared, vanished or moved.
@@ -233,7 +297,7 @@ impl Index {
         let dir = rel_dir.to_string();
         let disk = tokio::task::spawn_blocking(move || derive::scan_folder(&root, &dir)).await?;
         let known = store::file_stats(&self.read, Some(&format!("{rel_dir}/"))).await?;
-        let changed = changed_nums(&disk, &known);
+        let changed = changed_nums(disk.iter().collect(), &known);
         let hints: Vec<String> = disk.into_iter().map(|f| f.path).collect();
         self.sync_nums(&changed, &hints).await
     }
@@ -344,7 +408,7 @@ impl Follower for Index {
 
 /// Issue numbers whose files differ between the disk and what the index saw: a file
 /// added, gone, or with another size or mtime.
-fn changed_nums(disk: &[DiskFile], known: &HashMap<String, (i64, i64)>) -> BTreeSet<u64> {
+fn changed_nums(disk: Vec<&DiskFile>, known: &HashMap<String, (i64, i64)>) -> BTreeSet<u64> {
     let mut changed: BTreeSet<u64> = disk
         .iter()
         .filter(|f| known.get(&f.path) != Some(&(f.size, f.mtime_ns)))

@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::{Executor, QueryBuilder, Sqlite, SqlitePool};
 
-use super::derive::{Derived, DiskFile, FileRow};
+use super::derive::{Derived, DiskFile, FileRow, folder_digest};
 use crate::workspace::layout::FileKind;
 
 /// Rows per multi-row INSERT; well under SQLite's bind-variable limit.
@@ -25,6 +25,9 @@ pub async fn clear(pool: &SqlitePool) -> sqlx::Result<()> {
     sqlx::query!("DELETE FROM issues_fts")
         .execute(&mut *tx)
         .await?;
+    sqlx::query!("DELETE FROM index_folders")
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await
 }
 
@@ -39,31 +42,35 @@ struct FileRecord {
     error: Option<String>,
 }
 
-/// Size and mtime of every file the index saw (under `prefix`, if given), as one
+/// Size and mtime of every file the index saw (in folder `dir`, if given: a
+/// workspace-relative path with its trailing slash, files directly in it), as one
 /// aggregated row: a reconcile at 100k files would otherwise spend a second fetching
 /// rows one by one.
-pub async fn file_stats(
-    pool: &SqlitePool,
-    prefix: Option<&str>,
-) -> sqlx::Result<HashMap<String, (i64, i64)>> {
+pub async fn file_stats<'e, E>(exec: E, dir: Option<&str>) -> sqlx::Result<HashMap<String, (i64, i64)>>
+where
+    E: Executor<'e, Database = Sqlite>,
+{
     const FIELD: char = '\u{1f}';
     const RECORD: char = '\u{1e}';
     let mut qb = QueryBuilder::<Sqlite>::new(
         "SELECT group_concat(path || char(31) || size || char(31) || mtime_ns, char(30)) FROM index_files",
     );
-    if let Some(prefix) = prefix {
-        // Paths under `prefix`: a range on the primary key.
+    if let Some(dir) = dir {
+        // Paths under `dir`: a range on the primary key; then no further slash.
         let end = format!(
             "{}{}",
-            &prefix[..prefix.len() - 1],
-            (prefix.as_bytes()[prefix.len() - 1] + 1) as char
+            &dir[..dir.len() - 1],
+            (dir.as_bytes()[dir.len() - 1] + 1) as char
         );
         qb.push(" WHERE path >= ")
-            .push_bind(prefix.to_string())
+            .push_bind(dir.to_string())
             .push(" AND path < ")
-            .push_bind(end);
+            .push_bind(end)
+            .push(" AND instr(substr(path, length(")
+            .push_bind(dir.to_string())
+            .push(") + 1), '/') = 0");
     }
-    let all: Option<String> = qb.build_query_scalar().fetch_one(pool).await?;
+    let all: Option<String> = qb.build_query_scalar().fetch_one(exec).await?;
     let mut out = HashMap::new();
     for record in all
         .as_deref()
@@ -79,6 +86,50 @@ pub async fn file_stats(
         }
     }
     Ok(out)
+}
+
+/// The folder digests the index holds, and how many rows `index_files` has, read at
+/// one moment.
+pub struct FolderDigests {
+    pub rows: i64,
+    /// By folder: its rows in `index_files`, and their digest.
+    pub folders: HashMap<String, (i64, String)>,
+}
+
+pub async fn folder_digests(pool: &SqlitePool) -> sqlx::Result<FolderDigests> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query_scalar!(r#"SELECT count(*) AS "rows!: i64" FROM index_files"#)
+        .fetch_one(&mut *tx)
+        .await?;
+    let folders = sqlx::query!("SELECT dir, files, digest FROM index_folders")
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|r| (r.dir, (r.files, r.digest)))
+        .collect();
+    tx.commit().await?;
+    Ok(FolderDigests { rows, folders })
+}
+
+/// Remember the digest of each folder in `dirs` as the index's own rows give it. In
+/// one transaction of the single writer, so no row changes between the read and the
+/// digest (and the triggers forget it at the next change).
+pub async fn set_folder_digests(pool: &SqlitePool, dirs: &[String]) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    for dir in dirs {
+        let rows = file_stats(&mut *tx, Some(dir)).await?;
+        let files = rows.len() as i64;
+        let digest = folder_digest(rows.iter().map(|(p, (size, mtime))| (p.as_str(), *size, *mtime)));
+        sqlx::query!(
+            "INSERT OR REPLACE INTO index_folders (dir, files, digest) VALUES (?, ?, ?)",
+            dir,
+            files,
+            digest
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
 }
 
 /// Before a bulk load: no WAL checkpoint after every batch (each would copy the same

@@ -252,3 +252,93 @@ async fn an_index_of_another_schema_is_rebuilt() {
         "kept"
     );
 }
+
+/// Stop the server (nothing of it touches the repository), run `edit`, start again.
+async fn while_stopped(app: TestApp, edit: impl FnOnce(&std::path::Path)) -> TestApp {
+    let writer = app.state.issues.workspace.quiesce().await.unwrap();
+    app.state.index.close().await;
+    edit(&app.ws());
+    drop(writer);
+    app.restart(false).await
+}
+
+#[tokio::test]
+async fn a_start_compares_unchanged_folders_by_digest_yet_sees_edits_in_place_and_new_files() {
+    let app = TestApp::new().await;
+    for t in ["one", "two", "three"] {
+        app.create(json!({"title": t})).await;
+    }
+    // A second fan-out folder, dropped in by hand.
+    let app = while_stopped(app, |ws| {
+        std::fs::create_dir_all(ws.join(".floom/issues/001")).unwrap();
+        std::fs::write(
+            ws.join(".floom/issues/001/ISSUE-1001.md"),
+            upstream_issue("ISSUE-1001", "far", "open", &[]),
+        )
+        .unwrap();
+    })
+    .await;
+    assert_eq!(title_of(&app, "ISSUE-1001").await.as_deref(), Some("far"));
+    // Every folder now agrees with the index: a start re-reads nothing.
+    let stats = app.state.index.reconcile(&|_, _| {}).await.unwrap();
+    assert_eq!((stats.files, stats.changed_issues), (4, 0));
+
+    // An edit in place (same file, same inode: the folder's mtime stays) and a new
+    // file, each in a folder whose digest the index holds.
+    let folder_mtime = |ws: &std::path::Path| {
+        std::fs::metadata(ws.join(".floom/issues/000"))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let before = folder_mtime(&app.ws());
+    let app = while_stopped(app, |ws| {
+        let one = ws.join(".floom/issues/000/ISSUE-0001.md");
+        let text = std::fs::read_to_string(&one)
+            .unwrap()
+            .replace("title: one", "title: won");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&one)
+            .unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        drop(file);
+        assert_eq!(folder_mtime(ws), before, "an edit in place");
+        std::fs::write(
+            ws.join(".floom/issues/001/ISSUE-1002.md"),
+            upstream_issue("ISSUE-1002", "new", "open", &[]),
+        )
+        .unwrap();
+    })
+    .await;
+    assert_eq!(title_of(&app, "ISSUE-0001").await.as_deref(), Some("won"));
+    assert_eq!(title_of(&app, "ISSUE-1002").await.as_deref(), Some("new"));
+    assert_eq!(title_of(&app, "ISSUE-0002").await.as_deref(), Some("two"));
+
+    // A folder gone while stopped: its issues go with it.
+    let app = while_stopped(app, |ws| {
+        std::fs::remove_dir_all(ws.join(".floom/issues/001")).unwrap();
+    })
+    .await;
+    assert_eq!(app.get("/workspace/issues").await.body["total"], 3);
+    assert_eq!(app.get("/workspace/issues/ISSUE-1001").await.status, 404);
+
+    // A write through the API, then a hand edit of the same issue while stopped.
+    app.patch("/workspace/issues/ISSUE-0003", json!({"title": "three, patched"}))
+        .await;
+    let app = while_stopped(app, |ws| {
+        let three = ws.join(".floom/issues/000/ISSUE-0003.md");
+        let text = std::fs::read_to_string(&three)
+            .unwrap()
+            .replace("three, patched", "three, by hand");
+        std::fs::write(&three, text).unwrap();
+    })
+    .await;
+    assert_eq!(
+        title_of(&app, "ISSUE-0003").await.as_deref(),
+        Some("three, by hand")
+    );
+    let stats = app.state.index.reconcile(&|_, _| {}).await.unwrap();
+    assert_eq!((stats.files, stats.changed_issues), (3, 0));
+}
