@@ -12,8 +12,8 @@
 //! `FLOOM_BENCH_GIT_CACHE_MB` sets libgit2's object cache after floom bounds it (256 is
 //! libgit2's default), to measure what the bound does. `FLOOM_BENCH_REPLICAS=0` skips the
 //! rows of servers sharing a git remote. `FLOOM_BENCH_SOAK` is the length in seconds of
-//! a soak of writes at each size (default 0: none), resident memory sampled every
-//! second (the samples go to stderr).
+//! a soak of writes at each size (default 0: none) against `floom serve` in a process
+//! of its own, its resident memory sampled every second (the samples go to stderr).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -538,16 +538,6 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
         Some(naive),
         format!("floom (server p50) is {ratio:.0}x faster"),
     );
-    let soak_secs: f64 = std::env::var("FLOOM_BENCH_SOAK")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.0);
-    let mut writes = writes;
-    if soak_secs > 0.0 {
-        let (done, note) = soak(&base, n, soak_secs).await;
-        writes += done;
-        row("soak: writes, RSS every second", None, None, None, note);
-    }
     state.issues.workspace.flush_git_index().await.unwrap();
     row(
         ".git after the writes",
@@ -557,12 +547,72 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
         git_size_note(ws.root(), writes),
     );
     state.index.close().await;
+    let soak_secs: f64 = std::env::var("FLOOM_BENCH_SOAK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    if soak_secs > 0.0 {
+        let (rss, git) = soak(&config, n, soak_secs).await;
+        row("soak: `floom serve` alone, writes", None, None, None, rss);
+        row(".git after the soak", None, None, None, git);
+    }
 }
 
-/// Creates and comments, one client, for `secs`, with the process's resident memory
-/// sampled every second; a note with the samples' shape, and the writes done.
-async fn soak(base: &str, n: u64, secs: f64) -> (usize, String) {
+/// The resident memory of process `pid` (`VmRSS`), or its peak (`VmHWM`), in MB.
+fn process_mb(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// `floom serve` in a process of its own, on a copy of this size's data folder (its
+/// index up to date), taking creates and comments from one client for `secs` while
+/// its resident memory is sampled every second (to stderr). Notes on the memory and
+/// on `.git` after it.
+async fn soak(config: &Config, n: u64, secs: f64) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = Config::under(dir.path());
+    let ok = std::process::Command::new("cp")
+        .arg("-al")
+        .arg(&config.paths.workspace)
+        .arg(&copy.paths.workspace)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "copying the workspace");
+    std::fs::copy(&config.paths.index_db, &copy.paths.index_db).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--secrets-key-file")
+        .arg(dir.path().join("secrets.key"))
+        .env_remove("FLOOM_SECRET")
+        .env("FLOOM_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pid = server.id();
     let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "floom serve did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ready = process_mb(pid, "VmRSS:");
     let samples: Arc<Mutex<Vec<(f64, usize, f64)>>> = Arc::default();
     let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
@@ -574,8 +624,8 @@ async fn soak(base: &str, n: u64, secs: f64) -> (usize, String) {
             while Instant::now() < until {
                 tick.tick().await;
                 let w = writes.load(std::sync::atomic::Ordering::Relaxed);
-                let s = (start.elapsed().as_secs_f64(), w, rss_mb());
-                eprintln!("[soak] {:.0}s {} writes {:.1} MB", s.0, s.1, s.2);
+                let s = (start.elapsed().as_secs_f64(), w, process_mb(pid, "VmRSS:"));
+                eprintln!("[soak {n}] {:.0}s {} writes {:.1} MB", s.0, s.1, s.2);
                 samples.lock().unwrap().push(s);
             }
         })
@@ -601,9 +651,13 @@ async fn soak(base: &str, n: u64, secs: f64) -> (usize, String) {
         i += 1;
     }
     sampler.await.unwrap();
+    let peak = process_mb(pid, "VmHWM:");
+    // SAFETY: a signal to the child started above.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    server.wait().unwrap();
     let samples = samples.lock().unwrap().clone();
     let done = writes.load(std::sync::atomic::Ordering::Relaxed);
-    // After warm-up: the second half, where a leak shows as a slope.
+    // After warm-up: the second half, where growth shows as a slope.
     let half = &samples[samples.len() / 2..];
     let (first, last) = (half[0], half[half.len() - 1]);
     let per_k = if last.1 > first.1 {
@@ -612,18 +666,14 @@ async fn soak(base: &str, n: u64, secs: f64) -> (usize, String) {
         0.0
     };
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].2;
-    let max = samples.iter().map(|s| s.2).fold(0.0, f64::max);
-    (
-        done,
-        format!(
-            "{done} writes in {secs:.0} s; RSS {:.0} / {:.0} / {:.0} / {:.0} MB at 0/25/50/100 %, max {max:.0} MB; second half {per_k:+.0} KB per 1000 writes; {}",
-            at(0.0),
-            at(0.25),
-            at(0.5),
-            at(1.0),
-            heap_note()
-        ),
-    )
+    let rss = format!(
+        "{done} writes in {secs:.0} s; RSS {ready:.0} MB when ready, {:.0} / {:.0} / {:.0} / {:.0} MB at 0/25/50/100 % of the soak, peak {peak:.0} MB; second half {per_k:+.0} KB per 1000 writes",
+        at(0.0),
+        at(0.25),
+        at(0.5),
+        at(1.0),
+    );
+    (rss, git_size_note(&copy.paths.workspace, done))
 }
 
 /// glibc's view of the heap: bytes in use, bytes free but kept, and the file-backed
@@ -645,7 +695,7 @@ fn heap_note() -> String {
         mb(m.uordblks + m.hblkhd),
         mb(m.fordblks),
         mb(m.hblkhd),
-        field("Rss_Anon:") ,
+        field("Rss_Anon:"),
         field("Rss_File:"),
     )
 }

@@ -18,6 +18,7 @@ pub mod index;
 pub mod issues;
 pub mod llm;
 pub mod mcp;
+pub mod memory;
 pub mod outbound;
 pub mod overview;
 pub mod panics;

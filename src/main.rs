@@ -142,6 +142,7 @@ enum TokensAction {
 }
 
 fn main() -> ExitCode {
+    floom::memory::tune_allocator();
     let cli = Cli::parse();
     init_logs(cli.log.log_format);
     // SAFETY: one thread so far, and the parsed values are owned copies.

@@ -46,7 +46,10 @@ struct FileRecord {
 /// workspace-relative path with its trailing slash, files directly in it), as one
 /// aggregated row: a reconcile at 100k files would otherwise spend a second fetching
 /// rows one by one.
-pub async fn file_stats<'e, E>(exec: E, dir: Option<&str>) -> sqlx::Result<HashMap<String, (i64, i64)>>
+pub async fn file_stats<'e, E>(
+    exec: E,
+    dir: Option<&str>,
+) -> sqlx::Result<HashMap<String, (i64, i64)>>
 where
     E: Executor<'e, Database = Sqlite>,
 {
@@ -119,7 +122,10 @@ pub async fn set_folder_digests(pool: &SqlitePool, dirs: &[String]) -> sqlx::Res
     for dir in dirs {
         let rows = file_stats(&mut *tx, Some(dir)).await?;
         let files = rows.len() as i64;
-        let digest = folder_digest(rows.iter().map(|(p, (size, mtime))| (p.as_str(), *size, *mtime)));
+        let digest = folder_digest(
+            rows.iter()
+                .map(|(p, (size, mtime))| (p.as_str(), *size, *mtime)),
+        );
         sqlx::query!(
             "INSERT OR REPLACE INTO index_folders (dir, files, digest) VALUES (?, ?, ?)",
             dir,

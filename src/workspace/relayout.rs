@@ -184,8 +184,11 @@ mod tests {
         std::fs::create_dir_all(dir.join(layout::ISSUES_DIR)).unwrap();
         for num in 1..=n {
             let flat = &layout::canonical_paths(num)[0];
-            std::fs::write(dir.join(flat), format!("---\ntitle: issue {num}\n---\n\nbody\n"))
-                .unwrap();
+            std::fs::write(
+                dir.join(flat),
+                format!("---\ntitle: issue {num}\n---\n\nbody\n"),
+            )
+            .unwrap();
         }
         std::fs::write(
             dir.join(layout::comments_path(&layout::canonical_paths(1)[0])),
@@ -205,7 +208,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Enough files for the one-pass rewrite of the git index.
         let mut repo = flat_workspace(dir.path(), 600);
-        let moved = relayout(&mut repo, &|_, _| {}).unwrap().expect("files to move");
+        let moved = relayout(&mut repo, &|_, _| {})
+            .unwrap()
+            .expect("files to move");
         assert_eq!((moved.issues, moved.files), (600, 601));
         repo.stager().flush().unwrap();
 
@@ -248,7 +253,13 @@ mod tests {
         );
         let follow = git(
             dir.path(),
-            &["log", "--follow", "--format=%s", "--", &layout::new_issue_path(1)],
+            &[
+                "log",
+                "--follow",
+                "--format=%s",
+                "--",
+                &layout::new_issue_path(1),
+            ],
         );
         assert_eq!(follow.lines().count(), 3, "{follow}");
     }

@@ -417,7 +417,10 @@ mod tests {
         );
         let index = Repository::open(root).unwrap().index().unwrap();
         let staged = index.get_path(Path::new("d/f001.md"), 0).unwrap();
-        assert_eq!(staged.file_size, 9, "a file holding HEAD's blob has its stat");
+        assert_eq!(
+            staged.file_size, 9,
+            "a file holding HEAD's blob has its stat"
+        );
         let edited = index.get_path(Path::new("d/f002.md"), 0).unwrap();
         assert_eq!(edited.file_size, 0, "an edited one has none");
         assert!(

@@ -325,8 +325,11 @@ async fn a_start_compares_unchanged_folders_by_digest_yet_sees_edits_in_place_an
     assert_eq!(app.get("/workspace/issues/ISSUE-1001").await.status, 404);
 
     // A write through the API, then a hand edit of the same issue while stopped.
-    app.patch("/workspace/issues/ISSUE-0003", json!({"title": "three, patched"}))
-        .await;
+    app.patch(
+        "/workspace/issues/ISSUE-0003",
+        json!({"title": "three, patched"}),
+    )
+    .await;
     let app = while_stopped(app, |ws| {
         let three = ws.join(".floom/issues/000/ISSUE-0003.md");
         let text = std::fs::read_to_string(&three)
