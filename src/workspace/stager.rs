@@ -8,7 +8,7 @@
 //! milliseconds later, many writes at a time. The paths waiting are also kept in
 //! `.git/floom-unstaged`, so a crash loses none: the next start stages them first.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use git2::{Index, IndexEntry, IndexTime, ObjectType, Oid, Repository, Tree};
+use git2::{
+    Index, IndexEntry, IndexTime, ObjectType, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult,
+};
 
 use super::git::blob_oid;
 
@@ -208,10 +210,11 @@ impl Stager {
     /// Stage `paths` one by one. Each insert or removal shifts the index's sorted
     /// entry array, which is cheap for the few paths of a burst of writes.
     fn stage_each(&self, index: &mut Index, tree: &Tree<'_>, paths: &[&str]) -> anyhow::Result<()> {
+        let in_head = blobs_at(tree, paths)?;
         for path in paths {
             // Gone from HEAD: a commit of ours removed it (unstage it, the file is gone
             // too), or someone checked out another commit (theirs to stage).
-            let Ok(entry) = tree.get_path(Path::new(path)) else {
+            let Some(&(blob, mode)) = in_head.get(*path) else {
                 if !self.workdir.join(path).exists() {
                     let _ = index.remove_path(Path::new(path));
                 }
@@ -224,8 +227,8 @@ impl Stager {
                 .add_path(Path::new(path))
                 .ok()
                 .and_then(|()| index.get_path(Path::new(path), 0));
-            if staged.is_none_or(|e| e.id != entry.id()) {
-                index.add(&unstatted_entry(path, entry.id(), 0o100644))?;
+            if staged.is_none_or(|e| e.id != blob) {
+                index.add(&unstatted_entry(path, blob, mode))?;
             }
         }
         Ok(())
@@ -253,13 +256,14 @@ impl Stager {
             .and_then(|m| m.modified().ok())
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| (d.as_secs() as i32, d.subsec_nanos()));
+        let in_head = blobs_at(tree, paths)?;
         let mut replaced: HashSet<&[u8]> = HashSet::with_capacity(paths.len());
         let mut from_head = Vec::with_capacity(paths.len());
         for path in paths {
-            match tree.get_path(Path::new(path)) {
-                Ok(e) if e.kind() == Some(ObjectType::Blob) => {
+            match in_head.get(*path) {
+                Some(&(blob, mode)) => {
                     replaced.insert(path.as_bytes());
-                    from_head.push((*path, e.id(), e.filemode() as u32));
+                    from_head.push((*path, blob, mode));
                 }
                 // As in `stage_each`: ours removed it, or it is someone else's.
                 _ if !self.workdir.join(path).exists() => {
@@ -292,6 +296,43 @@ impl Stager {
         }
         Ok(())
     }
+}
+
+/// HEAD's blob and mode at each of `paths` that holds one, reading each folder's tree
+/// once: libgit2 caches no tree over 4 KB, so a lookup per path read and inflated its
+/// folder's tree (a thousand entries, 46 KB) again for every file in it.
+fn blobs_at(tree: &Tree<'_>, paths: &[&str]) -> anyhow::Result<HashMap<String, (Oid, u32)>> {
+    let wanted: HashSet<&str> = paths.iter().copied().collect();
+    // The folders on the way to them, each with its trailing slash, as the walk names them.
+    let mut folders: HashSet<&str> = HashSet::new();
+    for path in paths {
+        let mut end = path.len();
+        while let Some(slash) = path[..end].rfind('/') {
+            if !folders.insert(&path[..=slash]) {
+                break;
+            }
+            end = slash;
+        }
+    }
+    let mut found = HashMap::with_capacity(paths.len());
+    tree.walk(TreeWalkMode::PreOrder, |parent, entry| {
+        let Ok(name) = entry.name() else {
+            return TreeWalkResult::Skip;
+        };
+        let path = format!("{parent}{name}");
+        match entry.kind() {
+            Some(ObjectType::Tree) if folders.contains(format!("{path}/").as_str()) => {
+                TreeWalkResult::Ok
+            }
+            Some(ObjectType::Tree) => TreeWalkResult::Skip,
+            Some(ObjectType::Blob) if wanted.contains(path.as_str()) => {
+                found.insert(path, (entry.id(), entry.filemode() as u32));
+                TreeWalkResult::Ok
+            }
+            _ => TreeWalkResult::Ok,
+        }
+    })?;
+    Ok(found)
 }
 
 /// The stage bits of an index entry's flags (0 unless in a merge conflict).
