@@ -83,10 +83,15 @@ pub fn spawn(index: Arc<Index>) -> anyhow::Result<WatcherHandle> {
                     _ => Batch::Rescan,
                 };
             }
-            if let Batch::Paths(paths) = &batch {
+            {
                 let mut w = watcher.lock().expect("watcher");
-                for p in paths.iter().filter(|p| !p.contains('/')) {
-                    if let Err(e) = watch_top_level(&mut w, &root, p) {
+                let new: Vec<&str> = match &batch {
+                    Batch::Paths(paths) => paths.iter().map(String::as_str).collect(),
+                    // Folders may have come unseen: look at the issues again.
+                    Batch::Rescan => vec![ISSUES_DIR],
+                };
+                for p in new {
+                    if let Err(e) = watch_new(&mut w, &root, p) {
                         tracing::warn!(path = %p, error = %e, "cannot watch a new folder");
                     }
                 }
@@ -101,13 +106,70 @@ pub fn spawn(index: Arc<Index>) -> anyhow::Result<WatcherHandle> {
     })
 }
 
-/// Watch a top-level folder of the workspace, recursively (not `.git`, not files).
+/// Watch a top-level folder of the workspace (not `.git`, not files), recursively but
+/// for the issues: `.floom/issues` and each folder in it are watched alone. A recursive
+/// watch lists every file below it to find the folders (120k entries at 100k issues, a
+/// second walk beside the start-up's own), and issue files lie at most one folder down.
 fn watch_top_level(w: &mut Watcher, root: &Path, name: &str) -> notify::Result<()> {
     let path = root.join(name);
     if name == ".git" || !path.is_dir() {
         return Ok(());
     }
-    w.watch(&path, RecursiveMode::Recursive)
+    let Some(floom) = ISSUES_DIR.split('/').next().filter(|f| *f == name) else {
+        return w.watch(&path, RecursiveMode::Recursive);
+    };
+    w.watch(&path, RecursiveMode::NonRecursive)?;
+    for entry in std::fs::read_dir(&path)?.flatten() {
+        let rel = format!("{floom}/{}", entry.file_name().to_string_lossy());
+        watch_new(w, root, &rel)?;
+    }
+    Ok(())
+}
+
+/// Watch `.floom/issues` and each folder in it, alone.
+fn watch_issues(w: &mut Watcher, root: &Path) -> notify::Result<()> {
+    let issues = root.join(ISSUES_DIR);
+    if !issues.is_dir() {
+        return Ok(());
+    }
+    w.watch(&issues, RecursiveMode::NonRecursive)?;
+    for entry in std::fs::read_dir(&issues)?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            w.watch(&entry.path(), RecursiveMode::NonRecursive)?;
+        }
+    }
+    Ok(())
+}
+
+/// Watch `rel` if it is a folder that needs a watch of its own: a top-level folder,
+/// the issues folder or one of its folders, or another folder in `.floom`.
+fn watch_new(w: &mut Watcher, root: &Path, rel: &str) -> notify::Result<()> {
+    let floom_dir = ISSUES_DIR.split('/').next().unwrap_or(ISSUES_DIR);
+    if !rel.contains('/') {
+        return watch_top_level(w, root, rel);
+    }
+    if rel == ISSUES_DIR {
+        return watch_issues(w, root);
+    }
+    let path = root.join(rel);
+    if !path.is_dir() {
+        return Ok(());
+    }
+    if rel
+        .strip_prefix(ISSUES_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|name| !name.contains('/'))
+    {
+        return w.watch(&path, RecursiveMode::NonRecursive);
+    }
+    if rel
+        .strip_prefix(floom_dir)
+        .and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|name| !name.contains('/'))
+    {
+        return w.watch(&path, RecursiveMode::Recursive);
+    }
+    Ok(())
 }
 
 fn relative(root: &Path, p: &Path) -> Option<String> {

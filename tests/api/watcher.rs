@@ -205,6 +205,34 @@ async fn folders_moved_away_and_back_are_seen() {
         app.get("/workspace/issues").await.body["total"] == 3
     })
     .await;
+    // Each folder is watched on its own: the ones that came back, and a new one.
+    let one = folder.join("ISSUE-0001.md");
+    let text = std::fs::read_to_string(&one).unwrap();
+    std::fs::write(&one, text.replace("title: t0", "title: t0, edited")).unwrap();
+    eventually("edit in a folder that came back", || async {
+        title_of(&app, "ISSUE-0001").await.as_deref() == Some("t0, edited")
+    })
+    .await;
+    let new = issues.join("007");
+    std::fs::create_dir(&new).unwrap();
+    std::fs::write(
+        new.join("ISSUE-7001.md"),
+        upstream_issue("ISSUE-7001", "new folder", "open", &[]),
+    )
+    .unwrap();
+    eventually("a file in a new folder", || async {
+        title_of(&app, "ISSUE-7001").await.as_deref() == Some("new folder")
+    })
+    .await;
+    std::fs::write(
+        new.join("ISSUE-7001.md"),
+        upstream_issue("ISSUE-7001", "edited later", "open", &[]),
+    )
+    .unwrap();
+    eventually("a later edit in the new folder", || async {
+        title_of(&app, "ISSUE-7001").await.as_deref() == Some("edited later")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
