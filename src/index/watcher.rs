@@ -135,7 +135,7 @@ fn watch_issues(w: &mut Watcher, root: &Path) -> notify::Result<()> {
     w.watch(&issues, RecursiveMode::NonRecursive)?;
     for entry in std::fs::read_dir(&issues)?.flatten() {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            w.watch(&entry.path(), RecursiveMode::NonRecursive)?;
+            w.watch(entry.path(), RecursiveMode::NonRecursive)?;
         }
     }
     Ok(())
