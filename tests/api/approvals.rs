@@ -488,3 +488,41 @@ async fn a_hand_edited_rules_file_is_read_with_care_and_never_overwritten() {
         "nothing decided"
     );
 }
+
+/// Reviewers racing: eight rejections (with a reason) and approvals of one paused run at
+/// once. Exactly one decision wins; the others are refused; one retry or follow-up run at
+/// most is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_decisions_decide_once() {
+    let app = std::sync::Arc::new(TestApp::new().await);
+    let (id, _) = paused(&app, "raced").await;
+    let runs_before = app.get("/runs").await.body.as_array().unwrap().len();
+    let decisions: Vec<_> = (0..8)
+        .map(|i| {
+            let app = std::sync::Arc::clone(&app);
+            let id = id.clone();
+            tokio::spawn(async move {
+                let (verb, body) = if i % 2 == 0 {
+                    ("reject", json!({"reason": format!("reviewer {i} says no")}))
+                } else {
+                    ("approve", json!({}))
+                };
+                app.post(&format!("/runs/{id}/{verb}"), body).await.status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for d in decisions {
+        statuses.push(d.await.unwrap());
+    }
+    let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(won, 1, "exactly one decision: {statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || s.is_client_error()),
+        "the others are refused, never a 5xx: {statuses:?}"
+    );
+    let runs_after = app.get("/runs").await.body.as_array().unwrap().len();
+    assert_eq!(runs_after, runs_before + 1, "one follow-up or retry run");
+}
