@@ -496,7 +496,6 @@ async fn a_hand_edited_rules_file_is_read_with_care_and_never_overwritten() {
 async fn racing_decisions_decide_once() {
     let app = std::sync::Arc::new(TestApp::new().await);
     let (id, _) = paused(&app, "raced").await;
-    let runs_before = app.get("/runs").await.body.as_array().unwrap().len();
     let decisions: Vec<_> = (0..8)
         .map(|i| {
             let app = std::sync::Arc::clone(&app);
@@ -507,22 +506,31 @@ async fn racing_decisions_decide_once() {
                 } else {
                     ("approve", json!({}))
                 };
-                app.post(&format!("/runs/{id}/{verb}"), body).await.status
+                let r = app.post(&format!("/runs/{id}/{verb}"), body).await;
+                (r.status, r.body)
             })
         })
         .collect();
-    let mut statuses = Vec::new();
+    let mut answers = Vec::new();
     for d in decisions {
-        statuses.push(d.await.unwrap());
+        answers.push(d.await.unwrap());
     }
-    let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();
-    assert_eq!(won, 1, "exactly one decision: {statuses:?}");
+    let won: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(won.len(), 1, "exactly one decision: {answers:?}");
     assert!(
-        statuses
+        answers
             .iter()
-            .all(|s| *s == StatusCode::OK || s.is_client_error()),
-        "the others are refused, never a 5xx: {statuses:?}"
+            .all(|(s, _)| *s == StatusCode::OK || s.is_client_error()),
+        "the others are refused, never a 5xx: {answers:?}"
     );
-    let runs_after = app.get("/runs").await.body.as_array().unwrap().len();
-    assert_eq!(runs_after, runs_before + 1, "one follow-up or retry run");
+    // The winner's follow-up (approve) or retry (reject with a reason) exists.
+    let next = won[0]["run_id"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("/runs/{next}")).await.status,
+        StatusCode::OK
+    );
 }
