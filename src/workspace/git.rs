@@ -352,7 +352,7 @@ impl Repo {
         }
         self.stager.add(&batch.paths)?;
         clear_journal(self.repo.path())?;
-        self.maintainer.committed_many(batch.commits);
+        self.maintainer.committed(batch.commits);
         // Local-first: the replica pushes it (in `remote` mode it was pushed already).
         self.committed.notify_one();
         Ok(batch.commits)
@@ -734,30 +734,37 @@ fn init(root: &Path) -> anyhow::Result<Repository> {
 /// The files a commit changes, as a tree of folders, so that each changed folder's
 /// tree object is built once however many of its files change.
 #[derive(Default)]
-struct Changes {
-    blobs: BTreeMap<String, Oid>,
+pub(super) struct Changes {
+    /// Blob and file mode of each file written in this folder.
+    blobs: BTreeMap<String, (Oid, i32)>,
     /// Names removed from this folder.
     gone: BTreeSet<String>,
     dirs: BTreeMap<String, Changes>,
 }
 
 impl Changes {
+    /// A regular file, as floom writes them.
     fn put(&mut self, path: &str, blob: Oid) -> anyhow::Result<()> {
+        self.put_mode(path, blob, 0o100644)
+    }
+
+    /// A file with its mode (a rebase carries an executable bit over).
+    pub(super) fn put_mode(&mut self, path: &str, blob: Oid, mode: i32) -> anyhow::Result<()> {
         match path.split_once('/') {
             _ if path.is_empty() || path.starts_with('/') => bail!("bad path {path:?}"),
             None => {
-                self.blobs.insert(path.to_string(), blob);
+                self.blobs.insert(path.to_string(), (blob, mode));
                 Ok(())
             }
             Some((dir, rest)) => self
                 .dirs
                 .entry(dir.to_string())
                 .or_default()
-                .put(rest, blob),
+                .put_mode(rest, blob, mode),
         }
     }
 
-    fn remove(&mut self, path: &str) -> anyhow::Result<()> {
+    pub(super) fn remove(&mut self, path: &str) -> anyhow::Result<()> {
         match path.split_once('/') {
             _ if path.is_empty() || path.starts_with('/') => bail!("bad path {path:?}"),
             None => {
@@ -770,15 +777,15 @@ impl Changes {
 
     /// Write `base` with these changes applied; returns the new tree's id. A folder
     /// left empty is dropped, as git keeps no empty folders.
-    fn write(&self, repo: &Repository, base: Option<&Tree<'_>>) -> anyhow::Result<Oid> {
+    pub(super) fn write(&self, repo: &Repository, base: Option<&Tree<'_>>) -> anyhow::Result<Oid> {
         let mut builder = repo.treebuilder(base)?;
         for name in &self.gone {
             if builder.get(name)?.is_some() {
                 builder.remove(name)?;
             }
         }
-        for (name, blob) in &self.blobs {
-            builder.insert(name, *blob, 0o100644)?;
+        for (name, (blob, mode)) in &self.blobs {
+            builder.insert(name, *blob, *mode)?;
         }
         for (name, sub) in &self.dirs {
             let sub_base = base

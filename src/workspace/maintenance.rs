@@ -35,13 +35,8 @@ impl Maintainer {
         })
     }
 
-    /// Count a commit; every [`EVERY`] commits, check git's threshold.
-    pub fn committed(self: &Arc<Self>) {
-        self.committed_many(1);
-    }
-
-    /// `n` commits were made at once (a batch).
-    pub fn committed_many(self: &Arc<Self>, n: usize) {
+    /// Count `n` commits (a batch); every [`EVERY`] commits, check git's threshold.
+    pub fn committed(self: &Arc<Self>, n: usize) {
         let before = self.commits.fetch_add(n as u64, Ordering::Relaxed);
         if before / EVERY != (before + n as u64) / EVERY {
             self.start();

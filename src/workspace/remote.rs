@@ -13,7 +13,7 @@ use std::process::Command;
 use anyhow::bail;
 use git2::{Oid, Repository, Signature};
 
-use super::git::Repo;
+use super::git::{Changes, Repo, service_author};
 
 /// The remote every floom workspace pushes to (`git clone` names it so).
 const REMOTE: &str = "origin";
@@ -26,11 +26,6 @@ pub enum Pushed {
     Rejected,
     /// The remote could not be reached or refused for another reason.
     Failed(String),
-}
-
-/// Whether the workspace has the remote configured.
-pub fn configured(repo: &Repository) -> bool {
-    repo.find_remote(REMOTE).is_ok()
 }
 
 /// The remote-tracking ref of `branch`.
@@ -247,13 +242,17 @@ impl Repo {
         for id in chain {
             let commit = repo.find_commit(id)?;
             let after = commit.tree()?;
-            let mut tree = parent.tree()?;
+            // This commit's own changes, on top of what the rebase has built so far.
+            let mut changes = Changes::default();
             for p in changed_paths(repo, Some(commit.parent_id(0)?), Some(id))? {
-                tree = put_entry(repo, &tree, &p, entry(&after, &p))?;
+                match entry(&after, &p) {
+                    Some((blob, mode)) => changes.put_mode(&p, blob, mode)?,
+                    None => changes.remove(&p)?,
+                }
             }
-            let committer = repo
-                .signature()
-                .or_else(|_| Signature::now("WorkerOS", "workeros@local"))?;
+            let tree = repo.find_tree(changes.write(repo, Some(&parent.tree()?))?)?;
+            let (name, email) = service_author();
+            let committer = repo.signature().or_else(|_| Signature::now(name, email))?;
             let new = repo.commit(
                 None,
                 &commit.author(),
@@ -305,47 +304,6 @@ fn entry(tree: &git2::Tree<'_>, path: &str) -> Option<(Oid, i32)> {
     tree.get_path(Path::new(path))
         .ok()
         .map(|e| (e.id(), e.filemode()))
-}
-
-/// `tree` with the file at `path` set to `entry` (None: removed); returns the new tree.
-fn put_entry<'r>(
-    repo: &'r Repository,
-    tree: &git2::Tree<'r>,
-    path: &str,
-    entry: Option<(Oid, i32)>,
-) -> anyhow::Result<git2::Tree<'r>> {
-    let (dir, name) = match path.split_once('/') {
-        None => (None, path),
-        Some((dir, rest)) => (Some(dir), rest),
-    };
-    let mut builder = repo.treebuilder(Some(tree))?;
-    match dir {
-        None => match entry {
-            Some((id, mode)) => {
-                builder.insert(name, id, mode)?;
-            }
-            None => {
-                if builder.get(name)?.is_some() {
-                    builder.remove(name)?;
-                }
-            }
-        },
-        Some(dir) => {
-            let sub = match tree.get_name(dir) {
-                Some(e) if e.kind() == Some(git2::ObjectType::Tree) => repo.find_tree(e.id())?,
-                _ => repo.find_tree(repo.treebuilder(None)?.write()?)?,
-            };
-            let sub = put_entry(repo, &sub, name, entry)?;
-            if sub.is_empty() {
-                if builder.get(dir)?.is_some() {
-                    builder.remove(dir)?;
-                }
-            } else {
-                builder.insert(dir, sub.id(), 0o040000)?;
-            }
-        }
-    }
-    Ok(repo.find_tree(builder.write()?)?)
 }
 
 /// Files (not folders) whose blob differs between the trees of two commits.

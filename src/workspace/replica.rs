@@ -342,13 +342,9 @@ impl Replica {
             Err(e) => tracing::error!(error = ?e, "following the git remote"),
         }
         drop(guard);
-        let status = self.status();
         let Ok(Some(local)) = local else { return false };
-        if !reachable
-            || status.ahead == 0
-            || status.state == "conflict"
-            || status.state == "blocked"
-        {
+        // Nothing to push, or nothing that may be pushed (a conflict, an edit in the way).
+        if !reachable || self.status().ahead == 0 || self.stuck().is_some() {
             return false;
         }
         let this = Arc::clone(self);
