@@ -416,3 +416,86 @@ fn build_batch(
         Err(e) => Outcome::Failed(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A follower with no index: nothing to re-read, no issue numbers in use.
+    struct NoIndex;
+
+    impl Follower for NoIndex {
+        async fn highest_issue(&self) -> anyhow::Result<u64> {
+            Ok(0)
+        }
+        async fn follow(&self, _: Touched) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn follow_paths(&self, _: Vec<String>) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn one_file(path: &str, text: &str) -> Planned<()> {
+        Planned {
+            writes: vec![FileWrite {
+                path: path.into(),
+                content: text.as_bytes().to_vec(),
+            }],
+            removed: Vec::new(),
+            message: format!("write {path}"),
+            issue_nums: BTreeSet::new(),
+            workers: BTreeSet::new(),
+            value: (),
+        }
+    }
+
+    /// Writes racing into one batch: a plan that panics and one that refuses fail alone;
+    /// the others land, a commit each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_or_refusing_plan_fails_only_its_own_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open(dir.path(), None, Default::default()).unwrap();
+        let follower = Arc::new(NoIndex);
+        let author = || ("t".to_string(), "t@x".to_string());
+        let writes: Vec<_> = (0..12)
+            .map(|i| {
+                let (ws, follower) = (ws.clone(), Arc::clone(&follower));
+                tokio::spawn(async move {
+                    ws.write::<_, anyhow::Error, _, _>(
+                        &follower,
+                        author(),
+                        Allocate::No,
+                        move |_, _| match i % 4 {
+                            0 => panic!("a parser gave up on file {i}"),
+                            1 => Err(anyhow::anyhow!("refused {i}")),
+                            _ => Ok(one_file(&format!("f/{i}.md"), "x")),
+                        },
+                    )
+                    .await
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for w in writes {
+            outcomes.push(w.await.unwrap());
+        }
+        for (i, o) in outcomes.iter().enumerate() {
+            match i % 4 {
+                0 => assert!(
+                    format!("{:#}", o.as_ref().unwrap_err()).contains("panicked"),
+                    "{i}: {o:?}"
+                ),
+                1 => assert!(o.is_err(), "{i}"),
+                _ => assert!(o.is_ok(), "{i}: {o:?}"),
+            }
+        }
+        let repo = ws.lock().await;
+        let files = repo.head_files("f").unwrap();
+        assert_eq!(files.len(), 6, "the six good writes landed: {files:?}");
+        let log =
+            super::super::git::history(repo.git(), &files.into_keys().collect::<Vec<_>>(), 100)
+                .unwrap();
+        assert_eq!(log.len(), 6, "a commit each");
+    }
+}
