@@ -46,6 +46,11 @@ pub struct DataArgs {
     /// The derived query index (disposable). Default: `<data-dir>/index.db`.
     #[arg(long, global = true, env = "FLOOM_INDEX_DB")]
     pub index_db: Option<PathBuf>,
+    /// Where runs' artifacts are kept (default: `artifacts` in the data folder). Replicas
+    /// sharing a PostgreSQL store point this at one shared folder, so that an artifact is
+    /// readable from every replica.
+    #[arg(long, global = true, env = "FLOOM_ARTIFACTS_DIR")]
+    pub artifacts_dir: Option<PathBuf>,
     /// Clone this remote into an empty workspace folder, and push to it after each commit.
     #[arg(long, global = true, env = "WORKEROS_GIT_REMOTE")]
     pub git_remote: Option<String>,
@@ -226,6 +231,11 @@ pub struct RunArgs {
     /// (a replica serving issues and workers while another server runs them).
     #[arg(long = "runs", env = "FLOOM_RUNS", value_enum, default_value_t = Switch::On)]
     pub execute: Switch,
+    /// Seconds a replica sharing a PostgreSQL store may go without a heartbeat before
+    /// the others take its running runs over (fail them `server_restart`, re-queue once).
+    /// It beats every third of this.
+    #[arg(long, env = "FLOOM_RUN_LEASE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..))]
+    pub run_lease: u64,
     /// The SMTP server that mails `notify.email_to` (`smtp://host:port`, no TLS, no
     /// login: a relay on this machine or a trusted network). Unset: no mail is sent.
     #[arg(long, env = "FLOOM_SMTP_URL")]
@@ -294,6 +304,8 @@ pub struct Paths {
     /// The operational store.
     pub store: StoreLocation,
     pub index_db: PathBuf,
+    /// Runs' artifacts.
+    pub artifacts: PathBuf,
     pub git_remote: Option<String>,
     /// How the workspace follows its remote, when it has one.
     pub sync: SyncSettings,
@@ -360,6 +372,7 @@ impl Paths {
                 None => data_dir.join("secrets.key"),
             }),
         };
+        let artifacts = given(&args.artifacts_dir).unwrap_or_else(|| data_dir.join("artifacts"));
         Ok(Paths {
             vault_key,
             data_dir,
@@ -367,6 +380,7 @@ impl Paths {
             workers,
             workers_rel,
             store,
+            artifacts,
             index_db,
             git_remote: args.git_remote.clone().filter(|r| !r.is_empty()),
             sync: {

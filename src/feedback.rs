@@ -3,6 +3,8 @@
 //! the first time; the id is kept in that issue's front matter, so the mapping lives
 //! in git and survives restarts and index rebuilds.
 
+use std::time::Duration;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -79,6 +81,10 @@ pub enum FeedbackError {
     RunNotFound,
     #[error("{0}")]
     Invalid(String),
+    /// Another server sharing the store files (or filed) this `feedback_id`, and the
+    /// issue has not reached this server's workspace in time.
+    #[error("{0}")]
+    Elsewhere(String),
     #[error(transparent)]
     Issue(#[from] IssueError),
     #[error(transparent)]
@@ -90,6 +96,12 @@ impl From<sqlx::Error> for FeedbackError {
         FeedbackError::Internal(e.into())
     }
 }
+
+/// How long a request waits for a `feedback_id` another server files to reach this one.
+const FILED_ELSEWHERE_WAIT: Duration = Duration::from_secs(15);
+/// A claim to file a `feedback_id` that filed nothing for this long is taken over (its
+/// server stopped midway).
+const CLAIM_STALE: Duration = Duration::from_secs(60);
 
 pub struct RunFeedback<'a> {
     pub store: &'a Store,
@@ -180,9 +192,11 @@ impl RunFeedback<'_> {
             .map(|r| r.as_str().to_string())
             .or_else(|| stored.as_ref().and_then(|f| f.rating.clone()));
         let _filing = self.filing.lock().await;
-        if let Some(key) = &req.feedback_id
-            && let Some(num) = self.issue_with_key(run_id, key).await?
-        {
+        let filed = match &req.feedback_id {
+            Some(key) => self.filed_or_claimed(run_id, key).await?,
+            None => None,
+        };
+        if let Some(num) = filed {
             let issue_id = layout::format_id(num);
             if let Some(f) = &stored
                 && f.issue_id.is_none()
@@ -219,7 +233,7 @@ impl RunFeedback<'_> {
             .iter()
             .map(|k| (FEEDBACK_KEY.to_string(), k.clone()))
             .collect();
-        let (doc, _) = self
+        let created = self
             .issues
             .create_with(
                 author,
@@ -233,9 +247,22 @@ impl RunFeedback<'_> {
                 },
                 extra,
             )
-            .await?;
+            .await;
+        let (doc, _) = match (created, &req.feedback_id) {
+            (Ok(c), _) => c,
+            (Err(e), Some(key)) if self.store.is_shared() => {
+                self.store.release_feedback_key(run_id, key).await?;
+                return Err(e.into());
+            }
+            (Err(e), _) => return Err(e.into()),
+        };
         let issue: serde_json::Value = serde_json::from_str(&doc.0).map_err(anyhow::Error::from)?;
         let issue_id = issue["id"].as_str().unwrap_or_default().to_string();
+        if let Some(key) = &req.feedback_id
+            && self.store.is_shared()
+        {
+            self.store.file_feedback_key(run_id, key, &issue_id).await?;
+        }
         if let Some(f) = &stored {
             self.store.set_feedback_issue(&f.id, &issue_id).await?;
         }
@@ -265,6 +292,50 @@ impl RunFeedback<'_> {
     }
 
     /// The issue bound to this run whose front matter carries `feedback_id: key`.
+    /// The issue filed for `feedback_id` `key`, by this server or by another sharing the
+    /// store; `None` when this caller is to file it (and, on a shared store, now holds the
+    /// claim to). A store no one shares needs no claim: the filing lock and the index say
+    /// it all.
+    async fn filed_or_claimed(
+        &self,
+        run_id: &str,
+        key: &str,
+    ) -> Result<Option<u64>, FeedbackError> {
+        let deadline = tokio::time::Instant::now() + FILED_ELSEWHERE_WAIT;
+        loop {
+            if let Some(num) = self.issue_with_key(run_id, key).await? {
+                return Ok(Some(num));
+            }
+            if !self.store.is_shared() {
+                return Ok(None);
+            }
+            let now = chrono::Utc::now().timestamp_micros();
+            let stale = now - CLAIM_STALE.as_micros() as i64;
+            let elsewhere = self.store.feedback_key_issue(run_id, key).await?;
+            if elsewhere.is_none()
+                && self
+                    .store
+                    .claim_feedback_key(run_id, key, now, stale)
+                    .await?
+            {
+                return Ok(None);
+            }
+            // Filed, or being filed, by another server: wait for it to reach this
+            // workspace through the git remote.
+            if tokio::time::Instant::now() >= deadline {
+                return Err(FeedbackError::Elsewhere(match elsewhere {
+                    Some(id) => format!(
+                        "feedback_id {key} was filed as {id} by another server; it has not reached this server's workspace yet: try again shortly"
+                    ),
+                    None => format!(
+                        "feedback_id {key} is being filed by another server: try again shortly"
+                    ),
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn issue_with_key(&self, run_id: &str, key: &str) -> Result<Option<u64>, FeedbackError> {
         let index = &self.issues.index;
         let page = index

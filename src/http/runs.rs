@@ -45,6 +45,7 @@ impl From<FeedbackError> for ApiError {
         match e {
             e @ FeedbackError::RunNotFound => ApiError::NotFound(e.to_string()),
             FeedbackError::Invalid(m) => ApiError::Unprocessable(m),
+            FeedbackError::Elsewhere(m) => ApiError::Conflict(m),
             FeedbackError::Issue(e) => e.into(),
             FeedbackError::Internal(e) => ApiError::Internal(e),
         }

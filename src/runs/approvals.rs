@@ -477,8 +477,7 @@ impl Engine {
             return Err(RunError::Conflict("Approval already decided".into()));
         }
         if self.store.requeue(&a.run_id).await? {
-            self.publish_status(&a.run_id, "queued", None);
-            self.wake.notify_one();
+            self.announce_queued(&a.run_id);
         }
         Ok(DecisionOut {
             status: status.into(),

@@ -13,6 +13,7 @@ mod logs;
 mod notify;
 pub mod outcome;
 pub mod read;
+mod replicas;
 mod retry;
 pub mod rules;
 pub mod sandbox;
@@ -37,7 +38,7 @@ use crate::vault::Vault;
 use crate::workspace::issue_file::timestamp_micros;
 use crate::workspace::manifest::WorkerConfig;
 use crate::workspace::manifest::model::{FieldKind, Mode};
-use events::{Events, RunEvent};
+use events::{Events, RunEvent, Signal};
 use exec::{Ended, Prepared};
 use logs::RunLog;
 use outcome::Failure;
@@ -164,6 +165,8 @@ pub struct Engine {
     pub schedule: schedule::NextFires,
     /// Tells how runs ended, as their workers' `notify:` asks.
     notifier: Arc<notify::Notifier>,
+    /// This server among those sharing the store.
+    replica: replicas::Replica,
 }
 
 impl Engine {
@@ -181,7 +184,7 @@ impl Engine {
             tracing::warn!(reason = %isolation.describe(false), "runs are NOT sandboxed");
         }
         let runs_dir = isolation.runs_root().to_path_buf();
-        let artifacts_dir = config.paths.data_dir.join("artifacts");
+        let artifacts_dir = config.paths.artifacts.clone();
         std::fs::create_dir_all(&artifacts_dir)?;
         let owner_id = config.user_id.clone();
         let signing_key = config.secret.as_ref().map(|s| s.signing_key().to_vec());
@@ -194,7 +197,9 @@ impl Engine {
             events.clone(),
             &settings,
         )?);
+        let replica = replicas::Replica::new(settings.run_lease);
         Ok(Arc::new(Engine {
+            replica,
             store,
             index,
             vault,
@@ -225,8 +230,11 @@ impl Engine {
             );
             return Ok(());
         }
+        self.beat().await?;
         self.recover().await?;
+        let shared = self.join_replicas().await?;
         let mut tasks = self.tasks.lock().expect("tasks");
+        tasks.extend(shared);
         for task in [
             tokio::spawn(Arc::clone(self).dispatch()),
             tokio::spawn(Arc::clone(self).sweep_approvals()),
@@ -238,7 +246,7 @@ impl Engine {
     }
 
     /// Stop taking runs; kill the ones executing (they stay `running`, so the next
-    /// start re-queues them once) and wait for their tasks.
+    /// start, or another replica at once, re-queues them once) and wait for their tasks.
     pub async fn shutdown(&self) {
         self.stop.send_replace(true);
         let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().expect("tasks"));
@@ -248,6 +256,11 @@ impl Engine {
         // Executions end as they see the stop flag; wait until every slot is back.
         let all = self.settings.max_concurrent_runs as u32;
         let _ = tokio::time::timeout(Duration::from_secs(10), self.slots.acquire_many(all)).await;
+        if self.executes()
+            && let Err(e) = self.store.forget_replica(&self.replica.id).await
+        {
+            tracing::warn!(error = %e, "saying this replica stopped");
+        }
     }
 
     /// Whether this server executes runs (not `--runs off`).
@@ -351,6 +364,18 @@ impl Engine {
         inputs: Map<String, Value>,
         origin: Origin,
     ) -> Result<RunRecord, RunError> {
+        let new = self.triggered(worker_id, inputs, origin).await?;
+        self.store.insert_run(&new).await?;
+        self.queued(&new.id).await
+    }
+
+    /// The run a trigger queues: the inputs over the manifest's defaults.
+    async fn triggered(
+        &self,
+        worker_id: &str,
+        inputs: Map<String, Value>,
+        origin: Origin,
+    ) -> Result<NewRun, RunError> {
         self.check_executes()?;
         let config = match self.index.worker(worker_id).await? {
             Some((_, extra)) => extra.config,
@@ -358,7 +383,7 @@ impl Engine {
         }
         .ok_or(RunError::NotFound("Worker not found"))?;
         let inputs = merge_inputs(&config, inputs);
-        self.enqueue(
+        Ok(self.new_run(
             crate::ids::prefixed("run_"),
             worker_id,
             &config.title,
@@ -366,8 +391,7 @@ impl Engine {
             inputs,
             origin,
             Lineage::default(),
-        )
-        .await
+        ))
     }
 
     /// Insert a queued run and wake the dispatcher.
@@ -427,13 +451,19 @@ impl Engine {
 
     /// A run just stored as queued: announce it and wake the dispatcher.
     async fn queued(&self, id: &str) -> Result<RunRecord, RunError> {
-        self.publish_status(id, "queued", None);
-        self.wake.notify_one();
+        self.announce_queued(id);
         Ok(self
             .store
             .run(id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("run {id} vanished"))?)
+    }
+
+    /// Tell followers, this dispatcher and the other replicas' that `id` is queued.
+    fn announce_queued(&self, id: &str) {
+        self.publish_status(id, "queued", None);
+        self.wake.notify_one();
+        self.events.tell(Signal::Queued);
     }
 
     async fn missing_connections(&self, config: &WorkerConfig) -> anyhow::Result<Vec<String>> {
@@ -475,10 +505,8 @@ impl Engine {
             }
             "running" => {
                 self.store.request_cancel(run_id).await?;
-                let signal = self.live.lock().expect("live").get(run_id).cloned();
-                if let Some(s) = signal {
-                    s.notify_one();
-                }
+                self.signal_live(run_id);
+                self.events.tell(Signal::Cancel(run_id.to_string()));
             }
             "pending_approval" => {
                 return Err(RunError::Conflict(
@@ -514,7 +542,11 @@ impl Engine {
                     break;
                 };
                 let now_us = chrono::Utc::now().timestamp_micros();
-                match self.store.claim_next(&crate::store::now(), now_us).await {
+                match self
+                    .store
+                    .claim_next(&crate::store::now(), now_us, &self.replica.id)
+                    .await
+                {
                     Ok(Some(run)) => {
                         let cancel = Arc::new(Notify::new());
                         self.live
@@ -990,41 +1022,51 @@ impl Engine {
         }
     }
 
-    /// Runs a stopped server left `running`: failed, and re-queued once.
+    /// Runs a stopped server left `running` (this one before its restart, or another
+    /// replica that stopped beating): failed `server_restart`, and re-queued once. The
+    /// failing and the queueing are one transaction only one replica can win.
     async fn recover(&self) -> anyhow::Result<()> {
-        for run in self.store.interrupted_runs().await? {
-            let now = crate::store::now();
+        let orphans = self
+            .store
+            .orphaned_runs(&self.replica.id, self.orphaned_before())
+            .await?;
+        for run in orphans {
             let retry = run.retry_attempt == 0;
-            let note = if retry {
-                "Interrupted by a server restart; re-queued"
-            } else {
-                "Interrupted by a server restart again; not re-queued"
+            let again = match self.index.worker(&run.worker_id).await? {
+                Some((_, extra)) if retry => extra.config.and_then(|config| match run.inputs() {
+                    Value::Object(inputs) => {
+                        Some(self.rerun(&run, &config, inputs, "restart_retry", None))
+                    }
+                    _ => None,
+                }),
+                _ => None,
             };
-            self.store
-                .transition(
-                    &run.id,
-                    &["running"],
-                    "failed",
-                    Some(note),
-                    Some("server_restart"),
-                    &now,
-                )
-                .await?;
-            if !retry {
-                continue;
+            let end = RunEnd {
+                status: "failed".into(),
+                error: Some(
+                    if retry {
+                        "Interrupted by a server restart; re-queued"
+                    } else {
+                        "Interrupted by a server restart again; not re-queued"
+                    }
+                    .into(),
+                ),
+                error_code: Some("server_restart".into()),
+                ..RunEnd::default()
+            };
+            let now = crate::store::now();
+            if !self
+                .store
+                .finish_run(&run.id, &end, &now, again.as_ref())
+                .await?
+            {
+                continue; // another replica got there first
             }
-            let config = match self.index.worker(&run.worker_id).await? {
-                Some((_, extra)) => extra.config,
-                None => None,
-            };
-            let Some(config) = config else { continue };
-            let Value::Object(inputs) = run.inputs() else {
-                continue;
-            };
-            let again = self.rerun(&run, &config, inputs, "restart_retry", None);
-            self.store.insert_run(&again).await?;
-            self.queued(&again.id).await?;
-            tracing::info!(run = %run.id, retry = %again.id, "re-queued a run interrupted by a restart");
+            self.publish_status(&run.id, "failed", Some("server_restart"));
+            if let Some(again) = again {
+                self.announce_queued(&again.id);
+                tracing::info!(run = %run.id, retry = %again.id, "re-queued a run interrupted by a server stopping");
+            }
         }
         Ok(())
     }

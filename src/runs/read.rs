@@ -109,7 +109,9 @@ impl Engine {
 impl Engine {
     /// A run's events: its stored log lines (of `level`, if given) and status, then live
     /// ones until the run ends. Subscribes before reading the store, so no line falls
-    /// between the two.
+    /// between the two. A run executing on another replica is followed through the
+    /// store: read again on each poke from there, and every [`WATCH_EVERY`] in case a
+    /// poke was lost.
     pub async fn follow(
         self: &std::sync::Arc<Self>,
         run_id: &str,
@@ -117,94 +119,131 @@ impl Engine {
     ) -> Result<tokio::sync::mpsc::Receiver<RunEvent>, RunError> {
         use tokio::sync::broadcast::error::RecvError;
         let mut live = self.events.subscribe();
+        let mut pokes = self.events.subscribe_pokes();
         let run = self
             .store
             .run(run_id)
             .await?
             .ok_or(RunError::NotFound("Run not found"))?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
-        let engine = std::sync::Arc::clone(self);
-        let run_id = run.id.clone();
+        let mut follower = Follower {
+            engine: std::sync::Arc::clone(self),
+            run_id: run.id.clone(),
+            level,
+            tx,
+            last_log: 0,
+            last_status: None,
+        };
+        let shared = self.store.is_shared();
         tokio::spawn(async move {
-            let mut last = 0i64;
-            let send_stored = |last: i64| {
-                let engine = engine.clone();
-                let run_id = run_id.clone();
-                let level = level.clone();
-                async move {
-                    let logs = engine
-                        .store
-                        .logs(&run_id, level.as_deref())
-                        .await
-                        .unwrap_or_default();
-                    logs.into_iter()
-                        .filter(|l| l.id > last)
-                        .map(|l| RunEvent::Log {
-                            run_id: l.run_id,
-                            id: l.id,
-                            level: l.level,
-                            message: l.message,
-                            timestamp: l.timestamp,
-                        })
-                        .collect::<Vec<_>>()
-                }
-            };
-            for e in send_stored(last).await {
-                if let RunEvent::Log { id, .. } = &e {
-                    last = *id;
-                }
-                if tx.send(e).await.is_err() {
-                    return;
-                }
-            }
-            let current = match engine.store.run(&run_id).await {
-                Ok(Some(r)) => r,
-                _ => return,
-            };
-            let status = RunEvent::Status {
-                run_id: run_id.clone(),
-                status: current.status.clone(),
-                error_code: current.error_code.clone(),
-            };
-            let done = status.is_terminal();
-            if tx.send(status).await.is_err() || done {
+            if follower.catch_up().await.is_break() {
                 return;
             }
+            let mut tick = tokio::time::interval(super::replicas::WATCH_EVERY);
+            tick.tick().await;
             loop {
-                let e = match live.recv().await {
-                    Ok(e) => e,
-                    Err(RecvError::Lagged(_)) => {
+                let step = tokio::select! {
+                    e = live.recv() => match e {
+                        Ok(e) => follower.live(e).await,
                         // Fell behind the channel: catch up from the store.
-                        for e in send_stored(last).await {
-                            if let RunEvent::Log { id, .. } = &e {
-                                last = *id;
-                            }
-                            if tx.send(e).await.is_err() {
-                                return;
-                            }
-                        }
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return,
+                        Err(RecvError::Lagged(_)) => follower.catch_up().await,
+                        Err(RecvError::Closed) => return,
+                    },
+                    p = pokes.recv() => match p {
+                        Ok(id) if id != follower.run_id => continue,
+                        Ok(_) | Err(RecvError::Lagged(_)) => follower.catch_up().await,
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = tick.tick(), if shared => follower.catch_up().await,
                 };
-                if e.run_id() != run_id {
-                    continue;
-                }
-                match &e {
-                    RunEvent::Log { id, level: l, .. } => {
-                        if *id <= last || level.as_deref().is_some_and(|want| want != l) {
-                            continue;
-                        }
-                        last = *id;
-                    }
-                    RunEvent::Status { .. } => {}
-                }
-                let end = e.is_terminal();
-                if tx.send(e).await.is_err() || end {
+                if step.is_break() {
                     return;
                 }
             }
         });
         Ok(rx)
+    }
+}
+
+/// One follower of a run's events: what it sent so far.
+struct Follower {
+    engine: std::sync::Arc<Engine>,
+    run_id: String,
+    level: Option<String>,
+    tx: tokio::sync::mpsc::Sender<RunEvent>,
+    last_log: i64,
+    last_status: Option<String>,
+}
+
+type Step = std::ops::ControlFlow<()>;
+
+impl Follower {
+    /// Send the stored lines after the last one sent, then the status if it changed.
+    /// Breaks when the follower left or the run ended.
+    async fn catch_up(&mut self) -> Step {
+        let logs = self
+            .engine
+            .store
+            .logs(&self.run_id, self.level.as_deref())
+            .await
+            .unwrap_or_default();
+        let after = self.last_log;
+        for l in logs.into_iter().filter(|l| l.id > after) {
+            self.last_log = l.id;
+            let e = RunEvent::Log {
+                run_id: l.run_id,
+                id: l.id,
+                level: l.level,
+                message: l.message,
+                timestamp: l.timestamp,
+            };
+            if self.tx.send(e).await.is_err() {
+                return Step::Break(());
+            }
+        }
+        let Ok(Some(run)) = self.engine.store.run(&self.run_id).await else {
+            return Step::Break(());
+        };
+        if self.last_status.as_deref() == Some(run.status.as_str()) {
+            return Step::Continue(());
+        }
+        self.status(RunEvent::Status {
+            run_id: self.run_id.clone(),
+            status: run.status,
+            error_code: run.error_code,
+        })
+        .await
+    }
+
+    /// An event published on this replica.
+    async fn live(&mut self, e: RunEvent) -> Step {
+        if e.run_id() != self.run_id {
+            return Step::Continue(());
+        }
+        match &e {
+            RunEvent::Log { id, level, .. } => {
+                if *id <= self.last_log || self.level.as_deref().is_some_and(|want| want != level) {
+                    return Step::Continue(());
+                }
+                self.last_log = *id;
+                if self.tx.send(e).await.is_err() {
+                    return Step::Break(());
+                }
+                Step::Continue(())
+            }
+            RunEvent::Status { .. } => self.status(e).await,
+        }
+    }
+
+    async fn status(&mut self, e: RunEvent) -> Step {
+        let RunEvent::Status { status, .. } = &e else {
+            return Step::Continue(());
+        };
+        self.last_status = Some(status.clone());
+        let end = e.is_terminal();
+        if self.tx.send(e).await.is_err() || end {
+            return Step::Break(());
+        }
+        Step::Continue(())
     }
 }

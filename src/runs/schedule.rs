@@ -11,6 +11,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Map;
 
 use super::{Engine, Origin};
+
+/// How long a fired due time is remembered (longer than any clock skew between replicas).
+const CLAIMS_KEPT: chrono::Duration = chrono::Duration::days(1);
 use crate::index::workers::ScheduleSpec;
 
 /// The next fire of each scheduled worker, for `next_run_at` on the worker.
@@ -69,7 +72,7 @@ impl Engine {
                 .map(|(k, _)| k.clone())
                 .collect();
             for key in due {
-                self.fire(&key.0, &key.1).await;
+                self.fire(&key.0, &key.1, next[&key]).await;
                 match next_fire(&key.1, now) {
                     Some(at) => next.insert(key, at),
                     None => next.remove(&key),
@@ -97,19 +100,37 @@ impl Engine {
         }
     }
 
-    /// Queue a scheduled run (the engine's own checks fail it visibly if it cannot run).
-    async fn fire(&self, worker_id: &str, spec: &ScheduleSpec) {
+    /// Queue the run of a schedule's due time `at`, unless another replica sharing the
+    /// store fired that time already (the engine's own checks fail the run visibly if it
+    /// cannot run).
+    async fn fire(&self, worker_id: &str, spec: &ScheduleSpec, at: DateTime<Utc>) {
         let origin = Origin {
             source: "schedule".into(),
             reference: Some(format!("trg_{worker_id}_{}", spec.position)),
             by: None,
             ..Origin::default()
         };
-        match self.trigger(worker_id, Map::new(), origin).await {
-            Ok(run) => {
+        let fired = async {
+            let new = self.triggered(worker_id, Map::new(), origin).await?;
+            let prune = (at - CLAIMS_KEPT).timestamp_micros();
+            if !self
+                .store
+                .insert_run_once(&new, at.timestamp_micros(), prune)
+                .await?
+            {
+                return Ok(None);
+            }
+            self.queued(&new.id).await.map(Some)
+        };
+        match fired.await {
+            Ok(Some(run)) => {
                 tracing::info!(worker = worker_id, run = %run.id, cron = %spec.cron, "schedule fired")
             }
+            Ok(None) => {
+                tracing::debug!(worker = worker_id, cron = %spec.cron, "schedule fired by another replica")
+            }
             Err(e) => {
+                let e: super::RunError = e;
                 tracing::error!(worker = worker_id, error = %e, "a schedule could not queue its run")
             }
         }

@@ -34,7 +34,12 @@ pub const TABLES: &[&str] = &[
     "tool_calls",
     "worker_webhook_secrets",
     "api_tokens",
+    "schedule_fires",
+    "feedback_issues",
 ];
+// Not copied: `replicas`, the heartbeats of servers running now. A run the old server
+// left running is claimed by no replica the new store knows, so the first server on it
+// recovers the run as its own restart would have.
 
 /// Identity columns, `(table, column)`, moved past the copied values.
 const IDENTITIES: &[(&str, &str)] = &[("runs", "seq"), ("logs", "id"), ("run_feedback", "seq")];

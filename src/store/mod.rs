@@ -58,6 +58,31 @@ impl Store {
         Ok(Store { backend })
     }
 
+    /// Whether other servers may share this store (PostgreSQL), so runs, cancels and
+    /// logs may live on another replica.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Tell the other replicas sharing the store (nothing to tell on SQLite). A signal
+    /// is a hint: receivers also look at the store now and then, so a lost one delays
+    /// and never loses.
+    pub async fn signal(&self, payload: &str) {
+        if let Backend::Postgres(p) = &self.backend
+            && let Err(e) = p.notify(payload).await
+        {
+            tracing::warn!(error = %e, "signalling the other replicas");
+        }
+    }
+
+    /// Listen to the other replicas' signals; `None` on a store no one shares.
+    pub async fn listen(&self) -> sqlx::Result<Option<floom_store_postgres::Listener>> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(p) => p.listen().await.map(Some),
+        }
+    }
+
     pub async fn close(&self) {
         match &self.backend {
             Backend::Sqlite(s) => s.close().await,
@@ -97,8 +122,9 @@ operations! {
     fn run(&self, id: &str) -> Option<RunRecord>;
     /// How many runs `parent` started through its worker's `calls:`.
     fn child_run_count(&self, parent: &str) -> i64;
-    /// The oldest queued run that may start at `now_us`, now marked running.
-    fn claim_next(&self, started_at: &str, now_us: i64) -> Option<RunRecord>;
+    /// The oldest queued run that may start at `now_us`, now marked running, claimed by
+    /// `replica`. Replicas sharing the store claim different runs.
+    fn claim_next(&self, started_at: &str, now_us: i64, replica: &str) -> Option<RunRecord>;
     /// When the next queued run that waits for its time may start (microseconds since
     /// the epoch), if one waits past `now_us`.
     fn next_waiting(&self, now_us: i64) -> Option<i64>;
@@ -124,8 +150,11 @@ operations! {
     /// Put a paused run back in the queue (an agent resuming after a decision).
     fn requeue(&self, id: &str) -> bool;
     fn request_cancel(&self, id: &str) -> ();
-    /// Runs a stopped server left `running`.
-    fn interrupted_runs(&self) -> Vec<RunRecord>;
+    /// Runs left `running` by a replica that is gone: claimed by none, or by another
+    /// replica whose last heartbeat is before `stale_before_us` (or that has none).
+    fn orphaned_runs(&self, replica: &str, stale_before_us: i64) -> Vec<RunRecord>;
+    /// Of these runs, the ones to stop executing: cancelled, or no longer running.
+    fn runs_to_stop(&self, ids: &[String]) -> Vec<String>;
     /// 1-based place in the queue of a queued run, among the runs that may start now.
     fn queue_position(&self, seq: i64, now_us: i64) -> i64;
     /// A page of runs, newest first, and the total matching.
@@ -159,6 +188,15 @@ operations! {
     /// Add to the tokens a run's model calls cost.
     fn add_tokens(&self, run_id: &str, tokens: i64) -> ();
 
+    // Replicas
+    /// Say `replica` is alive at `now_us`.
+    fn heartbeat(&self, replica: &str, host: &str, started_at: &str, now_us: i64) -> ();
+    /// A replica stopped: its running runs are anyone's to recover at once.
+    fn forget_replica(&self, replica: &str) -> ();
+    /// Queue `r`, the run of a schedule's due time `fire_ts`, unless a replica fired
+    /// that time already (false). Claims older than `prune_before_ts` are dropped.
+    fn insert_run_once(&self, r: &NewRun, fire_ts: i64, prune_before_ts: i64) -> bool;
+
     // Approvals
     fn insert_approval(&self, a: &ApprovalRecord) -> ();
     /// The newest approval of a run.
@@ -180,6 +218,15 @@ operations! {
     fn feedback_of_run(&self, run_id: &str) -> Vec<Feedback>;
     fn feedback(&self, id: &str) -> Option<Feedback>;
     fn set_feedback_issue(&self, id: &str, issue_id: &str) -> ();
+    /// Claim the filing of `(run_id, key)`: true when this caller is to file it; false
+    /// when it was filed, or another filer claimed it after `stale_before_us`.
+    fn claim_feedback_key(&self, run_id: &str, key: &str, now_us: i64, stale_before_us: i64) -> bool;
+    /// The issue filed for `(run_id, key)`, once filed.
+    fn feedback_key_issue(&self, run_id: &str, key: &str) -> Option<String>;
+    /// Record the issue filed for a claimed `(run_id, key)`.
+    fn file_feedback_key(&self, run_id: &str, key: &str, issue_id: &str) -> ();
+    /// Give up a claim that filed nothing, for the next caller.
+    fn release_feedback_key(&self, run_id: &str, key: &str) -> ();
 
     // Connections and secret metadata
     fn connections(&self) -> Vec<Connection>;

@@ -77,6 +77,7 @@ on_both_backends!(
     secrets_and_connections,
     shares_webhook_secrets_and_receipts,
     feedback_is_kept_and_promoted,
+    schedule_times_and_feedback_keys_are_claimed_once,
 );
 
 const T0: i64 = 1_780_000_000_000_000;
@@ -139,25 +140,53 @@ async fn runs_are_queued_claimed_finished_and_listed(s: &Arc<Store>) {
 
     // Claimed oldest first; a claimed run is running and started.
     let started = at(T0 + 10_000_000);
-    let first = s.claim_next(&started, LATER).await.unwrap().unwrap();
+    let first = s
+        .claim_next(&started, LATER, "rep_a")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (first.id.as_str(), first.status.as_str()),
         ("run_a", "running")
     );
     assert_eq!(first.started_at.as_deref(), Some(started.as_str()));
     assert_eq!(
-        s.claim_next(&started, LATER).await.unwrap().unwrap().id,
+        s.claim_next(&started, LATER, "rep_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         "run_b"
     );
     assert_eq!(s.live_run_counts().await.unwrap(), (2, 2));
-    let interrupted: Vec<_> = s
-        .interrupted_runs()
+    // Orphaned: claimed by a replica that never beat, or whose beat is older than the
+    // cutoff, or that said it stopped; never one's own.
+    let orphans = |me: &'static str, cutoff: i64| {
+        let s = s.clone();
+        async move {
+            let runs = s.orphaned_runs(me, cutoff).await.unwrap();
+            runs.into_iter().map(|r| r.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(orphans("rep_b", 0).await, ["run_a", "run_b"]);
+    s.heartbeat("rep_a", "host pid 1", &at(T0), T0 + 20_000_000)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(interrupted, ["run_a", "run_b"]);
+        .unwrap();
+    assert!(orphans("rep_b", T0 + 20_000_000).await.is_empty());
+    assert_eq!(orphans("rep_b", T0 + 20_000_001).await, ["run_a", "run_b"]);
+    s.heartbeat("rep_a", "host pid 1", &at(T0), T0 + 30_000_000)
+        .await
+        .unwrap();
+    assert!(orphans("rep_b", T0 + 25_000_000).await.is_empty());
+    assert!(orphans("rep_a", i64::MAX).await.is_empty());
+    s.forget_replica("rep_a").await.unwrap();
+    assert_eq!(orphans("rep_b", 0).await, ["run_a", "run_b"]);
+    // To stop: cancelled, or no longer running.
+    let both = ["run_a".to_string(), "run_b".to_string()];
+    assert!(s.runs_to_stop(&both).await.unwrap().is_empty());
+    s.request_cancel("run_b").await.unwrap();
+    assert_eq!(s.runs_to_stop(&both).await.unwrap(), ["run_b"]);
+    assert!(s.runs_to_stop(&[]).await.unwrap().is_empty());
 
     // Finished once: a second finish (a cancel won) changes nothing.
     let end = RunEnd {
@@ -410,7 +439,10 @@ async fn runs_keep_logs_artifacts_tokens_and_tool_calls(s: &Arc<Store>) {
         None,
         "queued"
     );
-    s.claim_next(&at(T0), LATER).await.unwrap().unwrap();
+    s.claim_next(&at(T0), LATER, "rep_a")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         s.running_run_of_token("hash-1").await.unwrap().as_deref(),
         Some("run_l")
@@ -453,7 +485,7 @@ async fn concurrent_claims_take_each_run_once(s: &Arc<Store>) {
             let store = s.clone();
             tokio::spawn(async move {
                 let mut mine = Vec::new();
-                while let Some(run) = store.claim_next(&at(T0), LATER).await.unwrap() {
+                while let Some(run) = store.claim_next(&at(T0), LATER, "rep_a").await.unwrap() {
                     mine.push(run.id);
                 }
                 mine
@@ -484,16 +516,16 @@ async fn retries_wait_for_their_time_and_are_queued_with_the_failure(s: &Arc<Sto
         "the waiting run is not ahead"
     );
     // Before its time the waiting run is passed over; after it, claimed.
-    let first = s.claim_next(&at(T0), T0).await.unwrap().unwrap();
+    let first = s.claim_next(&at(T0), T0, "rep_a").await.unwrap().unwrap();
     assert_eq!(first.id, "run_n");
     assert!(
-        s.claim_next(&at(T0), T0 + 59_999_999)
+        s.claim_next(&at(T0), T0 + 59_999_999, "rep_a")
             .await
             .unwrap()
             .is_none()
     );
     let due = s
-        .claim_next(&at(T0), T0 + 60_000_000)
+        .claim_next(&at(T0), T0 + 60_000_000, "rep_a")
         .await
         .unwrap()
         .unwrap();
@@ -1052,6 +1084,75 @@ async fn feedback_is_kept_and_promoted(s: &Arc<Store>) {
     assert!(s.feedback("fb_nope").await.unwrap().is_none());
 }
 
+async fn schedule_times_and_feedback_keys_are_claimed_once(s: &Arc<Store>) {
+    // A due time queues its run once, whoever fires it.
+    let mut run = new_run("run_s1", "alpha", "schedule", T0);
+    run.trigger_ref = Some("trg_alpha_0".into());
+    assert!(s.insert_run_once(&run, T0, 0).await.unwrap());
+    run.id = "run_s2".into();
+    assert!(
+        !s.insert_run_once(&run, T0, 0).await.unwrap(),
+        "fired already"
+    );
+    assert!(s.run("run_s2").await.unwrap().is_none(), "nothing queued");
+    run.id = "run_s3".into();
+    assert!(
+        s.insert_run_once(&run, T0 + 60_000_000, 0).await.unwrap(),
+        "the next time"
+    );
+    run.trigger_ref = Some("trg_alpha_1".into());
+    run.id = "run_s4".into();
+    assert!(
+        s.insert_run_once(&run, T0, 0).await.unwrap(),
+        "another trigger"
+    );
+    // Claims older than the cutoff are pruned (by then no replica fires that time).
+    run.trigger_ref = Some("trg_alpha_0".into());
+    run.id = "run_s5".into();
+    assert!(s.insert_run_once(&run, T0, T0 + 1).await.unwrap());
+    assert_eq!(s.live_run_counts().await.unwrap(), (0, 4));
+
+    // A feedback key is filed by one claimer; a stale claim that filed nothing is taken over.
+    let claim = |now: i64, stale: i64| {
+        let s = s.clone();
+        async move {
+            s.claim_feedback_key("run_1", "fb-1", now, stale)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(claim(T0, T0 - 60).await);
+    assert!(!claim(T0 + 1, T0 - 60).await, "claimed by another");
+    assert!(claim(T0 + 100, T0 + 50).await, "the first claim went stale");
+    assert_eq!(s.feedback_key_issue("run_1", "fb-1").await.unwrap(), None);
+    s.file_feedback_key("run_1", "fb-1", "ISSUE-0009")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.feedback_key_issue("run_1", "fb-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("ISSUE-0009")
+    );
+    assert!(
+        !claim(i64::MAX, i64::MAX).await,
+        "filed: never claimed again"
+    );
+    s.release_feedback_key("run_1", "fb-1").await.unwrap();
+    assert!(
+        s.feedback_key_issue("run_1", "fb-1")
+            .await
+            .unwrap()
+            .is_some(),
+        "a filed key stays"
+    );
+    // A released claim (the filing failed) is free for the next caller.
+    assert!(s.claim_feedback_key("run_1", "fb-2", T0, 0).await.unwrap());
+    s.release_feedback_key("run_1", "fb-2").await.unwrap();
+    assert!(s.claim_feedback_key("run_1", "fb-2", T0, 0).await.unwrap());
+}
+
 /// `floom store copy`: a SQLite store with rows in every kind of table, copied into an
 /// empty PostgreSQL database by the command, reads the same there; the copy refuses a
 /// database that is not empty; the servers' other commands then use it.
@@ -1068,7 +1169,7 @@ async fn store_copy_moves_a_sqlite_store_into_postgres() {
             .await
             .unwrap();
     }
-    source.claim_next(&at(T0), LATER).await.unwrap();
+    source.claim_next(&at(T0), LATER, "rep_a").await.unwrap();
     source.request_cancel("run_0000").await.unwrap();
     let logs: Vec<_> = (0..700)
         .map(|i| {

@@ -15,10 +15,12 @@
 mod approvals;
 mod connections;
 mod feedback;
+mod replicas;
 mod run_tokens;
 mod runs;
 mod secrets;
 mod shares;
+mod signals;
 mod tokens;
 mod tools;
 mod users;
@@ -27,6 +29,7 @@ mod webhooks;
 
 use std::time::Duration;
 
+pub use signals::Listener;
 pub use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 

@@ -94,7 +94,7 @@ impl<'a> Conditions<'a> {
 }
 
 /// Insert a queued run, through the pool or inside a transaction.
-async fn insert_run<'e>(
+pub(super) async fn insert_run<'e>(
     ex: impl sqlx::Executor<'e, Database = Postgres>,
     r: &NewRun,
 ) -> sqlx::Result<()> {
@@ -155,16 +155,18 @@ impl PostgresStore {
         &self,
         started_at: &str,
         now_us: i64,
+        replica: &str,
     ) -> sqlx::Result<Option<RunRecord>> {
         query_runs!(
-            "UPDATE runs SET status = 'running', started_at = $1
+            "UPDATE runs SET status = 'running', started_at = $1, claimed_by = $3
              WHERE seq = (SELECT seq FROM runs WHERE status = 'queued'
                           AND (not_before_ts IS NULL OR not_before_ts <= $2)
                           ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
              RETURNING",
             "",
             started_at,
-            now_us
+            now_us,
+            replica
         )
         .fetch_optional(&self.pool)
         .await
@@ -267,11 +269,37 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Runs a stopped server left `running`.
-    pub async fn interrupted_runs(&self) -> sqlx::Result<Vec<RunRecord>> {
-        query_runs!("SELECT", "FROM runs WHERE status = 'running' ORDER BY seq")
-            .fetch_all(&self.pool)
-            .await
+    /// Runs left `running` by a replica that is gone: claimed by none (an older store),
+    /// or by a replica other than `replica` whose last heartbeat is before
+    /// `stale_before_us`, or that has no heartbeat at all.
+    pub async fn orphaned_runs(
+        &self,
+        replica: &str,
+        stale_before_us: i64,
+    ) -> sqlx::Result<Vec<RunRecord>> {
+        query_runs!(
+            "SELECT",
+            "FROM runs WHERE status = 'running' AND (claimed_by IS NULL OR (claimed_by <> $1
+                AND NOT EXISTS (SELECT 1 FROM replicas
+                                WHERE replicas.id = runs.claimed_by AND heartbeat_ts >= $2)))
+             ORDER BY seq",
+            replica,
+            stale_before_us
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Of these runs, the ones whose execution should stop: a cancel was asked for, or
+    /// they are no longer running (another replica took them over).
+    pub async fn runs_to_stop(&self, ids: &[String]) -> sqlx::Result<Vec<String>> {
+        sqlx::query_scalar!(
+            r#"SELECT id AS "id!" FROM runs
+               WHERE (status <> 'running' OR cancel_requested) AND id = ANY($1)"#,
+            ids
+        )
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// 1-based place in the queue of a queued run.

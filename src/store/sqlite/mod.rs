@@ -6,6 +6,7 @@
 mod approvals;
 mod connections;
 mod feedback;
+mod replicas;
 mod run_tokens;
 mod runs;
 mod secrets;

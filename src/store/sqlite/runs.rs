@@ -115,7 +115,7 @@ async fn count(read: &sqlx::SqlitePool, f: &RunFilter, subset: Subset<'_>) -> sq
 }
 
 /// Insert a queued run, through the pool or inside a transaction.
-async fn insert_run<'e>(
+pub(super) async fn insert_run<'e>(
     ex: impl sqlx::Executor<'e, Database = Sqlite>,
     r: &NewRun,
 ) -> sqlx::Result<()> {
@@ -175,15 +175,17 @@ impl SqliteStore {
         &self,
         started_at: &str,
         now_us: i64,
+        replica: &str,
     ) -> sqlx::Result<Option<RunRecord>> {
         query_runs!(
-            "UPDATE runs SET status = 'running', started_at = ?
+            "UPDATE runs SET status = 'running', started_at = ?, claimed_by = ?
              WHERE seq = (SELECT seq FROM runs WHERE status = 'queued'
                           AND (not_before_ts IS NULL OR not_before_ts <= ?)
                           ORDER BY seq LIMIT 1)
              RETURNING",
             "",
             started_at,
+            replica,
             now_us
         )
         .fetch_optional(&self.write)
@@ -290,11 +292,42 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Runs a stopped server left `running`.
-    pub async fn interrupted_runs(&self) -> sqlx::Result<Vec<RunRecord>> {
-        query_runs!("SELECT", "FROM runs WHERE status = 'running' ORDER BY seq")
-            .fetch_all(&self.read)
-            .await
+    /// Runs left `running` by a replica that is gone: claimed by none (an older store),
+    /// or by a replica other than `replica` whose last heartbeat is before
+    /// `stale_before_us`, or that has no heartbeat at all.
+    pub async fn orphaned_runs(
+        &self,
+        replica: &str,
+        stale_before_us: i64,
+    ) -> sqlx::Result<Vec<RunRecord>> {
+        query_runs!(
+            "SELECT",
+            "FROM runs WHERE status = 'running' AND (claimed_by IS NULL OR (claimed_by <> ?
+                AND NOT EXISTS (SELECT 1 FROM replicas
+                                WHERE replicas.id = runs.claimed_by AND heartbeat_ts >= ?)))
+             ORDER BY seq",
+            replica,
+            stale_before_us
+        )
+        .fetch_all(&self.read)
+        .await
+    }
+
+    /// Of these runs, the ones whose execution should stop: a cancel was asked for, or
+    /// they are no longer running (another replica took them over).
+    pub async fn runs_to_stop(&self, ids: &[String]) -> sqlx::Result<Vec<String>> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT id FROM runs WHERE (status <> 'running' OR cancel_requested) AND id IN (",
+        );
+        let mut sep = qb.separated(", ");
+        for id in ids {
+            sep.push_bind(id.clone());
+        }
+        if ids.is_empty() {
+            sep.push("NULL");
+        }
+        qb.push(")");
+        qb.build_query_scalar().fetch_all(&self.read).await
     }
 
     /// 1-based place in the queue of a queued run, among the runs that may start now.
