@@ -91,7 +91,7 @@ pub struct AuthArgs {
     #[arg(long, env = "WORKEROS_MAGIC_LINK_SECRET", hide_env_values = true)]
     pub magic_link_secret: Option<String>,
     /// Session cookies without `Secure` (for plain-HTTP development).
-    #[arg(long, env = "WORKEROS_INSECURE_COOKIES")]
+    #[arg(long, env = "WORKEROS_INSECURE_COOKIES", value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_cookies: bool,
     /// Where links point (magic links, shares); default: relative to this server.
     #[arg(long, env = "WORKERS_FRONTEND_URL")]

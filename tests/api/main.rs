@@ -18,6 +18,7 @@ mod pg;
 mod process;
 mod remote;
 mod replicas;
+mod replicas_pg;
 mod retry_notify;
 mod runs;
 mod sandbox;

@@ -18,7 +18,7 @@ use crate::common::{TestApp, eventually, git_in, manifest, upstream_issue};
 use crate::process::{free_port, wait_ready};
 
 /// A bare remote holding one upstream issue, ISSUE-0001, on `main`.
-fn seeded_remote() -> tempfile::TempDir {
+pub(crate) fn seeded_remote() -> tempfile::TempDir {
     let remote = tempfile::tempdir().unwrap();
     let seed = tempfile::tempdir().unwrap();
     git_in(remote.path(), &["init", "-q", "--bare", "-b", "main"]);
@@ -40,15 +40,17 @@ fn seeded_remote() -> tempfile::TempDir {
 }
 
 /// A floom server process over its own data folder, following `remote`.
-struct Server {
+pub(crate) struct Server {
     data: tempfile::TempDir,
     port: u16,
     base: String,
-    child: Child,
+    pub(crate) child: Child,
+    /// `FLOOM_SECRET`, when it was started with one: sent with every call.
+    secret: Option<String>,
 }
 
 impl Server {
-    async fn start(remote: &Path, env: &[(&str, &str)]) -> Server {
+    pub(crate) async fn start(remote: &Path, env: &[(&str, &str)]) -> Server {
         let data = tempfile::tempdir().unwrap();
         let port = free_port();
         let child = spawn(data.path(), port, remote, env);
@@ -59,6 +61,10 @@ impl Server {
             port,
             base,
             child,
+            secret: env
+                .iter()
+                .find(|(k, _)| *k == "FLOOM_SECRET")
+                .map(|(_, v)| v.to_string()),
         }
     }
 
@@ -68,12 +74,12 @@ impl Server {
         wait_ready(&client(), &self.base).await;
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -100,8 +106,16 @@ impl Server {
     }
 
     /// `method` to `path` with `body` as JSON, if any: the status and the JSON answer.
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = client().request(method, self.url(path));
+        if let Some(secret) = &self.secret {
+            req = req.header("x-floom-secret", secret);
+        }
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -160,7 +174,7 @@ fn spawn(data: &Path, port: u16, remote: &Path, env: &[(&str, &str)]) -> Child {
     cmd.spawn().expect("start floom")
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     floom::outbound::client(Duration::from_secs(60))
 }
 
