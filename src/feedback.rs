@@ -291,7 +291,6 @@ impl RunFeedback<'_> {
         Ok(serde_json::from_str(&doc.0).map_err(anyhow::Error::from)?)
     }
 
-    /// The issue bound to this run whose front matter carries `feedback_id: key`.
     /// The issue filed for `feedback_id` `key`, by this server or by another sharing the
     /// store; `None` when this caller is to file it (and, on a shared store, now holds the
     /// claim to). A store no one shares needs no claim: the filing lock and the index say
@@ -336,6 +335,7 @@ impl RunFeedback<'_> {
         }
     }
 
+    /// The issue bound to this run whose front matter carries `feedback_id: key`.
     async fn issue_with_key(&self, run_id: &str, key: &str) -> Result<Option<u64>, FeedbackError> {
         let index = &self.issues.index;
         let page = index

@@ -300,7 +300,7 @@ async fn run_logs(
     }
     let logs: Vec<crate::runs::view::LogOut> = state
         .store
-        .logs(&id, p.level.as_deref())
+        .logs(&id, p.level.as_deref(), 0)
         .await?
         .into_iter()
         .map(Into::into)

@@ -365,8 +365,7 @@ impl Engine {
         origin: Origin,
     ) -> Result<RunRecord, RunError> {
         let new = self.triggered(worker_id, inputs, origin).await?;
-        self.store.insert_run(&new).await?;
-        self.queued(&new.id).await
+        self.insert_queued(&new).await
     }
 
     /// The run a trigger queues: the inputs over the manifest's defaults.
@@ -407,7 +406,12 @@ impl Engine {
         lineage: Lineage<'_>,
     ) -> Result<RunRecord, RunError> {
         let new = self.new_run(id, worker_id, worker_name, config, inputs, origin, lineage);
-        self.store.insert_run(&new).await?;
+        self.insert_queued(&new).await
+    }
+
+    /// Store a run as queued and announce it.
+    async fn insert_queued(&self, new: &NewRun) -> Result<RunRecord, RunError> {
+        self.store.insert_run(new).await?;
         self.queued(&new.id).await
     }
 
@@ -537,7 +541,7 @@ impl Engine {
     async fn dispatch(self: Arc<Self>) {
         let mut stop = self.stop.subscribe();
         loop {
-            while !self.stopping() {
+            while !self.stopping() && !self.fenced() {
                 let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
                     break;
                 };
@@ -582,7 +586,8 @@ impl Engine {
             // Every enqueue and every finished run wakes the dispatcher (a wake with no
             // one waiting is kept for the next wait), and a run that waits for its time
             // (a retry's delay) sets an alarm, so there is nothing to poll for: an idle
-            // server touches the store not at all.
+            // server on SQLite touches the store not at all. (On a shared store, the
+            // other replicas' signals wake it too, and its watch once a second.)
             let alarm = self.next_waiting().await;
             tokio::select! {
                 _ = self.wake.notified() => {}
@@ -1028,26 +1033,27 @@ impl Engine {
     async fn recover(&self) -> anyhow::Result<()> {
         let orphans = self
             .store
-            .orphaned_runs(&self.replica.id, self.orphaned_before())
+            .orphaned_runs(&self.replica.id, self.orphan_lease())
             .await?;
         for run in orphans {
-            let retry = run.retry_attempt == 0;
             let again = match self.index.worker(&run.worker_id).await? {
-                Some((_, extra)) if retry => extra.config.and_then(|config| match run.inputs() {
-                    Value::Object(inputs) => {
-                        Some(self.rerun(&run, &config, inputs, "restart_retry", None))
-                    }
-                    _ => None,
-                }),
+                Some((_, extra)) if run.retry_attempt == 0 => {
+                    extra.config.and_then(|config| match run.inputs() {
+                        Value::Object(inputs) => {
+                            Some(self.rerun(&run, &config, inputs, "restart_retry", None))
+                        }
+                        _ => None,
+                    })
+                }
                 _ => None,
             };
             let end = RunEnd {
                 status: "failed".into(),
                 error: Some(
-                    if retry {
-                        "Interrupted by a server restart; re-queued"
-                    } else {
-                        "Interrupted by a server restart again; not re-queued"
+                    match (&again, run.retry_attempt) {
+                        (Some(_), _) => "Interrupted by a server restart; re-queued",
+                        (None, 0) => "Interrupted by a server restart; not re-queued (its worker does not load)",
+                        (None, _) => "Interrupted by a server restart again; not re-queued",
                     }
                     .into(),
                 ),
@@ -1062,7 +1068,13 @@ impl Engine {
             {
                 continue; // another replica got there first
             }
-            self.publish_status(&run.id, "failed", Some("server_restart"));
+            // Told to followers, not to the worker's `notify:` (a restart is the
+            // operator's news, and the retry is what its owner waits for).
+            self.events.publish(RunEvent::Status {
+                run_id: run.id.clone(),
+                status: "failed".into(),
+                error_code: Some("server_restart".into()),
+            });
             if let Some(again) = again {
                 self.announce_queued(&again.id);
                 tracing::info!(run = %run.id, retry = %again.id, "re-queued a run interrupted by a server stopping");

@@ -51,7 +51,7 @@ impl Engine {
             Some((_, extra)) => extra.config,
             None => None,
         };
-        let logs = self.store.logs(run_id, None).await?;
+        let logs = self.store.logs(run_id, None, 0).await?;
         let artifacts = self.store.artifacts(run_id).await?;
         let approval = self.store.approval_of_run(run_id).await?;
         // A run waiting for its time has no place in the queue yet: `not_before` says when.
@@ -139,6 +139,7 @@ impl Engine {
             if follower.catch_up().await.is_break() {
                 return;
             }
+            let client = follower.tx.clone();
             let mut tick = tokio::time::interval(super::replicas::WATCH_EVERY);
             tick.tick().await;
             loop {
@@ -155,6 +156,8 @@ impl Engine {
                         Err(RecvError::Closed) => return,
                     },
                     _ = tick.tick(), if shared => follower.catch_up().await,
+                    // The client left: nothing to wait for, however long the run.
+                    _ = client.closed() => return,
                 };
                 if step.is_break() {
                     return;
@@ -179,16 +182,19 @@ type Step = std::ops::ControlFlow<()>;
 
 impl Follower {
     /// Send the stored lines after the last one sent, then the status if it changed.
-    /// Breaks when the follower left or the run ended.
+    /// Breaks when the follower left or the run ended. The status is read first: a run's
+    /// lines are all stored before its end is, so lines read after an end are all of them.
     async fn catch_up(&mut self) -> Step {
+        let Ok(Some(run)) = self.engine.store.run(&self.run_id).await else {
+            return Step::Break(());
+        };
         let logs = self
             .engine
             .store
-            .logs(&self.run_id, self.level.as_deref())
+            .logs(&self.run_id, self.level.as_deref(), self.last_log)
             .await
             .unwrap_or_default();
-        let after = self.last_log;
-        for l in logs.into_iter().filter(|l| l.id > after) {
+        for l in logs {
             self.last_log = l.id;
             let e = RunEvent::Log {
                 run_id: l.run_id,
@@ -201,9 +207,6 @@ impl Follower {
                 return Step::Break(());
             }
         }
-        let Ok(Some(run)) = self.engine.store.run(&self.run_id).await else {
-            return Step::Break(());
-        };
         if self.last_status.as_deref() == Some(run.status.as_str()) {
             return Step::Continue(());
         }

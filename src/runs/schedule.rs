@@ -10,11 +10,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Map;
 
-use super::{Engine, Origin};
+use super::{Engine, Origin, RunError};
+use crate::index::workers::ScheduleSpec;
 
 /// How long a fired due time is remembered (longer than any clock skew between replicas).
 const CLAIMS_KEPT: chrono::Duration = chrono::Duration::days(1);
-use crate::index::workers::ScheduleSpec;
 
 /// The next fire of each scheduled worker, for `next_run_at` on the worker.
 #[derive(Default)]
@@ -120,7 +120,7 @@ impl Engine {
             {
                 return Ok(None);
             }
-            self.queued(&new.id).await.map(Some)
+            Ok::<_, RunError>(Some(self.queued(&new.id).await?))
         };
         match fired.await {
             Ok(Some(run)) => {
@@ -130,7 +130,6 @@ impl Engine {
                 tracing::debug!(worker = worker_id, cron = %spec.cron, "schedule fired by another replica")
             }
             Err(e) => {
-                let e: super::RunError = e;
                 tracing::error!(worker = worker_id, error = %e, "a schedule could not queue its run")
             }
         }

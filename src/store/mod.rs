@@ -21,6 +21,7 @@ pub use floom_store_records::{
 use std::collections::HashMap;
 
 use anyhow::Context;
+pub use floom_store_postgres::Listener;
 use floom_store_postgres::PostgresStore;
 
 use approvals::{ApprovalRecord, Decision};
@@ -76,7 +77,7 @@ impl Store {
     }
 
     /// Listen to the other replicas' signals; `None` on a store no one shares.
-    pub async fn listen(&self) -> sqlx::Result<Option<floom_store_postgres::Listener>> {
+    pub async fn listen(&self) -> sqlx::Result<Option<Listener>> {
         match &self.backend {
             Backend::Sqlite(_) => Ok(None),
             Backend::Postgres(p) => p.listen().await.map(Some),
@@ -151,8 +152,9 @@ operations! {
     fn requeue(&self, id: &str) -> bool;
     fn request_cancel(&self, id: &str) -> ();
     /// Runs left `running` by a replica that is gone: claimed by none, or by another
-    /// replica whose last heartbeat is before `stale_before_us` (or that has none).
-    fn orphaned_runs(&self, replica: &str, stale_before_us: i64) -> Vec<RunRecord>;
+    /// replica with no heartbeat within `lease_us` of now (by the database's clock) or
+    /// none at all; `None`: claimed by any other replica.
+    fn orphaned_runs(&self, replica: &str, lease_us: Option<i64>) -> Vec<RunRecord>;
     /// Of these runs, the ones to stop executing: cancelled, or no longer running.
     fn runs_to_stop(&self, ids: &[String]) -> Vec<String>;
     /// 1-based place in the queue of a queued run, among the runs that may start now.
@@ -175,8 +177,8 @@ operations! {
     fn live_run_counts(&self) -> (i64, i64);
     /// Append log lines `(run_id, level, message, timestamp)`; their ids, in order.
     fn insert_logs(&self, logs: &[(String, String, String, String)]) -> Vec<i64>;
-    /// A run's logs in order; `level` keeps only that level.
-    fn logs(&self, run_id: &str, level: Option<&str>) -> Vec<LogRecord>;
+    /// A run's logs in order, after the line `after` (0: all); `level` keeps only that level.
+    fn logs(&self, run_id: &str, level: Option<&str>, after: i64) -> Vec<LogRecord>;
     fn insert_artifact(&self, a: &ArtifactRecord) -> ();
     fn artifacts(&self, run_id: &str) -> Vec<ArtifactRecord>;
     /// Give `run_id` the token whose hash is `token_hash`, replacing any earlier one.
@@ -189,8 +191,8 @@ operations! {
     fn add_tokens(&self, run_id: &str, tokens: i64) -> ();
 
     // Replicas
-    /// Say `replica` is alive at `now_us`.
-    fn heartbeat(&self, replica: &str, host: &str, started_at: &str, now_us: i64) -> ();
+    /// Say `replica` is alive now, by the database's clock; forget replicas silent for a day.
+    fn heartbeat(&self, replica: &str, host: &str, started_at: &str) -> ();
     /// A replica stopped: its running runs are anyone's to recover at once.
     fn forget_replica(&self, replica: &str) -> ();
     /// Queue `r`, the run of a schedule's due time `fire_ts`, unless a replica fired

@@ -159,28 +159,35 @@ async fn runs_are_queued_claimed_finished_and_listed(s: &Arc<Store>) {
         "run_b"
     );
     assert_eq!(s.live_run_counts().await.unwrap(), (2, 2));
-    // Orphaned: claimed by a replica that never beat, or whose beat is older than the
-    // cutoff, or that said it stopped; never one's own.
-    let orphans = |me: &'static str, cutoff: i64| {
+    // Orphaned: claimed by a replica with no heartbeat, or none within the lease (by
+    // the database's clock), or that said it stopped; never one's own.
+    const HOUR: Option<i64> = Some(3_600_000_000);
+    let orphans = |me: &'static str, lease: Option<i64>| {
         let s = s.clone();
         async move {
-            let runs = s.orphaned_runs(me, cutoff).await.unwrap();
+            let runs = s.orphaned_runs(me, lease).await.unwrap();
             runs.into_iter().map(|r| r.id).collect::<Vec<_>>()
         }
     };
-    assert_eq!(orphans("rep_b", 0).await, ["run_a", "run_b"]);
-    s.heartbeat("rep_a", "host pid 1", &at(T0), T0 + 20_000_000)
-        .await
-        .unwrap();
-    assert!(orphans("rep_b", T0 + 20_000_000).await.is_empty());
-    assert_eq!(orphans("rep_b", T0 + 20_000_001).await, ["run_a", "run_b"]);
-    s.heartbeat("rep_a", "host pid 1", &at(T0), T0 + 30_000_000)
-        .await
-        .unwrap();
-    assert!(orphans("rep_b", T0 + 25_000_000).await.is_empty());
-    assert!(orphans("rep_a", i64::MAX).await.is_empty());
+    assert_eq!(orphans("rep_b", HOUR).await, ["run_a", "run_b"]);
+    s.heartbeat("rep_a", "host pid 1", &at(T0)).await.unwrap();
+    assert!(orphans("rep_b", HOUR).await.is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(
+        orphans("rep_b", Some(0)).await,
+        ["run_a", "run_b"],
+        "beyond the lease"
+    );
+    assert_eq!(
+        orphans("rep_b", None).await,
+        ["run_a", "run_b"],
+        "any other's"
+    );
+    assert!(orphans("rep_a", None).await.is_empty(), "never one's own");
+    s.heartbeat("rep_a", "host pid 1", &at(T0)).await.unwrap();
+    assert!(orphans("rep_b", HOUR).await.is_empty());
     s.forget_replica("rep_a").await.unwrap();
-    assert_eq!(orphans("rep_b", 0).await, ["run_a", "run_b"]);
+    assert_eq!(orphans("rep_b", HOUR).await, ["run_a", "run_b"]);
     // To stop: cancelled, or no longer running.
     let both = ["run_a".to_string(), "run_b".to_string()];
     assert!(s.runs_to_stop(&both).await.unwrap().is_empty());
@@ -390,13 +397,21 @@ async fn runs_keep_logs_artifacts_tokens_and_tool_calls(s: &Arc<Store>) {
     });
     let ids = s.insert_logs(&lines).await.unwrap();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-    let logs = s.logs("run_l", None).await.unwrap();
+    let logs = s.logs("run_l", None, 0).await.unwrap();
     assert_eq!(
         logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
         ["one", "two", "thrée"]
     );
     assert_eq!(logs[0].id, ids[0]);
-    let errors = s.logs("run_l", Some("error")).await.unwrap();
+    let later: Vec<_> = s.logs("run_l", None, ids[0]).await.unwrap();
+    assert_eq!(later.iter().map(|l| l.id).collect::<Vec<_>>(), ids[1..]);
+    assert!(
+        s.logs("run_l", Some("error"), ids[1])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let errors = s.logs("run_l", Some("error"), 0).await.unwrap();
     assert_eq!(
         errors
             .iter()
@@ -1248,7 +1263,7 @@ async fn store_copy_moves_a_sqlite_store_into_postgres() {
         (run.status.as_str(), run.cancel_requested, run.inputs()),
         ("running", true, json!({"n": 1, "text": "héllo"}))
     );
-    assert_eq!(target.logs("run_0000", None).await.unwrap().len(), 700);
+    assert_eq!(target.logs("run_0000", None, 0).await.unwrap().len(), 700);
     assert!(target.user("bob").await.unwrap().unwrap().disabled);
     let token = target.presented_token("h1").await.unwrap().unwrap();
     assert_eq!((token.id.as_str(), token.user_disabled), ("t1", Some(true)));

@@ -270,21 +270,22 @@ impl PostgresStore {
     }
 
     /// Runs left `running` by a replica that is gone: claimed by none (an older store),
-    /// or by a replica other than `replica` whose last heartbeat is before
-    /// `stale_before_us`, or that has no heartbeat at all.
+    /// or by a replica other than `replica` that has not beaten its heartbeat within
+    /// `lease_us` of now by the database's clock, or has none; `None`: by any other.
     pub async fn orphaned_runs(
         &self,
         replica: &str,
-        stale_before_us: i64,
+        lease_us: Option<i64>,
     ) -> sqlx::Result<Vec<RunRecord>> {
         query_runs!(
             "SELECT",
             "FROM runs WHERE status = 'running' AND (claimed_by IS NULL OR (claimed_by <> $1
-                AND NOT EXISTS (SELECT 1 FROM replicas
-                                WHERE replicas.id = runs.claimed_by AND heartbeat_ts >= $2)))
+                AND NOT EXISTS (SELECT 1 FROM replicas WHERE replicas.id = runs.claimed_by
+                    AND $2::BIGINT IS NOT NULL AND heartbeat_ts >=
+                        (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT - $2)))
              ORDER BY seq",
             replica,
-            stale_before_us
+            lease_us
         )
         .fetch_all(&self.pool)
         .await
@@ -476,13 +477,19 @@ impl PostgresStore {
     }
 
     /// A run's logs in order; `level` keeps only that level.
-    pub async fn logs(&self, run_id: &str, level: Option<&str>) -> sqlx::Result<Vec<LogRecord>> {
+    pub async fn logs(
+        &self,
+        run_id: &str,
+        level: Option<&str>,
+        after: i64,
+    ) -> sqlx::Result<Vec<LogRecord>> {
         sqlx::query_as!(
             LogRecord,
             r#"SELECT id AS "id!", run_id, level, message, timestamp FROM logs
-               WHERE run_id = $1 AND ($2::text IS NULL OR level = $2) ORDER BY id"#,
+               WHERE run_id = $1 AND id > $3 AND ($2::text IS NULL OR level = $2) ORDER BY id"#,
             run_id,
-            level
+            level,
+            after
         )
         .fetch_all(&self.pool)
         .await

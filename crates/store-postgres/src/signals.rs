@@ -14,8 +14,8 @@ const CHANNEL: &str = "floom";
 pub struct Listener(PgListener);
 
 impl Listener {
-    /// The next signal's text. A lost connection is reconnected on the next call (and
-    /// what was sent meanwhile is lost); `Err` only for what a retry would not mend.
+    /// The next signal's text. Some lost connections are reconnected by the next call
+    /// (what was sent meanwhile is lost); after an `Err`, start listening anew.
     pub async fn recv(&mut self) -> sqlx::Result<String> {
         Ok(self.0.recv().await?.payload().to_string())
     }

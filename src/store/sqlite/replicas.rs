@@ -6,21 +6,23 @@ use floom_store_records::runs::NewRun;
 use super::SqliteStore;
 
 impl SqliteStore {
-    /// Say `replica` is alive at `now_us` (its row is made on the first beat).
-    pub async fn heartbeat(
-        &self,
-        replica: &str,
-        host: &str,
-        started_at: &str,
-        now_us: i64,
-    ) -> sqlx::Result<()> {
+    /// Say `replica` is alive, by the database's clock (one clock for every replica, so
+    /// that their own clocks' drift cannot expire a lease). Replicas silent for a day are
+    /// forgotten.
+    pub async fn heartbeat(&self, replica: &str, host: &str, started_at: &str) -> sqlx::Result<()> {
         sqlx::query!(
-            "INSERT INTO replicas (id, host, started_at, heartbeat_ts) VALUES (?, ?, ?, ?)
+            "INSERT INTO replicas (id, host, started_at, heartbeat_ts)
+             VALUES (?, ?, ?, CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER))
              ON CONFLICT(id) DO UPDATE SET heartbeat_ts = excluded.heartbeat_ts",
             replica,
             host,
-            started_at,
-            now_us
+            started_at
+        )
+        .execute(&self.write)
+        .await?;
+        sqlx::query!(
+            "DELETE FROM replicas WHERE heartbeat_ts <
+                CAST((julianday('now') - 2440587.5 - 1) * 86400000000.0 AS INTEGER)"
         )
         .execute(&self.write)
         .await?;
