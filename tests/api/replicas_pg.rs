@@ -132,6 +132,22 @@ async fn claimer_pid(db: &mut PgConnection, claimed_by: &str) -> Option<u32> {
     host?.rsplit(' ').next()?.parse().ok()
 }
 
+/// Wait until `run` is running; the process id of the replica executing it.
+async fn executing(url: &str, run: &str) -> u32 {
+    eventually(&format!("run {run} is running"), || async {
+        run_row(&mut PgConnection::connect(url).await.unwrap(), run)
+            .await
+            .status
+            == "running"
+    })
+    .await;
+    let mut db = PgConnection::connect(url).await.unwrap();
+    let row = run_row(&mut db, run).await;
+    claimer_pid(&mut db, row.claimed_by.as_deref().unwrap())
+        .await
+        .unwrap()
+}
+
 /// `SSE` events of a run, from `server`, until the stream ends.
 async fn events_from(server: &Server, run: &str) -> String {
     let res = client()
@@ -267,16 +283,8 @@ async fn three_replicas_on_one_database_run_everything_once() {
         json!({"n": "s", "steps": "6", "pause": "0.3"}),
     )
     .await;
-    eventually("the streamed run is running", || async {
-        run_row(&mut PgConnection::connect(&url).await.unwrap(), &long)
-            .await
-            .status
-            == "running"
-    })
-    .await;
-    let row = run_row(&mut db, &long).await;
-    let pid = claimer_pid(&mut db, row.claimed_by.as_deref().unwrap()).await;
-    let viewer = servers.iter().find(|s| Some(s.child.id()) != pid).unwrap();
+    let pid = executing(&url, &long).await;
+    let viewer = servers.iter().find(|s| s.child.id() != pid).unwrap();
     let text = events_from(viewer, &long).await;
     for i in 0..6 {
         assert!(
@@ -294,16 +302,8 @@ async fn three_replicas_on_one_database_run_everything_once() {
         json!({"n": "c", "steps": "300", "pause": "0.1"}),
     )
     .await;
-    eventually("the doomed run is running", || async {
-        run_row(&mut PgConnection::connect(&url).await.unwrap(), &doomed)
-            .await
-            .status
-            == "running"
-    })
-    .await;
-    let row = run_row(&mut db, &doomed).await;
-    let pid = claimer_pid(&mut db, row.claimed_by.as_deref().unwrap()).await;
-    let elsewhere = servers.iter().find(|s| Some(s.child.id()) != pid).unwrap();
+    let pid = executing(&url, &doomed).await;
+    let elsewhere = servers.iter().find(|s| s.child.id() != pid).unwrap();
     let asked = Instant::now();
     let (status, body) = elsewhere
         .call(Method::POST, &format!("/runs/{doomed}/cancel"), None)
@@ -329,17 +329,7 @@ async fn three_replicas_on_one_database_run_everything_once() {
         json!({"n": "k", "steps": "40", "pause": "0.25"}),
     )
     .await;
-    eventually("the victim's run is running", || async {
-        run_row(&mut PgConnection::connect(&url).await.unwrap(), &victim_run)
-            .await
-            .status
-            == "running"
-    })
-    .await;
-    let row = run_row(&mut db, &victim_run).await;
-    let pid = claimer_pid(&mut db, row.claimed_by.as_deref().unwrap())
-        .await
-        .unwrap();
+    let pid = executing(&url, &victim_run).await;
     let victim = servers.iter().position(|s| s.child.id() == pid).unwrap();
     servers[victim].kill();
     eventually("the killed replica's run is taken over", || async {
