@@ -14,6 +14,9 @@
 //! rows of servers sharing a git remote. `FLOOM_BENCH_SOAK` is the length in seconds of
 //! a soak of writes at each size (default 0: none) against `floom serve` in a process
 //! of its own, its resident memory sampled every second (the samples go to stderr).
+//! `FLOOM_BENCH_ONLY_WRITES=1` keeps, for each size, only the index build, the warm start
+//! and the write rows (create, comment, the concurrent burst): a minute at 100k issues
+//! with `FLOOM_BENCH_DIR`, for iterating on the write path.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -328,6 +331,50 @@ async fn serve_recorded(state: &AppState) -> (String, ServerTimes) {
     (base, times)
 }
 
+/// The read rows under load: a filtered list, a full-text page, one issue. Returns the
+/// list's server p50 (for the naive ratio).
+async fn read_rows(
+    base: &str,
+    times: &ServerTimes,
+    n: u64,
+    secs: f64,
+    row: &mut impl FnMut(&'static str, Option<Stats>, Option<Stats>, Option<Duration>, String),
+) -> Duration {
+    let b = base.to_string();
+    let (c, s) = load(times, CONCURRENCY, secs, move |c, _| {
+        c.get(format!(
+            "{b}/workspace/issues?status=open&label=bug&limit=50"
+        ))
+    })
+    .await;
+    let list_p50 = s.p50;
+    let note = format!("{:.0} req/s", c.rps);
+    row("list status+label, 50 rows", Some(c), Some(s), None, note);
+
+    let b = base.to_string();
+    let (c, s) = load(times, CONCURRENCY, secs, move |c, i| {
+        c.get(format!(
+            "{b}/workspace/issues?q={}&limit=50",
+            WORDS[(i % 16) as usize]
+        ))
+    })
+    .await;
+    let note = format!("{:.0} req/s", c.rps);
+    row("full-text search, 50 rows", Some(c), Some(s), None, note);
+
+    let b = base.to_string();
+    let (c, s) = load(times, CONCURRENCY, secs, move |c, i| {
+        c.get(format!(
+            "{b}/workspace/issues/{}",
+            layout::format_id(1 + i % n)
+        ))
+    })
+    .await;
+    let note = format!("{:.0} req/s", c.rps);
+    row("get one issue", Some(c), Some(s), None, note);
+    list_p50
+}
+
 async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     let mut row = table(rows, format!("{n} issues"));
     let config = Config::under(dir);
@@ -379,39 +426,12 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     );
     let _watch = watcher::spawn(state.index.clone()).unwrap();
     let (base, times) = serve_recorded(&state).await;
-
-    let b = base.clone();
-    let (c, s) = load(&times, CONCURRENCY, secs, move |c, _| {
-        c.get(format!(
-            "{b}/workspace/issues?status=open&label=bug&limit=50"
-        ))
-    })
-    .await;
-    let list_p50 = s.p50;
-    let note = format!("{:.0} req/s", c.rps);
-    row("list status+label, 50 rows", Some(c), Some(s), None, note);
-
-    let b = base.clone();
-    let (c, s) = load(&times, CONCURRENCY, secs, move |c, i| {
-        c.get(format!(
-            "{b}/workspace/issues?q={}&limit=50",
-            WORDS[(i % 16) as usize]
-        ))
-    })
-    .await;
-    let note = format!("{:.0} req/s", c.rps);
-    row("full-text search, 50 rows", Some(c), Some(s), None, note);
-
-    let b = base.clone();
-    let (c, s) = load(&times, CONCURRENCY, secs, move |c, i| {
-        c.get(format!(
-            "{b}/workspace/issues/{}",
-            layout::format_id(1 + i % n)
-        ))
-    })
-    .await;
-    let note = format!("{:.0} req/s", c.rps);
-    row("get one issue", Some(c), Some(s), None, note);
+    let only_writes = std::env::var("FLOOM_BENCH_ONLY_WRITES").is_ok_and(|v| v != "0");
+    let list_p50 = if only_writes {
+        Duration::ZERO
+    } else {
+        read_rows(&base, &times, n, secs, &mut row).await
+    };
 
     // Writes are serialised by the single git writer: one client shows a write's own
     // latency; more clients would only show the queue in front of it.
@@ -446,6 +466,9 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     row("comment (commit included)", Some(c), Some(s), None, note);
 
     // A burst of agents filing issues at once: 16 clients, every create its own commit.
+    let moves_before = branch_moves(ws.root());
+    let cpu_before = cpu_time();
+    eprintln!("[{n}] burst of {BURST_CLIENTS} writers for {secs} s");
     let b = base.clone();
     let (c, s) = load(&times, BURST_CLIENTS, secs, move |c, i| {
         c.post(format!("{b}/workspace/issues"))
@@ -453,9 +476,13 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     })
     .await;
     writes += c.count;
+    let cpu = cpu_time() - cpu_before;
+    let batches = branch_moves(ws.root()) - moves_before;
     let note = format!(
-        "{:.0} creates/s, {BURST_CLIENTS} clients (group commit)",
-        c.rps
+        "{:.0} creates/s, {BURST_CLIENTS} clients (group commit: {batches} batches, {:.1} commits each; {:.2} ms of CPU per create, whole process)",
+        c.rps,
+        c.count as f64 / batches.max(1) as f64,
+        cpu.as_secs_f64() * 1000.0 / c.count.max(1) as f64
     );
     row(
         "create issue, concurrent writers",
@@ -476,6 +503,11 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
             heap_note()
         ),
     );
+
+    if only_writes {
+        state.index.close().await;
+        return;
+    }
 
     // External edit → visible in the list.
     let client = reqwest::Client::new();
@@ -752,6 +784,26 @@ fn dir_mb(dir: &Path) -> f64 {
             .sum()
     }
     walk(dir) as f64 / (1024.0 * 1024.0)
+}
+
+/// CPU time this process has used (user and system, every thread): on a machine
+/// shared with other work, the cost of a row that its throughput does not show.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// How many times the branch has moved (its reflog's length): one per batch of writes.
+fn branch_moves(root: &Path) -> usize {
+    let repo = git2::Repository::open(root).unwrap();
+    let head = repo.head().unwrap();
+    repo.reflog(head.name().unwrap()).unwrap().len()
 }
 
 /// libgit2's object cache: in use / allowed.
