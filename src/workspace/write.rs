@@ -344,10 +344,16 @@ fn build_batch(
     let mut kept: Vec<Box<dyn Job>> = Vec::new();
     let mut touched = Touched::default();
     let mut waiting = std::mem::take(jobs).into_iter();
+    let mut floor = floor;
     while let Some(mut job) = waiting.next() {
         let Some(files) = job.plan(repo, floor) else {
             continue;
         };
+        // The next create starts after this one's number, rather than stepping over
+        // every file the batch has created so far (a stat each).
+        if job.allocates() {
+            floor = files.issue_nums.last().map_or(floor, |&n| n.max(floor));
+        }
         if files.writes.is_empty() && files.removed.is_empty() {
             job.finish(Ok(()));
             continue;
