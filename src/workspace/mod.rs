@@ -34,6 +34,9 @@ pub struct Workspace {
     replica: Option<Arc<Replica>>,
     /// Writes waiting for the writer (`write.rs`).
     queue: write::Queue,
+    /// Held while the index follows a landed batch: batches are followed in the order
+    /// they landed, while the writer builds the next one (`write.rs`).
+    following: Arc<Mutex<()>>,
 }
 
 impl Workspace {
@@ -54,6 +57,7 @@ impl Workspace {
             maintainer,
             replica,
             queue: Default::default(),
+            following: Default::default(),
         })
     }
 
@@ -131,5 +135,12 @@ impl Workspace {
     /// The single writer: hold this across read-modify-write-commit-index.
     pub async fn lock(&self) -> OwnedMutexGuard<Repo> {
         Arc::clone(&self.repo).lock_owned().await
+    }
+
+    /// The turn to bring the index up to what the branch now holds: take it while
+    /// holding the writer, after the branch moved, so that turns go in the order of
+    /// the moves (a batch still being indexed is never overtaken by a later one).
+    pub(crate) async fn following(&self) -> OwnedMutexGuard<()> {
+        Arc::clone(&self.following).lock_owned().await
     }
 }

@@ -334,6 +334,7 @@ impl Replica {
         };
         match paths {
             Ok(paths) if !paths.is_empty() => {
+                let _turn = ws.following().await;
                 if let Err(e) = follower.follow_paths(paths).await {
                     tracing::error!(error = ?e, "indexing what the remote changed");
                 }

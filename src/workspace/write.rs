@@ -194,8 +194,10 @@ impl Workspace {
     /// Group commit: writes that wait for the writer at the same moment go together, in
     /// order, each planned on what the ones before it wrote and each its own commit;
     /// then one move of the branch, one update of the index, and every writer is
-    /// answered. The batch runs in a task of its own, so that a client hanging up
-    /// cannot cut it in half.
+    /// answered. The writer is free again once the branch moved: the next batch is
+    /// built while the index follows this one (in the order the branch moved). The
+    /// batch runs in a task of its own, so that a client hanging up cannot cut it in
+    /// half.
     ///
     /// In `remote` sync mode the batch counts only once its last commit is on the
     /// remote: when the remote moved first, the workspace follows it and every plan runs
@@ -292,8 +294,11 @@ impl Workspace {
             (guard, jobs) = (g, js);
             let why = match outcome {
                 Outcome::Landed(touched) => {
-                    let followed = follower.follow(touched).await;
+                    // The next batch is built while the index follows this one.
+                    let turn = self.following().await;
                     drop(guard);
+                    let followed = follower.follow(touched).await;
+                    drop(turn);
                     for job in jobs {
                         job.finish(followed.as_ref().map(|_| ()));
                     }
@@ -302,7 +307,10 @@ impl Workspace {
                 Outcome::Nothing => return,
                 Outcome::Failed(e) => return fail(jobs, &e),
                 Outcome::Moved(paths) => {
-                    if let Err(e) = follower.follow_paths(paths).await {
+                    let turn = self.following().await;
+                    let followed = follower.follow_paths(paths).await;
+                    drop(turn);
+                    if let Err(e) = followed {
                         return fail(jobs, &e);
                     }
                     "other writers kept moving it".to_string()
