@@ -28,9 +28,11 @@ const LIST: &str = "floom-unstaged";
 const WRITING: &str = "floom-staging";
 /// How long a flush waits for more writes to join it, at the least.
 const COALESCE: Duration = Duration::from_millis(10);
-/// ... and at the least this many times as long as the last flush took, so that under
-/// a stream of writes the git index costs at most a quarter of one core.
-const PACE: u32 = 3;
+/// ... and, under a stream of writes, until this many times as long as the last flush
+/// took has passed since it ended, so that the git index costs at most a ninth of one
+/// core (at 100k issues a flush is 50-80 ms: `git status` lags a burst by about half a
+/// second). A write after a pause waits only [`COALESCE`].
+const PACE: u32 = 8;
 /// Pause before trying again when the index is locked by someone else.
 const RETRY: Duration = Duration::from_millis(500);
 /// A flush of at least this many paths, and at least an eighth of the index's entries,
@@ -50,6 +52,9 @@ pub struct Stager {
     scheduled: AtomicBool,
     /// How long the last flush took, in microseconds.
     last_flush_us: AtomicU64,
+    /// When the last flush ended, in microseconds after `opened`.
+    last_end_us: AtomicU64,
+    opened: Instant,
 }
 
 impl Stager {
@@ -83,6 +88,8 @@ impl Stager {
             flush_repo: Mutex::new(None),
             scheduled: AtomicBool::new(false),
             last_flush_us: AtomicU64::new(0),
+            last_end_us: AtomicU64::new(0),
+            opened: Instant::now(),
         });
         if !left.is_empty() {
             tracing::info!(
@@ -139,7 +146,9 @@ impl Stager {
     pub fn add(self: &Arc<Self>, paths: &[String]) -> anyhow::Result<()> {
         self.record(paths)?;
         let last = Duration::from_micros(self.last_flush_us.load(Ordering::Relaxed));
-        self.schedule(COALESCE.max(last * PACE));
+        let ended = Duration::from_micros(self.last_end_us.load(Ordering::Relaxed));
+        let since = self.opened.elapsed().saturating_sub(ended);
+        self.schedule(COALESCE.max((last * PACE).saturating_sub(since)));
         Ok(())
     }
 
@@ -198,6 +207,8 @@ impl Stager {
         written?;
         self.last_flush_us
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.last_end_us
+            .store(self.opened.elapsed().as_micros() as u64, Ordering::Relaxed);
         let mut guard = self.pending.lock().expect("stager state");
         for (path, seq) in snapshot {
             if guard.1.get(&path) == Some(&seq) {
