@@ -648,7 +648,7 @@ impl Engine {
         let queue = retry.as_ref().and_then(|r| r.run.as_ref());
         match self
             .store
-            .finish_run(id, end, &crate::store::now(), queue)
+            .finish_run(id, end, &crate::store::now(), queue, None)
             .await
         {
             Ok(true) => {
@@ -1031,10 +1031,8 @@ impl Engine {
     /// replica that stopped beating): failed `server_restart`, and re-queued once. The
     /// failing and the queueing are one transaction only one replica can win.
     async fn recover(&self) -> anyhow::Result<()> {
-        let orphans = self
-            .store
-            .orphaned_runs(&self.replica.id, self.orphan_lease())
-            .await?;
+        let lease = self.orphan_lease();
+        let orphans = self.store.orphaned_runs(&self.replica.id, lease).await?;
         for run in orphans {
             let again = match self.index.worker(&run.worker_id).await? {
                 Some((_, extra)) if run.retry_attempt == 0 => {
@@ -1063,10 +1061,11 @@ impl Engine {
             let now = crate::store::now();
             if !self
                 .store
-                .finish_run(&run.id, &end, &now, again.as_ref())
+                .finish_run(&run.id, &end, &now, again.as_ref(), lease)
                 .await?
             {
-                continue; // another replica got there first
+                // Another replica got there first, or its claimer beat again meanwhile.
+                continue;
             }
             // Told to followers, not to the worker's `notify:` (a restart is the
             // operator's news, and the retry is what its owner waits for).

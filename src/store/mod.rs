@@ -131,12 +131,15 @@ operations! {
     fn next_waiting(&self, now_us: i64) -> Option<i64>;
     /// Record how a running run ended, and queue `then` (its retry) in the same
     /// transaction; false, and nothing queued, when it was no longer running (a cancel won).
+    /// `orphaned_for`: only if its claimer is still gone (no heartbeat within that many
+    /// microseconds), as when a replica takes over a stopped one's run.
     fn finish_run(
         &self,
         id: &str,
         end: &RunEnd,
         completed_at: &str,
         then: Option<&NewRun>,
+        orphaned_for: Option<i64>,
     ) -> bool;
     /// Move a run from one status to another, with an error; false when it was not in `from`.
     fn transition(

@@ -186,6 +186,17 @@ async fn runs_are_queued_claimed_finished_and_listed(s: &Arc<Store>) {
     assert!(orphans("rep_a", None).await.is_empty(), "never one's own");
     s.heartbeat("rep_a", "host pid 1", &at(T0)).await.unwrap();
     assert!(orphans("rep_b", HOUR).await.is_empty());
+    // Taking over a run whose claimer beat again meanwhile does nothing.
+    let restart = RunEnd {
+        status: "failed".into(),
+        error_code: Some("server_restart".into()),
+        ..RunEnd::default()
+    };
+    assert!(
+        !s.finish_run("run_a", &restart, &at(T0 + 11_000_000), None, HOUR)
+            .await
+            .unwrap()
+    );
     s.forget_replica("rep_a").await.unwrap();
     assert_eq!(orphans("rep_b", HOUR).await, ["run_a", "run_b"]);
     // To stop: cancelled, or no longer running.
@@ -202,12 +213,12 @@ async fn runs_are_queued_claimed_finished_and_listed(s: &Arc<Store>) {
         ..RunEnd::default()
     };
     assert!(
-        s.finish_run("run_a", &end, &at(T0 + 12_500_000), None)
+        s.finish_run("run_a", &end, &at(T0 + 12_500_000), None, None)
             .await
             .unwrap()
     );
     assert!(
-        !s.finish_run("run_a", &end, &at(T0 + 13_000_000), None)
+        !s.finish_run("run_a", &end, &at(T0 + 13_000_000), None, None)
             .await
             .unwrap()
     );
@@ -225,7 +236,7 @@ async fn runs_are_queued_claimed_finished_and_listed(s: &Arc<Store>) {
         ..RunEnd::default()
     };
     assert!(
-        s.finish_run("run_b", &pause, &at(T0 + 11_000_000), None)
+        s.finish_run("run_b", &pause, &at(T0 + 11_000_000), None, None)
             .await
             .unwrap()
     );
@@ -560,7 +571,7 @@ async fn retries_wait_for_their_time_and_are_queued_with_the_failure(s: &Arc<Sto
     retry.retry_of_run_id = Some("run_n".into());
     retry.retry_attempt = 1;
     assert!(
-        s.finish_run("run_n", &failed, &at(T0 + 5), Some(&retry))
+        s.finish_run("run_n", &failed, &at(T0 + 5), Some(&retry), None)
             .await
             .unwrap()
     );
@@ -576,7 +587,7 @@ async fn retries_wait_for_their_time_and_are_queued_with_the_failure(s: &Arc<Sto
     let mut again = new_run("run_r2", "alpha", "retry", T0 + 3);
     again.retry_attempt = 2;
     assert!(
-        !s.finish_run("run_n", &failed, &at(T0 + 6), Some(&again))
+        !s.finish_run("run_n", &failed, &at(T0 + 6), Some(&again), None)
             .await
             .unwrap()
     );

@@ -188,6 +188,7 @@ impl PostgresStore {
         end: &RunEnd,
         completed_at: &str,
         then: Option<&NewRun>,
+        orphaned_for: Option<i64>,
     ) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
         let outputs = end.outputs.as_ref().map(Value::to_string);
@@ -197,7 +198,9 @@ impl PostgresStore {
                 completed_at = CASE WHEN $7 = 'pending_approval' THEN NULL ELSE $8 END,
                 duration_ms = ROUND(EXTRACT(EPOCH FROM
                     $9::text::timestamptz - COALESCE(started_at, created_at)::timestamptz) * 1000)::BIGINT
-             WHERE id = $10 AND status = 'running'",
+             WHERE id = $10 AND status = 'running' AND ($11::BIGINT IS NULL OR claimed_by IS NULL
+                OR NOT EXISTS (SELECT 1 FROM replicas WHERE replicas.id = runs.claimed_by
+                    AND heartbeat_ts >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT - $11))",
             end.status,
             outputs,
             end.error,
@@ -207,7 +210,8 @@ impl PostgresStore {
             end.status,
             completed_at,
             completed_at,
-            id
+            id,
+            orphaned_for
         )
         .execute(&mut *tx)
         .await?;

@@ -212,6 +212,7 @@ impl SqliteStore {
         end: &RunEnd,
         completed_at: &str,
         then: Option<&NewRun>,
+        orphaned_for: Option<i64>,
     ) -> sqlx::Result<bool> {
         let mut tx = self.write.begin().await?;
         let outputs = end.outputs.as_ref().map(Value::to_string);
@@ -220,7 +221,10 @@ impl SqliteStore {
                 error_raw = ?, error_code = ?, approval_status = COALESCE(?, approval_status),
                 completed_at = CASE WHEN ? = 'pending_approval' THEN NULL ELSE ? END,
                 duration_ms = CAST(ROUND((julianday(?) - julianday(COALESCE(started_at, created_at))) * 86400000) AS INTEGER)
-             WHERE id = ? AND status = 'running'",
+             WHERE id = ? AND status = 'running' AND (? IS NULL OR claimed_by IS NULL
+                OR NOT EXISTS (SELECT 1 FROM replicas WHERE replicas.id = runs.claimed_by
+                    AND heartbeat_ts >=
+                        CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER) - ?))",
             end.status,
             outputs,
             end.error,
@@ -230,7 +234,9 @@ impl SqliteStore {
             end.status,
             completed_at,
             completed_at,
-            id
+            id,
+            orphaned_for,
+            orphaned_for
         )
         .execute(&mut *tx)
         .await?;
