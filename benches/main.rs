@@ -590,7 +590,8 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     }
 }
 
-/// The resident memory of process `pid` (`VmRSS`), or its peak (`VmHWM`), in MB.
+/// A memory figure of process `pid` from `/proc/PID/status` (`VmRSS`, its peak `VmHWM`,
+/// or its anonymous and file-backed parts, `RssAnon` and `RssFile`), in MB.
 fn process_mb(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -600,10 +601,58 @@ fn process_mb(pid: u32, field: &str) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// One sample of a soak: seconds in, writes done, and the resident set of the server in
+/// MB: all of it, its anonymous part (the heap) and its file-backed part (the binary,
+/// mapped pack files), with how many pack files it maps and how many of those git
+/// has since deleted.
+#[derive(Clone, Copy)]
+struct MemorySample {
+    secs: f64,
+    writes: usize,
+    rss: f64,
+    anon: f64,
+    file: f64,
+    packs: usize,
+    deleted_packs: usize,
+}
+
+fn memory_sample(pid: u32, secs: f64, writes: usize) -> MemorySample {
+    let field = |name: &str| process_mb(pid, name);
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let packs: Vec<&str> = maps.lines().filter(|l| l.contains(".pack")).collect();
+    MemorySample {
+        secs,
+        writes,
+        rss: field("VmRSS:"),
+        anon: field("RssAnon:"),
+        file: field("RssFile:"),
+        packs: packs.len(),
+        deleted_packs: packs.iter().filter(|l| l.ends_with("(deleted)")).count(),
+    }
+}
+
+/// The least-squares slope of `mb` against writes, in KB per 1000 writes.
+fn kb_per_1000_writes(samples: &[MemorySample], mb: impl Fn(&MemorySample) -> f64) -> f64 {
+    let n = samples.len() as f64;
+    let mean_x = samples.iter().map(|s| s.writes as f64).sum::<f64>() / n;
+    let mean_y = samples.iter().map(&mb).sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for s in samples {
+        let dx = s.writes as f64 - mean_x;
+        sxy += dx * (mb(s) - mean_y);
+        sxx += dx * dx;
+    }
+    if sxx > 0.0 {
+        sxy / sxx * 1024.0 * 1000.0
+    } else {
+        0.0
+    }
+}
+
 /// `floom serve` in a process of its own, on a copy of this size's data folder (its
 /// index up to date), taking creates and comments from one client for `secs` while
-/// its resident memory is sampled every second (to stderr). Notes on the memory and
-/// on `.git` after it.
+/// its resident memory is sampled every second (to stderr). Notes on the memory (with
+/// its slope over the second half, after warm-up) and on `.git` after it.
 async fn soak(config: &Config, n: u64, secs: f64) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let copy = Config::under(dir.path());
@@ -644,8 +693,8 @@ async fn soak(config: &Config, n: u64, secs: f64) -> (String, String) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let ready = process_mb(pid, "VmRSS:");
-    let samples: Arc<Mutex<Vec<(f64, usize, f64)>>> = Arc::default();
+    let ready = memory_sample(pid, 0.0, 0);
+    let samples: Arc<Mutex<Vec<MemorySample>>> = Arc::default();
     let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
     let until = start + Duration::from_secs_f64(secs);
@@ -656,8 +705,11 @@ async fn soak(config: &Config, n: u64, secs: f64) -> (String, String) {
             while Instant::now() < until {
                 tick.tick().await;
                 let w = writes.load(std::sync::atomic::Ordering::Relaxed);
-                let s = (start.elapsed().as_secs_f64(), w, process_mb(pid, "VmRSS:"));
-                eprintln!("[soak {n}] {:.0}s {} writes {:.1} MB", s.0, s.1, s.2);
+                let s = memory_sample(pid, start.elapsed().as_secs_f64(), w);
+                eprintln!(
+                    "[soak {n}] {:.0}s {} writes RSS {:.1} MB (anon {:.1}, file {:.1}); {} pack maps, {} of deleted packs",
+                    s.secs, s.writes, s.rss, s.anon, s.file, s.packs, s.deleted_packs
+                );
                 samples.lock().unwrap().push(s);
             }
         })
@@ -691,19 +743,30 @@ async fn soak(config: &Config, n: u64, secs: f64) -> (String, String) {
     let done = writes.load(std::sync::atomic::Ordering::Relaxed);
     // After warm-up: the second half, where growth shows as a slope.
     let half = &samples[samples.len() / 2..];
-    let (first, last) = (half[0], half[half.len() - 1]);
-    let per_k = if last.1 > first.1 {
-        (last.2 - first.2) * 1024.0 / ((last.1 - first.1) as f64 / 1000.0)
-    } else {
-        0.0
-    };
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].2;
+    let slope = |mb: fn(&MemorySample) -> f64| kb_per_1000_writes(half, mb);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+    let (last, mid) = (at(1.0), at(0.5));
     let rss = format!(
-        "{done} writes in {secs:.0} s; RSS {ready:.0} MB when ready, {:.0} / {:.0} / {:.0} / {:.0} MB at 0/25/50/100 % of the soak, peak {peak:.0} MB; second half {per_k:+.0} KB per 1000 writes",
-        at(0.0),
-        at(0.25),
-        at(0.5),
-        at(1.0),
+        "{done} writes in {secs:.0} s; RSS {:.0} MB when ready, {:.0} / {:.0} / {:.0} / {:.0} MB at 0/25/50/100 % of the soak, peak {peak:.0} MB; \
+         at 50 / 100 %: anon {:.0} / {:.0} MB, file {:.0} / {:.0} MB; \
+         second half (writes {}-{}), KB per 1000 writes: RSS {:+.0}, anon {:+.0}, file {:+.0}; \
+         at the end {} pack maps, {} of deleted packs",
+        ready.rss,
+        at(0.0).rss,
+        at(0.25).rss,
+        mid.rss,
+        last.rss,
+        mid.anon,
+        last.anon,
+        mid.file,
+        last.file,
+        half[0].writes,
+        last.writes,
+        slope(|s| s.rss),
+        slope(|s| s.anon),
+        slope(|s| s.file),
+        last.packs,
+        last.deleted_packs,
     );
     (rss, git_size_note(&copy.paths.workspace, done))
 }
@@ -714,21 +777,14 @@ fn heap_note() -> String {
     // SAFETY: mallinfo2 reads glibc's counters.
     let m = unsafe { libc::mallinfo2() };
     let mb = |b: usize| b as f64 / 1048576.0;
-    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
-    let field = |name: &str| {
-        rollup
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
+    let field = |name: &str| process_mb(std::process::id(), name);
     format!(
         "malloc: {:.0} MB in use, {:.0} MB free in its arenas, {:.0} MB mmapped; RSS anon {:.0} MB, file {:.0} MB",
         mb(m.uordblks + m.hblkhd),
         mb(m.fordblks),
         mb(m.hblkhd),
-        field("Rss_Anon:"),
-        field("Rss_File:"),
+        field("RssAnon:"),
+        field("RssFile:"),
     )
 }
 
