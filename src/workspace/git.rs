@@ -88,6 +88,8 @@ pub struct Repo {
     maintainer: Arc<Maintainer>,
     /// The trees the last commits wrote, for the next commit to build on.
     trees: TreeCache,
+    /// The maintainer's count of repacks when `repo` was opened.
+    repacks_seen: u64,
 }
 
 /// The workspace is in no state to take a write (a detached HEAD, another branch): the
@@ -148,12 +150,12 @@ impl Repo {
                 _ => init(&root)?,
             },
         };
-        let stager = Stager::open(&root, repo.path())?;
+        let maintainer = Maintainer::new(&root, repo.path());
+        let stager = Stager::open(&root, repo.path(), Arc::clone(&maintainer))?;
         let branch = repo
             .find_reference("HEAD")
             .ok()
             .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string));
-        let maintainer = Maintainer::new(&root);
         let mut this = Repo {
             repo,
             root,
@@ -163,6 +165,7 @@ impl Repo {
             branch,
             maintainer,
             trees: TreeCache::default(),
+            repacks_seen: 0,
         };
         this.recover()?;
         // Start with a clean `git status` when we can; when the git index is locked
@@ -256,6 +259,13 @@ impl Repo {
     pub fn begin_batch(&mut self) -> anyhow::Result<()> {
         // One a panic left open is undone first.
         self.abandon_batch()?;
+        // A handle opened before git replaced the packs still holds the old ones
+        // (maintenance.rs): a fresh one maps only what is there now.
+        let repacks = self.maintainer.repacks();
+        if repacks != self.repacks_seen {
+            self.repo = Repository::open(&self.root)?;
+            self.repacks_seen = repacks;
+        }
         self.writable_branch()?;
         let base = self.head_commit()?.map(|c| c.id());
         self.batch = Some(Batch {

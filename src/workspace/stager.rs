@@ -21,6 +21,7 @@ use git2::{
 };
 
 use super::git::blob_oid;
+use super::maintenance::Maintainer;
 
 const LIST: &str = "floom-unstaged";
 /// Non-empty while a flush writes the git index: if it is non-empty at start, that
@@ -47,8 +48,11 @@ pub struct Stager {
     writing_path: PathBuf,
     /// Paths committed but not yet staged, with the sequence number of their last write.
     pending: Mutex<(u64, BTreeMap<String, u64>)>,
-    /// One flush at a time, with its own repository handle (the writer keeps its own).
-    flush_repo: Mutex<Option<Repository>>,
+    /// One flush at a time, with its own repository handle (the writer keeps its own),
+    /// and the maintainer's count of repacks when it was opened: reopened after a
+    /// repack, to let go of the old packs (maintenance.rs).
+    flush_repo: Mutex<Option<(Repository, u64)>>,
+    maintainer: Arc<Maintainer>,
     scheduled: AtomicBool,
     /// How long the last flush took, in microseconds.
     last_flush_us: AtomicU64,
@@ -59,7 +63,11 @@ pub struct Stager {
 
 impl Stager {
     /// Load the paths a previous run left unstaged, and stage them shortly.
-    pub fn open(workdir: &Path, gitdir: &Path) -> anyhow::Result<Arc<Self>> {
+    pub fn open(
+        workdir: &Path,
+        gitdir: &Path,
+        maintainer: Arc<Maintainer>,
+    ) -> anyhow::Result<Arc<Self>> {
         let list_path = gitdir.join(LIST);
         let writing_path = gitdir.join(WRITING);
         if !std::fs::read(&writing_path).unwrap_or_default().is_empty() {
@@ -86,6 +94,7 @@ impl Stager {
             writing_path,
             pending: Mutex::new((0, BTreeMap::new())),
             flush_repo: Mutex::new(None),
+            maintainer,
             scheduled: AtomicBool::new(false),
             last_flush_us: AtomicU64::new(0),
             last_end_us: AtomicU64::new(0),
@@ -187,10 +196,13 @@ impl Stager {
             return Ok(());
         }
         let started = Instant::now();
-        if repo_slot.is_none() {
-            *repo_slot = Some(Repository::open(&self.workdir)?);
+        let repacks = self.maintainer.repacks();
+        if repo_slot.as_ref().is_none_or(|(_, seen)| *seen != repacks) {
+            // The old handle, and the packs only it holds, go first.
+            *repo_slot = None;
+            *repo_slot = Some((Repository::open(&self.workdir)?, repacks));
         }
-        let repo = repo_slot.as_ref().expect("opened above");
+        let (repo, _) = repo_slot.as_ref().expect("opened above");
         let mut index = repo.index()?;
         index.read(false)?;
         let tree = repo.head()?.peel_to_tree()?;
@@ -454,7 +466,8 @@ mod tests {
         git(root, &["add", "notes.txt"]);
         std::fs::write(root.join("d/f002.md"), "by hand").unwrap();
 
-        let stager = Stager::open(root, &root.join(".git")).unwrap();
+        let gitdir = root.join(".git");
+        let stager = Stager::open(root, &gitdir, Maintainer::new(root, &gitdir)).unwrap();
         stager.record(&paths).unwrap();
         stager.flush().unwrap();
 
