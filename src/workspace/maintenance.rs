@@ -149,7 +149,7 @@ mod tests {
     use crate::workspace::git::FileWrite;
 
     #[test]
-    fn packs_loose_objects_past_the_threshold_and_leaves_refs_alone() {
+    fn packs_loose_objects_past_the_threshold_into_one_pack_and_leaves_refs_alone() {
         let dir = tempfile::tempdir().unwrap();
         let mut repo = Repo::open_or_init(dir.path(), None).unwrap();
         git2::Repository::open(dir.path())
@@ -159,17 +159,21 @@ mod tests {
             .set_i64("gc.auto", 20)
             .unwrap();
         // git estimates loose objects from one of the 256 folders (`objects/17`): make
-        // enough (some 2,100) that it surely holds more than one.
-        for n in 0..50 {
-            let writes: Vec<FileWrite> = (0..40)
-                .map(|k| FileWrite {
-                    path: format!("a/{n}-{k}.md"),
-                    content: format!("{n}-{k}").into_bytes(),
-                })
-                .collect();
-            repo.commit_files(&writes, &[], "write", ("t", "t@x"))
-                .unwrap();
-        }
+        // enough (some 2,100) that it surely holds more than one. 45 commits a round:
+        // two rounds stay under the 100 commits that start a gc of the writer's own.
+        let loose = |repo: &mut Repo, round: usize| {
+            for n in 0..45 {
+                let writes: Vec<FileWrite> = (0..47)
+                    .map(|k| FileWrite {
+                        path: format!("a/{round}-{n}-{k}.md"),
+                        content: format!("{round}-{n}-{k}").into_bytes(),
+                    })
+                    .collect();
+                repo.commit_files(&writes, &[], "write", ("t", "t@x"))
+                    .unwrap();
+            }
+        };
+        loose(&mut repo, 0);
         let gitdir = dir.path().join(".git");
         let packs = || {
             std::fs::read_dir(gitdir.join("objects/pack"))
@@ -179,7 +183,19 @@ mod tests {
                 .count()
         };
         repo.maintainer().run();
-        assert!(packs() >= 1, "packed");
+        assert_eq!(packs(), 1, "packed");
+        assert_eq!(
+            repo.maintainer().repacks(),
+            1,
+            "counted: the handles reopen"
+        );
+        // A second pack of new loose objects is made one with the first at the next run.
+        loose(&mut repo, 1);
+        repo.maintainer().run();
+        assert_eq!(packs(), 2);
+        repo.maintainer().run();
+        assert_eq!(packs(), 1, "consolidated");
+        assert_eq!(repo.maintainer().repacks(), 3);
         assert!(
             !gitdir.join("packed-refs").exists(),
             "the branch stays a loose ref, moved only by floom's compare-and-swap"
@@ -190,6 +206,6 @@ mod tests {
             content: b"last".to_vec(),
         };
         repo.commit_files(&[w], &[], "write", ("t", "t@x")).unwrap();
-        assert!(repo.head_blob("a/0-0.md").unwrap().is_some());
+        assert!(repo.head_blob("a/0-0-0.md").unwrap().is_some());
     }
 }
