@@ -269,6 +269,7 @@ impl Workspace {
             .map(|r| Instant::now() + r.settings().push_deadline);
         let (mut guard, mut jobs) = (guard, jobs);
         let mut attempt = 0u32;
+        let mut raced = 0u32;
         loop {
             let floor = if jobs.iter().any(|j| j.allocates()) {
                 match follower.highest_issue().await {
@@ -305,6 +306,13 @@ impl Workspace {
                     return;
                 }
                 Outcome::Nothing => return,
+                // Nothing was written (the batch was abandoned) and every plan may run
+                // again: build it anew rather than fail every writer.
+                Outcome::Failed(e) if raced_with_gc(&e) && raced < 3 => {
+                    raced += 1;
+                    tracing::warn!(error = %e, "a write raced git's gc; building the batch again");
+                    continue;
+                }
                 Outcome::Failed(e) => return fail(jobs, &e),
                 Outcome::Moved(paths) => {
                     let turn = self.following().await;
@@ -329,6 +337,19 @@ impl Workspace {
             tokio::time::sleep(pause).await;
         }
     }
+}
+
+/// Whether a write failed only because git's gc, running beside the writer, removed an
+/// empty loose-object folder (`git prune-packed` and `git prune` do) between libgit2
+/// creating it and moving an object into it. Writing again makes the folder anew.
+fn raced_with_gc(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<git2::Error>().is_some_and(|g| {
+            g.class() == git2::ErrorClass::Os
+                && g.message().contains("No such file or directory")
+                && (g.message().contains("/objects/") || g.message().contains("\\objects\\"))
+        })
+    })
 }
 
 fn fail(jobs: Vec<Box<dyn Job>>, e: &anyhow::Error) {
@@ -448,6 +469,31 @@ mod tests {
         async fn follow_paths(&self, _: Vec<String>) -> anyhow::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn only_an_object_folder_pruned_under_a_write_is_a_race_with_gc() {
+        let os = |m: &str| {
+            anyhow::Error::from(git2::Error::new(
+                git2::ErrorCode::GenericError,
+                git2::ErrorClass::Os,
+                m,
+            ))
+        };
+        let raced = os(
+            "failed to rename lockfile to '/d/workspace/.git/objects/04/1f0e': No such file or directory",
+        );
+        assert!(raced_with_gc(&raced));
+        assert!(raced_with_gc(&raced.context("committing ISSUE-0042")));
+        assert!(!raced_with_gc(&os(
+            "failed to open '/d/workspace/.floom/issues/001/ISSUE-1001.md': No such file or directory"
+        )));
+        assert!(!raced_with_gc(&os(
+            "failed to write '/d/workspace/.git/objects/04/1f0e': No space left on device"
+        )));
+        assert!(!raced_with_gc(&anyhow::anyhow!(
+            "/objects/04: No such file or directory"
+        )));
     }
 
     fn one_file(path: &str, text: &str) -> Planned<()> {
