@@ -15,7 +15,7 @@
 //! a soak of writes at each size (default 0: none) against `floom serve` in a process
 //! of its own, its resident memory sampled every second (the samples go to stderr).
 //! `FLOOM_BENCH_ONLY_WRITES=1` keeps, for each size, only the index build, the warm start
-//! and the write rows (create, comment, the concurrent burst): a minute at 100k issues
+//! and the write rows (create, comment, the concurrent burst, and the soak if asked): a minute at 100k issues
 //! with `FLOOM_BENCH_DIR`, for iterating on the write path.
 
 use std::path::Path;
@@ -506,6 +506,7 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
 
     if only_writes {
         state.index.close().await;
+        soak_rows(&config, n, &mut row).await;
         return;
     }
 
@@ -579,12 +580,21 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
         git_size_note(ws.root(), writes),
     );
     state.index.close().await;
+    soak_rows(&config, n, &mut row).await;
+}
+
+/// The soak's rows, when `FLOOM_BENCH_SOAK` asks for one.
+async fn soak_rows(
+    config: &Config,
+    n: u64,
+    row: &mut impl FnMut(&'static str, Option<Stats>, Option<Stats>, Option<Duration>, String),
+) {
     let soak_secs: f64 = std::env::var("FLOOM_BENCH_SOAK")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0.0);
     if soak_secs > 0.0 {
-        let (rss, git) = soak(&config, n, soak_secs).await;
+        let (rss, git) = soak(config, n, soak_secs).await;
         row("soak: `floom serve` alone, writes", None, None, None, rss);
         row(".git after the soak", None, None, None, git);
     }
