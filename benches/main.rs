@@ -132,20 +132,8 @@ fn generate(ws: &Path, n: u64, flat: bool) {
             std::fs::write(ws.join(layout::comments_path(&rel)), c.to_line()).unwrap();
         }
     }
-    let git = |args: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .args(args)
-            .current_dir(ws)
-            .output()
-            .unwrap();
-        assert!(
-            ok.status.success(),
-            "{}",
-            String::from_utf8_lossy(&ok.stderr)
-        );
-    };
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "bench: generated issues"]);
+    git(ws, &["add", "-A"]);
+    git(ws, &["commit", "-qm", "bench: generated issues"]);
 }
 
 /// Generate the workspace into `dest`; with `FLOOM_BENCH_DIR` set, generate it once

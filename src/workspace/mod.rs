@@ -12,6 +12,8 @@ pub mod relayout;
 pub mod remote;
 pub mod replica;
 pub mod stager;
+#[cfg(test)]
+mod test_git;
 pub mod write;
 
 use std::path::{Path, PathBuf};

@@ -163,19 +163,7 @@ pub fn relayout(repo: &mut Repo, progress: &dyn Fn(usize, usize)) -> anyhow::Res
 mod tests {
     use super::*;
 
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
+    use crate::workspace::test_git::git;
 
     /// `n` issues flat in `.floom/issues`, committed by git as upstream's tools would,
     /// then a second commit editing ISSUE-0001.

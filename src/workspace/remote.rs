@@ -335,19 +335,7 @@ mod tests {
     use super::*;
     use crate::workspace::git::FileWrite;
 
-    fn git_in(dir: &Path, args: &[&str]) {
-        let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@x"])
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    use crate::workspace::test_git::git as git_in;
 
     /// A bare remote with one commit, a floom workspace cloned from it, and another
     /// clone ("a laptop") that can push to it.

@@ -426,23 +426,9 @@ fn entries_from_disk(workdir: &Path, files: &[(&str, Oid, u32)]) -> Vec<IndexEnt
 
 #[cfg(test)]
 mod tests {
-    use std::process::Command;
-
     use super::*;
 
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
+    use crate::workspace::test_git::git;
 
     /// 600 committed files the git index does not know yet (as after floom's commits),
     /// beside a file someone staged and an edit someone made: the one-pass flush

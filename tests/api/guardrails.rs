@@ -4,6 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::git_in as git;
 use crate::process::{free_port, wait_ready};
 
 fn floom(args: &[&str]) -> Command {
@@ -224,21 +225,6 @@ fn logs_carry_no_colour_codes_off_a_terminal_and_can_be_json() {
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
     }
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=up", "-c", "user.email=up@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// An upstream workspace: every issue flat in `.floom/issues/`, committed by git.

@@ -45,18 +45,7 @@ fn push_to(remote: &Path, files: &[(&str, &str)], remove: &[&str]) {
         git_in(clone.path(), &["rm", "-rq", path]);
     }
     git_in(clone.path(), &["add", "-A"]);
-    git_in(
-        clone.path(),
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@x",
-            "commit",
-            "-qm",
-            "workers",
-        ],
-    );
+    git_in(clone.path(), &["commit", "-qm", "workers"]);
     git_in(clone.path(), &["push", "-q", "origin", "main"]);
 }
 
