@@ -37,6 +37,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// Commits between two checks of git's threshold.
 pub const EVERY: u64 = 100;
 
+/// Every this many runs, the whole repository is repacked into one pack. A geometric
+/// roll-up packs objects without the paths they were written under (git lists them,
+/// it does not walk the history), so each new version of a fan-out folder's tree
+/// rarely finds the last one to be stored as a delta of: after 30,000 writes at 100k
+/// issues the packs were 2.3 times what one pack of the same objects is. The whole
+/// repack walks the history and stores them as deltas again: 10 s of CPU at 100k
+/// issues and 25,000 commits, here once per some 9,000 writes.
+const WHOLE_EVERY: u64 = 8;
+
 /// git's default `gc.auto`: loose objects past which it packs.
 const GC_AUTO_DEFAULT: u64 = 6700;
 
@@ -46,6 +55,8 @@ pub struct Maintainer {
     objects: PathBuf,
     commits: AtomicU64,
     running: AtomicBool,
+    /// Runs that repacked, whole or not.
+    runs: AtomicU64,
     repacks: AtomicU64,
 }
 
@@ -56,6 +67,7 @@ impl Maintainer {
             objects: gitdir.join("objects"),
             commits: AtomicU64::new(0),
             running: AtomicBool::new(false),
+            runs: AtomicU64::new(0),
             repacks: AtomicU64::new(0),
         })
     }
@@ -74,7 +86,8 @@ impl Maintainer {
         }
     }
 
-    /// Run [`Maintainer::run`] in the background unless it runs already.
+    /// Run [`Maintainer::run`], then give the allocator's free pages back
+    /// ([`crate::memory::give_back`]), in the background unless it runs already.
     pub fn start(self: &Arc<Self>) {
         if self.running.swap(true, Ordering::SeqCst) {
             return;
@@ -84,6 +97,7 @@ impl Maintainer {
             .name("floom-git-repack".into())
             .spawn(move || {
                 this.run();
+                crate::memory::give_back();
                 this.running.store(false, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
@@ -101,19 +115,22 @@ impl Maintainer {
         }
         let started = std::time::Instant::now();
         let packs_before = self.packs();
+        let whole = self.runs.fetch_add(1, Ordering::SeqCst) % WHOLE_EVERY == WHOLE_EVERY - 1;
         let mut git = Command::new("git");
+        // A bitmap would be rewritten for every new pack, and nothing here serves
+        // fetches from this repository often enough to want one.
         git.args([
-            // A bitmap would be rewritten for every new pack, and nothing here serves
-            // fetches from this repository often enough to want one.
             "-c",
             "repack.writeBitmaps=false",
             "repack",
             "-d",
             "-l",
-            "--geometric=2",
             "--quiet",
-        ])
-        .current_dir(&self.root);
+        ]);
+        // `-A`, not `-a`: an object no ref reaches yet (a batch being built) is left
+        // loose rather than dropped.
+        git.arg(if whole { "-A" } else { "--geometric=2" });
+        git.current_dir(&self.root);
         // Requests come first: the repack takes the CPU they leave.
         // SAFETY: `nice` is async-signal-safe; the closure runs in the forked child
         // before exec and touches nothing else.
@@ -127,6 +144,7 @@ impl Maintainer {
         match git.output() {
             Ok(o) if o.status.success() => tracing::info!(
                 seconds = started.elapsed().as_secs_f64(),
+                whole,
                 "packed the workspace repository's loose objects"
             ),
             Ok(o) => tracing::warn!(
@@ -228,7 +246,11 @@ mod tests {
         loose(&mut repo, 0, 20);
         repo.maintainer().run();
         assert_eq!((count("packs"), count("count")), (1, 0), "packed");
-        assert_eq!(repo.maintainer().repacks(), 1, "counted: the handles reopen");
+        assert_eq!(
+            repo.maintainer().repacks(),
+            1,
+            "counted: the handles reopen"
+        );
 
         // Under the threshold, nothing runs.
         set_auto(1_000_000);
@@ -244,13 +266,19 @@ mod tests {
         // Round after round of writes: each run packs what is loose, and the packs
         // stay few (rolled up once the small ones add up), however many runs.
         set_auto(20);
-        for round in 2..8 {
+        // The eighth run repacks the whole repository into one.
+        for round in 2..9 {
             loose(&mut repo, round, 10);
             repo.maintainer().run();
             assert_eq!(count("count"), 0, "round {round}: packed");
-            assert!(count("packs") <= 4, "round {round}: {} packs", count("packs"));
+            assert!(
+                count("packs") <= 4,
+                "round {round}: {} packs",
+                count("packs")
+            );
             assert_eq!(repo.maintainer().repacks(), round as u64, "round {round}");
         }
+        assert_eq!(count("packs"), 1, "the eighth run: one pack");
 
         assert!(
             !gitdir.join("packed-refs").exists(),
