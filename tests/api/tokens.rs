@@ -547,7 +547,11 @@ async fn workspace_tokens_are_made_by_admins_and_may_only_read_and_start_runs() 
 
 /// A run that stays running, with a run token of ours: (run id, token).
 async fn running_run_with_token(app: &TestApp) -> (String, String) {
-    app.write_worker_file("sleeper", "run.py", "import time\ntime.sleep(60)\n");
+    app.write_worker_file(
+        "sleeper",
+        "run.py",
+        "import time\nprint('sleeper-is-up', flush=True)\ntime.sleep(60)\n",
+    );
     app.write_worker_file(
         "sleeper",
         "worker.yml",
@@ -565,9 +569,12 @@ async fn running_run_with_token(app: &TestApp) -> (String, String) {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let run = r.body["run_id"].as_str().unwrap().to_string();
-    eventually("the run is running", || async {
+    // Its process is up, so the executor has set the run's own token (after the run
+    // became `running`): ours replaces it, not the other way round.
+    eventually("the run's process is up", || async {
         let r = call(app, Method::GET, &format!("/runs/{run}"), None, SECRET).await;
-        r.body["status"] == "running"
+        let logs = call(app, Method::GET, &format!("/runs/{run}/logs"), None, SECRET).await;
+        r.body["status"] == "running" && logs.body.to_string().contains("sleeper-is-up")
     })
     .await;
     let token = "wrt_a_run_token_of_the_test".to_string();
