@@ -13,13 +13,6 @@
 //! Two arenas, and a fixed threshold (blocks of 512 KB and more are mapped and unmapped
 //! again), keep the resident set near what is in use. An operator's own
 //! `MALLOC_ARENA_MAX` or `MALLOC_MMAP_THRESHOLD_` wins.
-//!
-//! What is left is the free space inside the arenas, which glibc gives back only from
-//! the top of a heap: under steady writes it still crept up, in steps, by some 0.5 MB
-//! per 1000 writes at 100k issues while the heap in use stayed flat (heaptrack: 45-56
-//! MB over 18,500 writes). `malloc_trim` returns the free pages from anywhere in the
-//! arenas (30 MB of 114 MB once, in a server after 15,000 writes), so the git upkeep
-//! thread calls [`give_back`] every hundred commits.
 
 /// Apply the settings above; once, at the start of `main`, before any thread starts.
 pub fn tune_allocator() {
@@ -42,12 +35,3 @@ pub fn tune_allocator() {
     }
 }
 
-/// Return the arenas' free pages to the system (`malloc_trim`). It walks the free
-/// lists of each arena under its lock: a few milliseconds, off any request's path.
-pub fn give_back() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory the allocator holds.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}

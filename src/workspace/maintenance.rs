@@ -86,8 +86,7 @@ impl Maintainer {
         }
     }
 
-    /// Run [`Maintainer::run`], then give the allocator's free pages back
-    /// ([`crate::memory::give_back`]), in the background unless it runs already.
+    /// Run [`Maintainer::run`] in the background unless it runs already.
     pub fn start(self: &Arc<Self>) {
         if self.running.swap(true, Ordering::SeqCst) {
             return;
@@ -97,7 +96,6 @@ impl Maintainer {
             .name("floom-git-repack".into())
             .spawn(move || {
                 this.run();
-                crate::memory::give_back();
                 this.running.store(false, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
