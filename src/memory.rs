@@ -34,4 +34,3 @@ pub fn tune_allocator() {
         }
     }
 }
-

@@ -58,6 +58,10 @@ pub struct Maintainer {
     /// Runs that repacked, whole or not.
     runs: AtomicU64,
     repacks: AtomicU64,
+    /// Set at shutdown: no run starts after it.
+    stopping: AtomicBool,
+    /// The pid of the `git repack` running now, 0 when none.
+    child: std::sync::atomic::AtomicU32,
 }
 
 impl Maintainer {
@@ -69,6 +73,8 @@ impl Maintainer {
             running: AtomicBool::new(false),
             runs: AtomicU64::new(0),
             repacks: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            child: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -88,7 +94,7 @@ impl Maintainer {
 
     /// Run [`Maintainer::run`] in the background unless it runs already.
     pub fn start(self: &Arc<Self>) {
-        if self.running.swap(true, Ordering::SeqCst) {
+        if self.stopping.load(Ordering::SeqCst) || self.running.swap(true, Ordering::SeqCst) {
             return;
         }
         let this = Arc::clone(self);
@@ -104,6 +110,24 @@ impl Maintainer {
         }
     }
 
+    /// At shutdown: start no run, and give the one running `grace` to finish before
+    /// stopping it, so that no repack outlives the server (a stopped one leaves only
+    /// its temporary pack behind, which git's next gc removes).
+    pub fn stop(&self, grace: std::time::Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let until = std::time::Instant::now() + grace;
+        while self.running.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let pid = self.child.load(Ordering::SeqCst);
+        if pid != 0 {
+            tracing::info!(pid, "stopping the git repack in progress");
+            // SAFETY: a signal to the child this process started and has not reaped
+            // (`child` is cleared once it is).
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+    }
+
     /// One check of the threshold and, past it, one `git repack`, waited for (the
     /// caller is a background thread or a test).
     pub fn run(&self) {
@@ -111,6 +135,12 @@ impl Maintainer {
         if limit == 0 || self.loose_in_one_folder() <= limit.div_ceil(256) {
             return;
         }
+        // git's own gc lock: an operator's `git gc` (or `git maintenance`) waits for
+        // this run rather than repack beside it, and this run does not start beside one.
+        let Some(_lock) = GcLock::take(&self.objects) else {
+            tracing::info!("git gc is running on the workspace; packing later");
+            return;
+        };
         let started = std::time::Instant::now();
         let packs_before = self.packs();
         let whole = self.runs.fetch_add(1, Ordering::SeqCst) % WHOLE_EVERY == WHOLE_EVERY - 1;
@@ -139,7 +169,17 @@ impl Maintainer {
                 Ok(())
             });
         }
-        match git.output() {
+        let out = git
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|child| {
+                self.child.store(child.id(), Ordering::SeqCst);
+                let out = child.wait_with_output();
+                self.child.store(0, Ordering::SeqCst);
+                out
+            });
+        match out {
             Ok(o) if o.status.success() => tracing::info!(
                 seconds = started.elapsed().as_secs_f64(),
                 whole,
@@ -190,6 +230,54 @@ impl Maintainer {
             .collect();
         names.sort();
         names
+    }
+}
+
+/// `.git/gc.pid`, as `git gc` writes it (`<pid> <host>`): git's gc refuses to run while
+/// the process it names lives on this host. Removed when dropped.
+struct GcLock(PathBuf);
+
+impl GcLock {
+    /// Take the lock, or None while a live process on this host holds it. A lock of a
+    /// process gone (a crash) is taken over, as git does.
+    fn take(objects: &Path) -> Option<GcLock> {
+        let gitdir = objects.parent()?;
+        let path = gitdir.join("gc.pid");
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        let mine = format!("{} {host}", std::process::id());
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    return f.write_all(mine.as_bytes()).ok().map(|()| GcLock(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let held = std::fs::read_to_string(&path).unwrap_or_default();
+                    let mut parts = held.split_whitespace();
+                    let pid: i32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                    // SAFETY: signal 0 only asks whether the process exists.
+                    let alive = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
+                    if alive && parts.next() == Some(host.as_str()) {
+                        return None;
+                    }
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
+impl Drop for GcLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -261,11 +349,27 @@ mod tests {
         repo.maintainer().run();
         assert_eq!(repo.maintainer().repacks(), 1, "gc.auto=0: off");
 
+        // git's gc lock: a live holder on this host (pid 1 lives) keeps the run out;
+        // a dead one's lock is taken over, and the run removes it after.
+        set_auto(20);
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let lock = gitdir.join("gc.pid");
+        std::fs::write(&lock, format!("1 {}", host.trim())).unwrap();
+        loose(&mut repo, 9, 10);
+        repo.maintainer().run();
+        assert!(count("count") > 0, "held: nothing packed");
+        assert_eq!(repo.maintainer().repacks(), 1);
+        std::fs::write(&lock, format!("999999999 {}", host.trim())).unwrap();
+        repo.maintainer().run();
+        assert_eq!(count("count"), 0, "a dead holder's lock taken over");
+        assert!(!lock.exists(), "and let go");
+        assert_eq!(repo.maintainer().repacks(), 2);
+
         // Round after round of writes: each run packs what is loose, and the packs
         // stay few (rolled up once the small ones add up), however many runs.
         set_auto(20);
         // The eighth run repacks the whole repository into one.
-        for round in 2..9 {
+        for round in 2..8 {
             loose(&mut repo, round, 10);
             repo.maintainer().run();
             assert_eq!(count("count"), 0, "round {round}: packed");
@@ -274,9 +378,17 @@ mod tests {
                 "round {round}: {} packs",
                 count("packs")
             );
-            assert_eq!(repo.maintainer().repacks(), round as u64, "round {round}");
+            assert_eq!(
+                repo.maintainer().repacks(),
+                round as u64 + 1,
+                "round {round}"
+            );
         }
         assert_eq!(count("packs"), 1, "the eighth run: one pack");
+        repo.maintainer().stop(std::time::Duration::from_secs(1));
+        loose(&mut repo, 8, 10);
+        repo.maintainer().start();
+        assert_eq!(count("count") > 0, true, "stopped: no run starts");
 
         assert!(
             !gitdir.join("packed-refs").exists(),

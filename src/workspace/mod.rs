@@ -26,6 +26,9 @@ use maintenance::Maintainer;
 use replica::{Replica, SyncSettings};
 use stager::Stager;
 
+/// How long a shutdown waits for a background repack to finish before stopping it.
+const REPACK_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct Workspace {
     repo: Arc<Mutex<Repo>>,
@@ -93,11 +96,14 @@ impl Workspace {
         tokio::task::spawn_blocking(move || stager.flush()).await?
     }
 
-    /// For shutdown: wait for the write in progress, stage everything, and keep the
-    /// writer (hold the guard until exit) so that no write starts after.
+    /// For shutdown: wait for the write in progress, stage everything, let a repack in
+    /// progress finish (or stop it after [`REPACK_GRACE`]), and keep the writer (hold
+    /// the guard until exit) so that no write starts after.
     pub async fn quiesce(&self) -> anyhow::Result<OwnedMutexGuard<Repo>> {
         let writer = self.lock().await;
         self.flush_git_index().await?;
+        let maintainer = Arc::clone(&self.maintainer);
+        tokio::task::spawn_blocking(move || maintainer.stop(REPACK_GRACE)).await?;
         Ok(writer)
     }
 
