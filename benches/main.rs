@@ -17,6 +17,10 @@
 //! `FLOOM_BENCH_ONLY_WRITES=1` keeps, for each size, only the index build, the warm start
 //! and the write rows (create, comment, the concurrent burst, and the soak if asked): a minute at 100k issues
 //! with `FLOOM_BENCH_DIR`, for iterating on the write path.
+//! `FLOOM_BENCH_ONLY_READS=1` keeps, for each size, only the index build, the warm start,
+//! the read rows, and `floom serve` in a process of its own on the same data (its start to
+//! `/healthz`, its resident memory when ready and after list and search load): for
+//! iterating on the read side at 1M issues.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -194,7 +198,12 @@ struct Stats {
 
 fn stats(mut lat: Vec<Duration>, wall: Duration) -> Stats {
     lat.sort();
-    let at = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    // No samples (a server in another process records none): zeros.
+    let at = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     Stats {
         p50: at(0.50),
         p99: at(0.99),
@@ -280,12 +289,37 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// A row's cells after its work: client p50, p99, server p50, p99, single run, note.
+fn row_cells(
+    client: &Option<Stats>,
+    server: &Option<Stats>,
+    single: Option<Duration>,
+    note: &str,
+) -> String {
+    let opt =
+        |s: &Option<Stats>, f: fn(&Stats) -> Duration| s.as_ref().map_or("-".into(), |s| ms(f(s)));
+    format!(
+        "{} | {} | {} | {} | {} | {}",
+        opt(client, |s| s.p50),
+        opt(client, |s| s.p99),
+        opt(server, |s| s.p50),
+        opt(server, |s| s.p99),
+        single.map_or("-".into(), ms),
+        note
+    )
+}
+
 /// A row writer for one workspace's part of the table.
 fn table(
     rows: &mut Vec<Row>,
     size: String,
 ) -> impl FnMut(&'static str, Option<Stats>, Option<Stats>, Option<Duration>, String) + '_ {
     move |work, client, server, single, note| {
+        // As it comes, too: a long run that fails later keeps what it measured.
+        eprintln!(
+            "[{size}] {work}: {}",
+            row_cells(&client, &server, single, &note)
+        );
         rows.push(Row {
             size: size.clone(),
             work,
@@ -373,7 +407,15 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     set_git_cache_for_bench();
     eprintln!("[{n}] workspace ready in {:.1}s", t.elapsed().as_secs_f64());
 
-    let t = Instant::now();
+    // CPU time beside the wall time: on a machine shared with other work, the part of
+    // a start that is this process's own.
+    let cpu_note = |before: Duration| {
+        format!(
+            "{:.1} s of CPU (whole process)",
+            (cpu_time() - before).as_secs_f64()
+        )
+    };
+    let (t, cpu) = (Instant::now(), cpu_time());
     let index = Index::open(&config.paths.index_db, ws.root(), &config.paths.workers_rel)
         .await
         .unwrap();
@@ -383,19 +425,19 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
         None,
         None,
         Some(t.elapsed()),
-        String::new(),
+        cpu_note(cpu),
     );
     index.close().await;
     drop(index);
 
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_time());
     let state = AppState::open(config.clone(), &|_, _| {}).await.unwrap();
     row(
         "warm start (index up to date)",
         None,
         None,
         Some(t.elapsed()),
-        String::new(),
+        cpu_note(cpu),
     );
     // The start-up reconcile alone, again and again: its spread on a loaded machine.
     let mut lat = Vec::new();
@@ -420,6 +462,18 @@ async fn bench_size(n: u64, secs: f64, rows: &mut Vec<Row>, dir: &Path) {
     } else {
         read_rows(&base, &times, n, secs, &mut row).await
     };
+    if std::env::var("FLOOM_BENCH_ONLY_READS").is_ok_and(|v| v != "0") {
+        row(
+            "resident memory",
+            None,
+            None,
+            None,
+            format!("{:.0} MB (whole bench process)", rss_mb()),
+        );
+        state.index.close().await;
+        serve_reads_rows(&config, secs, &mut row).await;
+        return;
+    }
 
     // Writes are serialised by the single git writer: one client shows a write's own
     // latency; more clients would only show the queue in front of it.
@@ -653,44 +707,9 @@ fn kb_per_1000_writes(samples: &[MemorySample], mb: impl Fn(&MemorySample) -> f6
 /// its slope over the second half, after warm-up) and on `.git` after it.
 async fn soak(config: &Config, n: u64, secs: f64) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let copy = Config::under(dir.path());
-    let ok = std::process::Command::new("cp")
-        .arg("-al")
-        .arg(&config.paths.workspace)
-        .arg(&copy.paths.workspace)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "copying the workspace");
-    std::fs::copy(&config.paths.index_db, &copy.paths.index_db).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_floom"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("--secrets-key-file")
-        .arg(dir.path().join("secrets.key"))
-        .env_remove("FLOOM_SECRET")
-        .env("FLOOM_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let (mut server, base, _) = spawn_serve(config, dir.path()).await;
     let pid = server.id();
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "floom serve did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let ready = memory_sample(pid, 0.0, 0);
     let samples: Arc<Mutex<Vec<MemorySample>>> = Arc::default();
     let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -766,7 +785,134 @@ async fn soak(config: &Config, n: u64, secs: f64) -> (String, String) {
         last.packs,
         last.deleted_packs,
     );
-    (rss, git_size_note(&copy.paths.workspace, done))
+    (
+        rss,
+        git_size_note(&Config::under(dir.path()).paths.workspace, done),
+    )
+}
+
+/// `floom serve` in a process of its own on a copy of `config`'s data folder (the
+/// workspace hard-linked, the index copied, so it starts warm) under `dir`; waits for
+/// `/healthz`. The child, its base URL and how long it took to answer.
+async fn spawn_serve(config: &Config, dir: &Path) -> (std::process::Child, String, Duration) {
+    let copy = Config::under(dir);
+    let ok = std::process::Command::new("cp")
+        .arg("-al")
+        .arg(&config.paths.workspace)
+        .arg(&copy.paths.workspace)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "copying the workspace");
+    std::fs::copy(&config.paths.index_db, &copy.paths.index_db).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    let started = Instant::now();
+    let server = std::process::Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--secrets-key-file")
+        .arg(dir.join("secrets.key"))
+        .env_remove("FLOOM_SECRET")
+        .env("FLOOM_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "floom serve did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (server, base, started.elapsed())
+}
+
+/// `floom serve` alone on this size's data: its start (process start to `/healthz`,
+/// index up to date) and its resident memory when ready and after list and full-text
+/// load from 8 clients.
+async fn serve_reads_rows(
+    config: &Config,
+    secs: f64,
+    row: &mut impl FnMut(&'static str, Option<Stats>, Option<Stats>, Option<Duration>, String),
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, base, ready_after) = spawn_serve(config, dir.path()).await;
+    let pid = server.id();
+    let ready = memory_sample(pid, 0.0, 0);
+    row(
+        "`floom serve` alone: start to /healthz",
+        None,
+        None,
+        Some(ready_after),
+        "index up to date".into(),
+    );
+    let times = ServerTimes::default();
+    let b = base.clone();
+    let (list, _) = load(&times, CONCURRENCY, secs, move |c, i| {
+        c.get(format!(
+            "{b}/workspace/issues?status=open&label={}&limit=50",
+            LABELS[(i % 8) as usize]
+        ))
+    })
+    .await;
+    let b = base.clone();
+    let (text, _) = load(&times, CONCURRENCY, secs, move |c, i| {
+        c.get(format!(
+            "{b}/workspace/issues?q={}&limit=50",
+            WORDS[(i % 16) as usize]
+        ))
+    })
+    .await;
+    let after = memory_sample(pid, 0.0, 0);
+    let peak = process_mb(pid, "VmHWM:");
+    // SAFETY: a signal to the child started above.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    server.wait().unwrap();
+    let (list_count, text_count) = (list.count, text.count);
+    let note = format!(
+        "{:.0} req/s, cold caches: the first requests of the process",
+        list.rps
+    );
+    row(
+        "`floom serve` alone: list status+label (8 labels)",
+        Some(list),
+        None,
+        None,
+        note,
+    );
+    let note = format!("{:.0} req/s", text.rps);
+    row(
+        "`floom serve` alone: full-text search",
+        Some(text),
+        None,
+        None,
+        note,
+    );
+    row(
+        "`floom serve` alone: resident memory",
+        None,
+        None,
+        None,
+        format!(
+            "{:.0} MB when ready (anon {:.0}, file {:.0}); {:.0} MB after {} list requests (8 labels) and {} full-text ones (anon {:.0}, file {:.0}); peak {peak:.0} MB",
+            ready.rss,
+            ready.anon,
+            ready.file,
+            after.rss,
+            list_count,
+            text_count,
+            after.anon,
+            after.file
+        ),
+    );
 }
 
 /// glibc's view of the heap: bytes in use, bytes free but kept, and the file-backed
@@ -1525,19 +1671,12 @@ fn main() {
         "| workspace | work | client p50 | client p99 | server p50 | server p99 | single run | throughput / note |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|---|");
-    let opt =
-        |s: &Option<Stats>, f: fn(&Stats) -> Duration| s.as_ref().map_or("-".into(), |s| ms(f(s)));
     for r in rows {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} |",
             r.size,
             r.work,
-            opt(&r.client, |s| s.p50),
-            opt(&r.client, |s| s.p99),
-            opt(&r.server, |s| s.p50),
-            opt(&r.server, |s| s.p99),
-            r.single.map_or("-".into(), ms),
-            r.note
+            row_cells(&r.client, &r.server, r.single, &r.note)
         );
     }
 }
