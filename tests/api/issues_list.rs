@@ -207,3 +207,52 @@ async fn numeric_order_past_four_digits() {
     let r = app.get("/workspace/issues/ISSUE-10001").await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+/// Totals past the first page are counted; a status and labels alone are counted in the
+/// label rows (which carry their issue's status), everything else through the issues.
+/// Both must agree with the pages, also after a status change, and requests that ask
+/// at once for a total nobody has counted yet all get it.
+#[tokio::test]
+async fn counted_totals_follow_labels_and_status() {
+    let app = seeded().await;
+    let queries = [
+        "label=bug",
+        "label=bug&status=open",
+        "label=bug&status=closed",
+        "label=bug&label=worker&status=open",
+        "label=bug&asset_type=worker&status=open",
+        "status=open",
+    ];
+    for q in queries {
+        let all = ids(&app.get(&format!("/workspace/issues?{q}")).await.body).len();
+        let r = app.get(&format!("/workspace/issues?{q}&limit=1")).await;
+        assert_eq!(r.status, StatusCode::OK, "{q}");
+        assert_eq!(r.body["total"], all, "{q}");
+    }
+    let r = app
+        .get("/workspace/issues?label=bug&status=open&limit=1")
+        .await;
+    assert_eq!(
+        (r.body["total"].as_i64(), ids(&r.body)),
+        (Some(2), vec!["ISSUE-0001".to_string()])
+    );
+
+    // Closing an issue moves it between the label's status totals.
+    app.patch("/workspace/issues/ISSUE-0001", json!({"status": "closed"}))
+        .await;
+    let r = app
+        .get("/workspace/issues?label=bug&status=open&limit=1")
+        .await;
+    assert_eq!(r.body["total"], 1);
+    assert_eq!(ids(&r.body), ["ISSUE-0004"]);
+    let r = app
+        .get("/workspace/issues?label=bug&status=closed&limit=1")
+        .await;
+    assert_eq!(r.body["total"], 2);
+    assert_eq!(ids(&r.body), ["ISSUE-0001"]);
+
+    let asks = (0..8).map(|_| app.get("/workspace/issues?label=bug&limit=1"));
+    for r in futures_util::future::join_all(asks).await {
+        assert_eq!(r.body["total"], 3);
+    }
+}
