@@ -29,6 +29,9 @@ use derive::{DiskFile, derive};
 
 /// Issues derived and written per transaction during a reconcile.
 const BATCH: usize = 1000;
+/// The same in a bulk load: fewer commits, each rewriting the B-trees' upper pages,
+/// and fewer full-text segments to merge.
+const BULK_BATCH: usize = 10_000;
 /// After re-indexing this many issues at once, refresh the planner's statistics and
 /// merge the full-text segments the batches left behind.
 const TUNE_AFTER: usize = 1000;
@@ -224,7 +227,8 @@ impl Index {
         }
         // Parse the next batch while this one is written: reading files and YAML runs
         // on the other cores while SQLite writes on one.
-        let mut batches = nums.chunks(BATCH).map(|chunk| {
+        let batch = if bulk { BULK_BATCH } else { BATCH };
+        let mut batches = nums.chunks(batch).map(|chunk| {
             let work: Vec<(u64, Vec<DiskFile>)> = chunk
                 .iter()
                 .map(|n| (*n, on_disk.remove(n).unwrap_or_default()))
