@@ -855,22 +855,16 @@ async fn serve_reads_rows(
         "index up to date".into(),
     );
     let times = ServerTimes::default();
-    let b = base.clone();
-    let (list, _) = load(&times, CONCURRENCY, secs, move |c, i| {
-        c.get(format!(
-            "{b}/workspace/issues?status=open&label={}&limit=50",
-            LABELS[(i % 8) as usize]
-        ))
-    })
-    .await;
-    let b = base.clone();
-    let (text, _) = load(&times, CONCURRENCY, secs, move |c, i| {
-        c.get(format!(
-            "{b}/workspace/issues?q={}&limit=50",
-            WORDS[(i % 16) as usize]
-        ))
-    })
-    .await;
+    // 8 clients asking, in turn, a query of each of `values` (`?{query}{value}`).
+    let turns = |query: &'static str, values: &'static [&'static str]| {
+        let b = base.clone();
+        load(&times, CONCURRENCY, secs, move |c, i| {
+            let value = values[(i % values.len() as u64) as usize];
+            c.get(format!("{b}/workspace/issues?{query}{value}&limit=50"))
+        })
+    };
+    let (list, _) = turns("status=open&label=", &LABELS).await;
+    let (text, _) = turns("q=", &WORDS).await;
     let after = memory_sample(pid, 0.0, 0);
     let peak = process_mb(pid, "VmHWM:");
     // SAFETY: a signal to the child started above.
