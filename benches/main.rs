@@ -353,6 +353,20 @@ async fn serve_recorded(state: &AppState) -> (String, ServerTimes) {
     (base, times)
 }
 
+/// [`load`] of GET requests from 8 clients: `base` + `path(i)` for the i-th request.
+async fn load_gets(
+    times: &ServerTimes,
+    secs: f64,
+    base: &str,
+    path: impl Fn(u64) -> String + Send + Sync + 'static,
+) -> (Stats, Stats) {
+    let b = base.to_string();
+    load(times, CONCURRENCY, secs, move |c, i| {
+        c.get(format!("{b}{}", path(i)))
+    })
+    .await
+}
+
 /// The read rows under load: a filtered list, a full-text page, one issue. Returns the
 /// list's server p50 (for the naive ratio).
 async fn read_rows(
@@ -362,34 +376,23 @@ async fn read_rows(
     secs: f64,
     row: &mut impl FnMut(&'static str, Option<Stats>, Option<Stats>, Option<Duration>, String),
 ) -> Duration {
-    let b = base.to_string();
-    let (c, s) = load(times, CONCURRENCY, secs, move |c, _| {
-        c.get(format!(
-            "{b}/workspace/issues?status=open&label=bug&limit=50"
-        ))
+    let (c, s) = load_gets(times, secs, base, |_| {
+        "/workspace/issues?status=open&label=bug&limit=50".into()
     })
     .await;
     let list_p50 = s.p50;
     let note = format!("{:.0} req/s", c.rps);
     row("list status+label, 50 rows", Some(c), Some(s), None, note);
 
-    let b = base.to_string();
-    let (c, s) = load(times, CONCURRENCY, secs, move |c, i| {
-        c.get(format!(
-            "{b}/workspace/issues?q={}&limit=50",
-            WORDS[(i % 16) as usize]
-        ))
+    let (c, s) = load_gets(times, secs, base, |i| {
+        format!("/workspace/issues?q={}&limit=50", WORDS[(i % 16) as usize])
     })
     .await;
     let note = format!("{:.0} req/s", c.rps);
     row("full-text search, 50 rows", Some(c), Some(s), None, note);
 
-    let b = base.to_string();
-    let (c, s) = load(times, CONCURRENCY, secs, move |c, i| {
-        c.get(format!(
-            "{b}/workspace/issues/{}",
-            layout::format_id(1 + i % n)
-        ))
+    let (c, s) = load_gets(times, secs, base, move |i| {
+        format!("/workspace/issues/{}", layout::format_id(1 + i % n))
     })
     .await;
     let note = format!("{:.0} req/s", c.rps);
@@ -855,12 +858,11 @@ async fn serve_reads_rows(
         "index up to date".into(),
     );
     let times = ServerTimes::default();
-    // 8 clients asking, in turn, a query of each of `values` (`?{query}{value}`).
+    // In turn, a query of each of `values` (`?{query}{value}`).
     let turns = |query: &'static str, values: &'static [&'static str]| {
-        let b = base.clone();
-        load(&times, CONCURRENCY, secs, move |c, i| {
+        load_gets(&times, secs, &base, move |i| {
             let value = values[(i % values.len() as u64) as usize];
-            c.get(format!("{b}/workspace/issues?{query}{value}&limit=50"))
+            format!("/workspace/issues?{query}{value}&limit=50")
         })
     };
     let (list, _) = turns("status=open&label=", &LABELS).await;

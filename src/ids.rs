@@ -27,6 +27,13 @@ pub fn prefixed(prefix: &str) -> String {
     format!("{prefix}{}", random_hex(6))
 }
 
+/// This machine's host name (what `gethostname` gives), if the kernel tells it.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+}
+
 /// A run's own credential (upstream's `wrt_` form), given to it as `WORKEROS_RUN_TOKEN`.
 pub fn run_token() -> String {
     format!("wrt_{}", random_urlsafe(32))

@@ -185,6 +185,42 @@ pub struct TotalCache {
     counting: Mutex<HashMap<IssueFilter, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// A request's place in line to count a filter's total. The last one to leave, even a
+/// request cancelled while it waited, forgets the filter's lock (the map holds one
+/// reference, each turn another), so the map holds only filters being counted.
+struct CountTurn<'a> {
+    totals: &'a TotalCache,
+    filter: &'a IssueFilter,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> CountTurn<'a> {
+    fn take(totals: &'a TotalCache, filter: &'a IssueFilter) -> Self {
+        let lock = Arc::clone(
+            totals
+                .counting
+                .lock()
+                .expect("total counting")
+                .entry(filter.clone())
+                .or_default(),
+        );
+        CountTurn {
+            totals,
+            filter,
+            lock,
+        }
+    }
+}
+
+impl Drop for CountTurn<'_> {
+    fn drop(&mut self) {
+        let mut counting = self.totals.counting.lock().expect("total counting");
+        if Arc::strong_count(&self.lock) == 2 {
+            counting.remove(self.filter);
+        }
+    }
+}
+
 const TOTAL_CACHE_MAX: usize = 256;
 
 impl TotalCache {
@@ -390,29 +426,13 @@ impl Index {
         generation: u64,
         totals: &TotalCache,
     ) -> anyhow::Result<i64> {
-        let lock = Arc::clone(
-            totals
-                .counting
-                .lock()
-                .expect("total counting")
-                .entry(req.filter.clone())
-                .or_default(),
-        );
-        let counted = async {
-            let _one_count = lock.lock().await;
-            // Another request may have counted it while this one waited.
-            if let Some(t) = totals.get(generation, &req.filter) {
-                return Ok(t);
-            }
-            self.count_now(req, generation, totals).await
+        let turn = CountTurn::take(totals, &req.filter);
+        let _one_count = turn.lock.lock().await;
+        // Another request may have counted it while this one waited.
+        if let Some(t) = totals.get(generation, &req.filter) {
+            return Ok(t);
         }
-        .await;
-        // The last one out forgets the lock (the map holds one reference).
-        let mut counting = totals.counting.lock().expect("total counting");
-        if Arc::strong_count(&lock) == 2 {
-            counting.remove(&req.filter);
-        }
-        counted
+        self.count_now(req, generation, totals).await
     }
 
     async fn count_now(

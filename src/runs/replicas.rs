@@ -39,9 +39,7 @@ pub struct Replica {
 
 impl Replica {
     pub fn new(lease_seconds: u64) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
+        let host = crate::ids::host_name().unwrap_or_else(|| "localhost".into());
         Replica {
             id: crate::ids::prefixed("rep_"),
             host: format!("{host} pid {}", std::process::id()),

@@ -243,9 +243,7 @@ impl GcLock {
     fn take(objects: &Path) -> Option<GcLock> {
         let gitdir = objects.parent()?;
         let path = gitdir.join("gc.pid");
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default();
+        let host = crate::ids::host_name().unwrap_or_default();
         let mine = format!("{} {host}", std::process::id());
         for _ in 0..2 {
             match std::fs::OpenOptions::new()
@@ -352,14 +350,14 @@ mod tests {
         // git's gc lock: a live holder on this host (pid 1 lives) keeps the run out;
         // a dead one's lock is taken over, and the run removes it after.
         set_auto(20);
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let host = crate::ids::host_name().unwrap();
         let lock = gitdir.join("gc.pid");
-        std::fs::write(&lock, format!("1 {}", host.trim())).unwrap();
+        std::fs::write(&lock, format!("1 {host}")).unwrap();
         loose(&mut repo, 9, 10);
         repo.maintainer().run();
         assert!(count("count") > 0, "held: nothing packed");
         assert_eq!(repo.maintainer().repacks(), 1);
-        std::fs::write(&lock, format!("999999999 {}", host.trim())).unwrap();
+        std::fs::write(&lock, format!("999999999 {host}")).unwrap();
         repo.maintainer().run();
         assert_eq!(count("count"), 0, "a dead holder's lock taken over");
         assert!(!lock.exists(), "and let go");
